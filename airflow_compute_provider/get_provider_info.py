@@ -1,0 +1,51 @@
+"""Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_compute_provider import __version__
+
+_PACKAGE = "airflow_compute_provider"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-compute-provider",
+        "name": "Compute (ECS and Kubernetes) failure handling",
+        "description": (
+            "Operators, hooks and triggers that normalize AWS ECS and Kubernetes failures into one "
+            "ComputeError with a retry classification, and act on it in workflows."
+        ),
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Compute failure handling",
+                "external-doc-url": "https://pypi.org/project/airflow-compute-provider/",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Compute failure handling",
+                "python-modules": [f"{_PACKAGE}.hooks.ecs", f"{_PACKAGE}.hooks.kubernetes"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Compute failure handling",
+                "python-modules": [
+                    f"{_PACKAGE}.operators.ecs",
+                    f"{_PACKAGE}.operators.kubernetes",
+                    f"{_PACKAGE}.operators.branch",
+                    f"{_PACKAGE}.operators.cleanup",
+                ],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Compute failure handling",
+                "python-modules": [f"{_PACKAGE}.triggers.status"],
+            }
+        ],
+    }
