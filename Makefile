@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint venv clean
+.PHONY: test lint venv test-deps clean
 
 venv: $(VENV)/.installed
 
@@ -18,7 +18,12 @@ lint: venv
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-test: lint
+# Debian packages and the Kubernetes binaries the integration tests start (cached after one build).
+test-deps:
+	scripts/ensure-postgres
+	scripts/build-kube
+
+test: lint test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,0 +1,1 @@
+"""Placeholder; filled in by the test-infrastructure work (issue 3)."""
