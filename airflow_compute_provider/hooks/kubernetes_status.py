@@ -1,0 +1,121 @@
+"""Reading a pod's state as a ``UnitStatus``; no I/O.
+
+``unit_status(unit, pod)`` is the whole public surface. The pod phase gives the unit phase;
+``normalize.kubernetes.from_pod`` decides whether the pod is in trouble (failed, or stuck
+pending: unschedulable, image pull back-off, config errors), and this module adds what the
+lifecycle needs around it:
+
+    Pending    pending; when ``from_pod`` finds it stuck: its error and ``stuck_since``,
+               so the lifecycle can wait out a grace period before giving up
+    Running    running; ``healthy`` is the Ready condition when a readiness probe exists
+    Succeeded  succeeded, with the exit code
+    Failed     failed, with ``from_pod``'s error and the exit code
+    Unknown    running but not healthy (the node stopped reporting; not over yet)
+    (no pod)   vanished
+
+Pods are dicts in the API's JSON form (camelCase), as the hook's list calls return them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_compute_provider.errors import ComputeError, ErrorCode
+from airflow_compute_provider.errors.model import RootCause
+from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
+from airflow_compute_provider.normalize.kubernetes import from_pod
+
+PROVIDER = "kubernetes"
+
+
+def unit_status(unit: Unit, pod: Mapping[str, Any] | None) -> UnitStatus:
+    """Where ``unit`` is now, given its pod (``None`` when the pod no longer exists)."""
+    if pod is None:
+        return UnitStatus(unit=unit, phase=UnitPhase.VANISHED)
+    status = pod.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    exit_code = _exit_code(status)
+    error = _with_resource(from_pod(dict(pod)), unit.resource_id)
+
+    if phase == "Pending":
+        stuck_since = _stuck_since(pod) if error else None
+        return UnitStatus(unit=unit, phase=UnitPhase.PENDING, error=error, stuck_since=stuck_since)
+    if phase == "Running":
+        return UnitStatus(unit=unit, phase=UnitPhase.RUNNING, healthy=_healthy(pod), error=error)
+    if phase == "Succeeded":
+        return UnitStatus(unit=unit, phase=UnitPhase.SUCCEEDED, exit_code=exit_code)
+    if phase == "Failed":
+        failure = error or _unexplained_failure(unit, status, exit_code)
+        return UnitStatus(unit=unit, phase=UnitPhase.FAILED, exit_code=exit_code, error=failure)
+    # "Unknown": the kubelet stopped reporting. The pod may still be running, so this is not
+    # an end; the lifecycle sees an unhealthy running unit and its deadline still applies.
+    return UnitStatus(unit=unit, phase=UnitPhase.RUNNING, healthy=False, error=error)
+
+
+def _exit_code(status: Mapping[str, Any]) -> int | None:
+    """The first non-zero exit code of the pod's (non-init) containers, else the first one."""
+    codes = []
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode") is not None:
+            codes.append(int(terminated["exitCode"]))
+    return next((code for code in codes if code != 0), codes[0] if codes else None)
+
+
+def _healthy(pod: Mapping[str, Any]) -> bool | None:
+    """The Ready condition, when some container defines a readiness probe; else ``None``."""
+    spec = pod.get("spec") or {}
+    if not any(c.get("readinessProbe") for c in spec.get("containers") or []):
+        return None
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def _stuck_since(pod: Mapping[str, Any]) -> str | None:
+    """When the pod entered the state it is stuck in (ISO 8601, as the API gives it).
+
+    An unschedulable pod carries the time in its PodScheduled condition. Container waiting
+    states (image pull back-off, config errors) carry no time, so the moment the containers
+    stopped being ready stands in, then the pod's start, then its creation.
+    """
+    status = pod.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    scheduled = conditions.get("PodScheduled") or {}
+    if scheduled.get("status") == "False" and scheduled.get("lastTransitionTime"):
+        return str(scheduled["lastTransitionTime"])
+    containers_ready = conditions.get("ContainersReady") or {}
+    if containers_ready.get("status") == "False" and containers_ready.get("lastTransitionTime"):
+        return str(containers_ready["lastTransitionTime"])
+    since = status.get("startTime") or (pod.get("metadata") or {}).get("creationTimestamp")
+    return str(since) if since else None
+
+
+def _unexplained_failure(unit: Unit, status: Mapping[str, Any], exit_code: int | None) -> ComputeError:
+    """A failed pod ``from_pod`` found nothing to say about: still a failure, never silence."""
+    code = ErrorCode.CONTAINER_FAILED if exit_code else ErrorCode.UNKNOWN_PROVIDER_ERROR
+    why = status.get("message") or status.get("reason") or "no reason given"
+    return ComputeError(
+        code=code,
+        message=f"pod {unit.resource_id} failed: {why}",
+        provider=PROVIDER,
+        root_cause=RootCause(
+            provider=PROVIDER,
+            provider_code=status.get("reason"),
+            provider_message=status.get("message"),
+            resource_id=unit.resource_id,
+            exit_code=exit_code,
+            reason=status.get("reason"),
+        ),
+    )
+
+
+def _with_resource(error: ComputeError | None, resource_id: str) -> ComputeError | None:
+    """``error`` naming the pod in its root cause, when the normalizer left that out."""
+    if error is None or error.root_cause.resource_id:
+        return error
+    return error.model_copy(
+        update={"root_cause": error.root_cause.model_copy(update={"resource_id": resource_id})}
+    )
