@@ -1,0 +1,98 @@
+"""Argument validation for compute operators, before any provider call.
+
+Each argument has a validator (``ARGUMENT_TYPES`` for the common ones; provider operators
+add theirs): a pydantic ``TypeAdapter``'s ``validate_python``, or one of the state store's own
+checks where the store will see the value too, so both refuse exactly the same input.
+``validate_arguments`` checks every argument it is given and raises one
+``ComputeConfigError`` naming the first bad one. Operators call it twice:
+
+* at DAG parse time, skipping values that are still Jinja templates (``"{{ ... }}"``);
+* at the start of ``execute``, after rendering, on every value.
+
+so a static mistake fails the DAG import and a templated one fails the task before it touches
+the provider or the tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
+
+from airflow_compute_provider.errors import ComputeConfigError
+from airflow_compute_provider.state import validate as store_checks
+
+Validator = Callable[[Any], Any]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+def _optional(check: Validator) -> Validator:
+    return lambda value: None if value is None else check(value)
+
+
+def typed(annotation: Any) -> Validator:
+    """A validator from a type annotation (pydantic's lax coercion: "3" is a fine count)."""
+    return TypeAdapter(annotation).validate_python
+
+
+Duration = Annotated[timedelta, AfterValidator(_positive)]
+
+ARGUMENT_TYPES: Mapping[str, Validator] = {
+    "tenant_id": store_checks.tenant_id,
+    "operation": lambda value: store_checks.text(value, "operation"),
+    "execution_id": _optional(store_checks.execution_id),
+    "count": typed(Annotated[int, Field(ge=1, le=1000)]),
+    "wait_for": typed(Literal["completion", "running"]),
+    "timeout": typed(Duration),
+    "timeout_factor": typed(Annotated[float, Field(ge=1.0, le=100.0)]),
+    "max_timeout": typed(Duration | None),
+    "on_partial_failure": typed(Literal["rollback", "retry_failed"]),
+    "on_kill_action": typed(Literal["keep", "stop"]),
+    "poll_interval": typed(Annotated[float, Field(gt=0, le=3600)]),
+    "pending_grace_period": typed(Annotated[timedelta, Field(ge=timedelta(0))]),
+    "state_conn_id": lambda value: store_checks.text(value, "state_conn_id"),
+}
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def validate_arguments(
+    values: Mapping[str, Any],
+    types: Mapping[str, Validator],
+    *,
+    skip_templates: bool,
+) -> dict[str, Any]:
+    """Validated (and coerced) values; raises ``ComputeConfigError`` for the first bad one."""
+    validated: dict[str, Any] = {}
+    for name, value in values.items():
+        if skip_templates and is_template(value):
+            validated[name] = value
+            continue
+        check = types.get(name)
+        if check is None:
+            validated[name] = value
+            continue
+        try:
+            validated[name] = check(value)
+        except ValidationError as exc:
+            raise ComputeConfigError(f"{_first_problem(exc)} (got {_shown(value)})", argument=name) from None
+    return validated
+
+
+def _first_problem(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    return str(errors[0]["msg"]) if errors else str(exc)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,122 @@
+"""Reconcile before launch: which units of an execution to adopt, and which to (re)launch.
+
+A try never launches blindly. It first gathers what already exists for its execution (units
+the provider finds by tag or label, plus every unit the ledger knows a resource id for),
+describes them, and then decides per unit index, looking only at the unit's newest generation:
+
+    newest generation pending, running or succeeded      adopt it (nothing is launched)
+    newest generation failed, refused, stopped, vanished  launch generation + 1
+    only an intent in the ledger, nothing on the provider re-send the same generation: the
+                                                          request carries the same idempotency
+                                                          token, so a request that did arrive
+                                                          before a crash is not doubled
+    nothing known                                         launch generation 1
+
+A try of an execution that already succeeded (a cleared task) launches a new generation of
+every unit: the DAG author asked for the work to run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from airflow_compute_provider.hooks.base import Unit, UnitLaunch, UnitPhase, UnitStatus
+from airflow_compute_provider.state.models import LedgerEntry
+from airflow_compute_provider.state.status import ResourceStatus
+
+FIRST_GENERATION = 1
+
+_LEDGER_DONE = frozenset({ResourceStatus.SUCCEEDED})
+_LEDGER_FAILED = frozenset(
+    {
+        ResourceStatus.FAILED,
+        ResourceStatus.STOPPING,
+        ResourceStatus.STOPPED,
+        ResourceStatus.PENDING_CLEANUP,
+        ResourceStatus.CLEANED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class ReconcilePlan:
+    #: units that already exist and may still succeed (or did), with their current status
+    adopted: Sequence[UnitStatus] = ()
+    #: unit generations to launch, new ones and re-sent ones alike
+    to_launch: Sequence[UnitLaunch] = ()
+    #: unit indexes of ``to_launch`` that re-send an intent already in the ledger
+    resent: frozenset[int] = field(default_factory=frozenset)
+
+
+def known_units(ledger: Iterable[LedgerEntry], found: Iterable[Unit]) -> list[Unit]:
+    """Every unit generation worth describing: found on the provider, or launched per the ledger."""
+    units = {(u.index, u.generation): u for u in found}
+    for entry in ledger:
+        key = (entry.unit_index, entry.generation)
+        if key not in units and entry.resource_id:
+            units[key] = Unit(entry.unit_index, entry.generation, entry.resource_id, dict(entry.locator))
+    return sorted(units.values(), key=lambda u: (u.index, u.generation))
+
+
+def plan_units(
+    count: int,
+    ledger: Sequence[LedgerEntry],
+    statuses: Sequence[UnitStatus],
+    *,
+    fresh_start: bool = False,
+) -> ReconcilePlan:
+    """Decide, per unit index in ``range(count)``, between adopting and launching."""
+    adopted: list[UnitStatus] = []
+    to_launch: list[UnitLaunch] = []
+    resent: set[int] = set()
+    for index in range(count):
+        entries = [e for e in ledger if e.unit_index == index]
+        seen = [s for s in statuses if s.unit.index == index]
+        newest = max([e.generation for e in entries] + [s.unit.generation for s in seen], default=0)
+        if newest == 0:
+            to_launch.append(UnitLaunch(index, FIRST_GENERATION))
+            continue
+        if fresh_start:
+            to_launch.append(UnitLaunch(index, newest + 1))
+            continue
+        entry = next((e for e in entries if e.generation == newest), None)
+        status = next((s for s in seen if s.unit.generation == newest), None)
+        decision = _decide(entry, status)
+        if decision == "adopt":
+            assert status is not None or entry is not None
+            adopted.append(status if _usable(status) else _from_ledger(entry))  # type: ignore[arg-type]
+        elif decision == "resend":
+            to_launch.append(UnitLaunch(index, newest))
+            resent.add(index)
+        else:
+            to_launch.append(UnitLaunch(index, newest + 1))
+    return ReconcilePlan(adopted=adopted, to_launch=to_launch, resent=frozenset(resent))
+
+
+def _decide(entry: LedgerEntry | None, status: UnitStatus | None) -> str:
+    if status is not None and status.phase in (UnitPhase.PENDING, UnitPhase.RUNNING, UnitPhase.SUCCEEDED):
+        # A unit stuck pending with an error is adopted too: the wait applies its grace period.
+        return "adopt"
+    if status is not None and status.phase is UnitPhase.FAILED:
+        return "relaunch"
+    # Vanished or never seen: the ledger knows best.
+    if entry is None:
+        return "relaunch"
+    if entry.status in _LEDGER_DONE:
+        return "adopt"  # finished long ago; the provider may have forgotten it
+    if entry.status is ResourceStatus.INTENDED and not entry.resource_id:
+        return "resend"
+    if entry.status in _LEDGER_FAILED:
+        return "relaunch"
+    # Launched or running per the ledger but gone from the provider: it will not come back.
+    return "relaunch"
+
+
+def _usable(status: UnitStatus | None) -> bool:
+    return status is not None and status.phase is not UnitPhase.VANISHED
+
+
+def _from_ledger(entry: LedgerEntry) -> UnitStatus:
+    unit = Unit(entry.unit_index, entry.generation, entry.resource_id or "", dict(entry.locator))
+    return UnitStatus(unit=unit, phase=UnitPhase.SUCCEEDED)
