@@ -1,0 +1,56 @@
+"""The tenant state store: a failed compute operation never corrupts tenant state.
+
+    status.py    TenantStatus and the other statuses; the transition tables; IllegalTransitionError
+    rules.py     who may begin on a tenant, and where a finished try leaves it (pure decisions)
+    models.py    the frozen records the store returns: Tenant, Operation, LedgerEntry, Transition
+    validate.py  argument checks (ComputeConfigError naming the argument) before any write
+    store.py     TenantStateStore, the interface the operators use
+    schema.py    the tables and their version guard
+    sql.py       SqlTenantStateStore: the interface on SQLAlchemy (SQLite, PostgreSQL)
+    config.py    which database: an Airflow connection, or an embedded SQLite file
+    cli.py       ``python -m airflow_compute_provider.state`` for the platform's operators
+
+Only ``errors`` is imported from the rest of the package; Airflow only lazily, in config.py.
+"""
+
+from airflow_compute_provider.state.models import (
+    LedgerEntry,
+    Operation,
+    ResourceUpdate,
+    Tenant,
+    Transition,
+    newest_generations,
+)
+from airflow_compute_provider.state.schema import SCHEMA_VERSION, StateSchemaError
+from airflow_compute_provider.state.sql import SqlTenantStateStore, TenantNotFoundError
+from airflow_compute_provider.state.status import (
+    RESOURCE_TRANSITIONS,
+    TENANT_TRANSITIONS,
+    IllegalTransitionError,
+    OperationStatus,
+    ResourceStatus,
+    TenantEvent,
+    TenantStatus,
+)
+from airflow_compute_provider.state.store import TenantStateStore
+
+__all__ = [
+    "RESOURCE_TRANSITIONS",
+    "SCHEMA_VERSION",
+    "TENANT_TRANSITIONS",
+    "IllegalTransitionError",
+    "LedgerEntry",
+    "Operation",
+    "OperationStatus",
+    "ResourceStatus",
+    "ResourceUpdate",
+    "SqlTenantStateStore",
+    "StateSchemaError",
+    "Tenant",
+    "TenantEvent",
+    "TenantNotFoundError",
+    "TenantStateStore",
+    "TenantStatus",
+    "Transition",
+    "newest_generations",
+]

@@ -1,0 +1,146 @@
+"""What the state store hands back: small frozen records, one per table.
+
+    Tenant          a tenant's status and who holds it
+    Operation       one try (attempt) of one execution, with its outcome and error
+    LedgerEntry     one unit generation the lifecycle intended to launch, and what became of it
+    Transition      one move of a tenant's status (the audit trail ``release`` notes land in)
+    ResourceUpdate  the input of ``record_resources``: a new status for one unit generation
+
+Errors travel as ``ComputeError`` objects here and as their JSON in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from airflow_compute_provider.errors import ComputeError, ErrorCode
+from airflow_compute_provider.state.status import (
+    OperationStatus,
+    ResourceStatus,
+    TenantEvent,
+    TenantStatus,
+)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    status: TenantStatus
+    #: the execution that holds the tenant, or held it last (``None`` before the first one)
+    execution_id: str | None
+    attempt: int | None
+    #: whether ``execution_id`` holds the tenant now: during a try, and while its retry is due
+    held: bool
+    #: the note of the last release
+    note: str | None
+    #: bumped by every transition (optimistic concurrency)
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: int
+    tenant_id: str
+    execution_id: str
+    attempt: int
+    operation: str
+    provider: str
+    status: OperationStatus
+    error: ComputeError | None
+    #: what ``finish_operation`` was told: ``None`` until the try was finished
+    will_retry: bool | None
+    #: the tenant status the finish led to (``None`` until finished)
+    tenant_status_after: TenantStatus | None
+    started_at: datetime
+    outcome_at: datetime | None
+    finished_at: datetime | None
+    #: what became of work that outlived this try (set by the reconciler)
+    eventual_status: OperationStatus | None = None
+    eventual_error: ComputeError | None = None
+    eventual_at: datetime | None = None
+
+    @property
+    def error_code(self) -> ErrorCode | None:
+        return self.error.code if self.error is not None else None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    tenant_id: str
+    execution_id: str
+    provider: str
+    conn_id: str | None
+    #: where the resource lives (region and cluster, or namespace), as the backend says
+    locator: Mapping[str, str]
+    unit_index: int
+    generation: int
+    idempotency_token: str
+    resource_id: str | None
+    status: ResourceStatus
+    #: how many launch requests were about to be sent for this intent
+    attempts: int
+    last_error: ComputeError | None
+    created_at: datetime
+    updated_at: datetime
+    #: bumped by every change (optimistic concurrency)
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Transition:
+    id: int
+    tenant_id: str
+    event: TenantEvent
+    from_status: TenantStatus
+    to_status: TenantStatus
+    execution_id: str | None
+    attempt: int | None
+    note: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ResourceUpdate:
+    """A unit generation's new status; ``resource_id`` once known, ``error`` when it failed."""
+
+    unit_index: int
+    generation: int
+    status: ResourceStatus | str
+    resource_id: str | None = None
+    error: ComputeError | None = None
+
+
+def newest_generations(entries: Iterable[LedgerEntry]) -> dict[int, LedgerEntry]:
+    """The newest generation of every unit, by unit index: what reconcile-before-launch reads."""
+    newest: dict[int, LedgerEntry] = {}
+    for entry in entries:
+        current = newest.get(entry.unit_index)
+        if current is None or entry.generation > current.generation:
+            newest[entry.unit_index] = entry
+    return newest
+
+
+def to_json_dict(record: Tenant | Operation | LedgerEntry | Transition) -> dict[str, Any]:
+    """A record as plain JSON data (for ``--json`` output and logs)."""
+    out: dict[str, Any] = {}
+    for name in record.__dataclass_fields__:
+        out[name] = _plain(getattr(record, name))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, ComputeError):
+        return value.to_json_dict()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):  # StrEnum members included
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,736 @@
+"""``SqlTenantStateStore``: the state store on any SQLAlchemy database (SQLite, PostgreSQL).
+
+How a write happens, whatever the method:
+
+    validate the arguments (validate.py)         nothing touched yet: bad input writes nothing
+    Database.write(name, work)                   one transaction (engine.py)
+      └── work(conn): read rows (rows.py), ask status.py / rules.py, write
+            a tenant row changes only through UPDATE ... WHERE version = <the version read>
+    COMMIT; or, when a concurrent writer got there first (no row matched the version, or a
+    unique key was taken), ROLLBACK and run ``work`` again on fresh rows
+
+So two workers racing on one tenant cannot both win, and no update is lost: the loser's
+UPDATE matches no row and its next round sees the winner's state (and is refused, or builds
+on it). A process killed mid-transaction leaves the previous state: nothing was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ErrorCode
+from airflow_compute_provider.state import rows
+from airflow_compute_provider.state import validate as v
+from airflow_compute_provider.state.engine import Database, LostRace
+from airflow_compute_provider.state.models import (
+    LedgerEntry,
+    Operation,
+    ResourceUpdate,
+    Tenant,
+    Transition,
+)
+from airflow_compute_provider.state.rules import (
+    BeginDecision,
+    BeginRequest,
+    decide_begin,
+    finish_target,
+    refusal,
+)
+from airflow_compute_provider.state.schema import operations, resources, tenants, transitions
+from airflow_compute_provider.state.status import (
+    IllegalTransitionError,
+    OperationStatus,
+    ResourceStatus,
+    TenantEvent,
+    TenantStatus,
+    check_tenant_transition,
+    resource_move_allowed,
+)
+from airflow_compute_provider.state.store import TenantStateStore
+
+#: errors after which the work a try started may have outlived it (the reconciler's business)
+_WORK_MAY_OUTLIVE = (ErrorCode.OPERATION_TIMEOUT.value,)
+
+
+_log = logging.getLogger(__name__)
+
+
+class TenantNotFoundError(LookupError):
+    """The store has never seen this tenant."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlTenantStateStore(TenantStateStore):
+    """The tenant state store on the database at ``url`` (any SQLAlchemy URL).
+
+    Tables are created on first use. The store is safe to share between threads; each
+    process should open its own.
+    """
+
+    def __init__(self, url: str | sa.URL, *, busy_timeout: float = 30.0) -> None:
+        self._db = Database(url, busy_timeout=busy_timeout)
+        #: the database, named without its password (for messages and logs)
+        self.where = self._db.where
+
+    def __repr__(self) -> str:
+        return f"SqlTenantStateStore({self.where!r})"
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    # -- the lifecycle -------------------------------------------------------------------------
+
+    def begin_operation(
+        self, tenant_id: str, execution_id: str, operation: str, provider: str, attempt: int
+    ) -> Operation:
+        request = BeginRequest(
+            tenant_id=v.tenant_id(tenant_id),
+            execution_id=v.execution_id(execution_id),
+            operation=v.text(operation, "operation"),
+            provider=v.text(provider, "provider"),
+            attempt=v.positive_int(attempt, "attempt"),
+        )
+        return self._db.write("begin_operation", lambda conn: self._begin(conn, request))
+
+    def record_intent(
+        self,
+        tenant_id: str,
+        execution_id: str,
+        *,
+        provider: str,
+        conn_id: str | None,
+        locator: Mapping[str, str],
+        unit_index: int,
+        generation: int,
+        idempotency_token: str,
+    ) -> LedgerEntry:
+        values = {
+            "tenant_id": v.tenant_id(tenant_id),
+            "execution_id": v.execution_id(execution_id),
+            "provider": v.text(provider, "provider"),
+            "conn_id": v.optional_text(conn_id, "conn_id"),
+            "locator": json.dumps(v.locator(locator), sort_keys=True),
+            "unit_index": v.non_negative_int(unit_index, "unit_index"),
+            "generation": v.non_negative_int(generation, "generation"),
+            "idempotency_token": v.text(idempotency_token, "idempotency_token", v.TOKEN_MAX),
+        }
+        return self._db.write("record_intent", lambda conn: self._intent(conn, values))
+
+    def record_resources(
+        self, tenant_id: str, execution_id: str, updates: Sequence[ResourceUpdate]
+    ) -> list[LedgerEntry]:
+        tenant_id = v.tenant_id(tenant_id)
+        execution_id = v.execution_id(execution_id)
+        checked = [_checked_update(u, i) for i, u in enumerate(updates)]
+        return self._db.write(
+            "record_resources", lambda conn: self._resources(conn, tenant_id, execution_id, checked)
+        )
+
+    def ledger(self, tenant_id: str, execution_id: str) -> list[LedgerEntry]:
+        return self.list_resources(tenant_id=tenant_id, execution_id=execution_id)
+
+    def record_outcome(self, tenant_id: str, execution_id: str, outcome: ComputeError | None) -> Operation:
+        tenant_id, execution_id = v.tenant_id(tenant_id), v.execution_id(execution_id)
+        outcome = _checked_outcome(outcome)
+        return self._db.write(
+            "record_outcome", lambda conn: self._outcome(conn, tenant_id, execution_id, outcome)
+        )
+
+    def finish_operation(
+        self, tenant_id: str, execution_id: str, outcome: ComputeError | None, *, will_retry: bool
+    ) -> Tenant:
+        tenant_id, execution_id = v.tenant_id(tenant_id), v.execution_id(execution_id)
+        outcome = _checked_outcome(outcome)
+        will_retry = v.boolean(will_retry, "will_retry")
+        return self._db.write(
+            "finish_operation", lambda conn: self._finish(conn, tenant_id, execution_id, outcome, will_retry)
+        )
+
+    def timeouts_so_far(self, tenant_id: str, execution_id: str) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(operations)
+            .where(
+                operations.c.tenant_id == v.tenant_id(tenant_id),
+                operations.c.execution_id == v.execution_id(execution_id),
+                operations.c.error_code == ErrorCode.OPERATION_TIMEOUT.value,
+            )
+        )
+        return self._db.read(lambda conn: int(conn.execute(query).scalar_one()))
+
+    def last_error(self, tenant_id: str, execution_id: str) -> ComputeError | None:
+        query = (
+            sa.select(operations.c.error)
+            .where(
+                operations.c.tenant_id == v.tenant_id(tenant_id),
+                operations.c.execution_id == v.execution_id(execution_id),
+                operations.c.error.is_not(None),
+            )
+            .order_by(operations.c.attempt.desc())
+            .limit(1)
+        )
+        return rows.to_error(self._db.read(lambda conn: conn.execute(query).scalar()))
+
+    # -- the reconciler ------------------------------------------------------------------------
+
+    def list_operations(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: OperationStatus | str | None = None,
+        error_code: ErrorCode | str | None = None,
+        awaiting_eventual_outcome: bool = False,
+    ) -> list[Operation]:
+        query = sa.select(operations).order_by(operations.c.id.desc())
+        if tenant_id is not None:
+            query = query.where(operations.c.tenant_id == v.tenant_id(tenant_id))
+        wanted = v.optional_member(OperationStatus, status, "status")
+        if wanted is not None:
+            query = query.where(operations.c.status == wanted.value)
+        code = v.optional_member(ErrorCode, error_code, "error_code")
+        if code is not None:
+            query = query.where(operations.c.error_code == code.value)
+        if v.boolean(awaiting_eventual_outcome, "awaiting_eventual_outcome"):
+            query = query.where(
+                operations.c.finished_at.is_not(None),
+                operations.c.eventual_status.is_(None),
+                sa.or_(
+                    operations.c.error_code.in_(_WORK_MAY_OUTLIVE),
+                    operations.c.status == OperationStatus.ABANDONED.value,
+                ),
+            )
+        return self._db.read(lambda conn: [rows.to_operation(r) for r in conn.execute(query)])
+
+    def record_eventual_outcome(
+        self, tenant_id: str, execution_id: str, attempt: int, outcome: ComputeError | None
+    ) -> Operation:
+        key = (v.tenant_id(tenant_id), v.execution_id(execution_id), v.positive_int(attempt, "attempt"))
+        outcome = _checked_outcome(outcome)
+        return self._db.write("record_eventual_outcome", lambda conn: self._eventual(conn, *key, outcome))
+
+    # -- reading, and the operators of the platform --------------------------------------------
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        tenant_id = v.tenant_id(tenant_id)
+        return self._db.read(lambda conn: rows.tenant(conn, tenant_id))
+
+    def list_tenants(self, status: TenantStatus | str | None = None) -> list[Tenant]:
+        query = sa.select(tenants).order_by(tenants.c.tenant_id)
+        wanted = v.optional_member(TenantStatus, status, "status")
+        if wanted is not None:
+            query = query.where(tenants.c.status == wanted.value)
+        return self._db.read(lambda conn: [rows.to_tenant(r) for r in conn.execute(query)])
+
+    def list_resources(
+        self,
+        *,
+        tenant_id: str | None = None,
+        execution_id: str | None = None,
+        status: ResourceStatus | str | None = None,
+    ) -> list[LedgerEntry]:
+        query = sa.select(resources).order_by(
+            resources.c.tenant_id, resources.c.execution_id, resources.c.unit_index, resources.c.generation
+        )
+        if tenant_id is not None:
+            query = query.where(resources.c.tenant_id == v.tenant_id(tenant_id))
+        if execution_id is not None:
+            query = query.where(resources.c.execution_id == v.execution_id(execution_id))
+        wanted = v.optional_member(ResourceStatus, status, "status")
+        if wanted is not None:
+            query = query.where(resources.c.status == wanted.value)
+        return self._db.read(lambda conn: [rows.to_entry(r) for r in conn.execute(query)])
+
+    def operations(self, tenant_id: str) -> list[Operation]:
+        return self.list_operations(tenant_id=tenant_id)
+
+    def transitions(self, tenant_id: str) -> list[Transition]:
+        query = (
+            sa.select(transitions)
+            .where(transitions.c.tenant_id == v.tenant_id(tenant_id))
+            .order_by(transitions.c.id.desc())
+        )
+        return self._db.read(lambda conn: [rows.to_transition(r) for r in conn.execute(query)])
+
+    def release(self, tenant_id: str, note: str, *, force: bool = False) -> Tenant:
+        tenant_id, note = v.tenant_id(tenant_id), v.note(note)
+        force = v.boolean(force, "force")
+        return self._db.write("release", lambda conn: self._release(conn, tenant_id, note, force))
+
+    # -- transitions (each runs inside one transaction) ----------------------------------------
+
+    def _begin(self, conn: Connection, request: BeginRequest) -> Operation:
+        now = _now()
+        tenant = rows.tenant(conn, request.tenant_id)
+        if tenant is None:
+            # First sight. A racing first sight of the same tenant fails this INSERT on the
+            # primary key, and _write runs us again to find the winner's row.
+            conn.execute(
+                tenants.insert().values(
+                    tenant_id=request.tenant_id,
+                    status=TenantStatus.READY.value,
+                    held=False,
+                    version=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            tenant = rows.tenant(conn, request.tenant_id)
+            assert tenant is not None
+        same_attempt = rows.operation(conn, request.tenant_id, request.execution_id, request.attempt)
+        newest_attempt = conn.execute(
+            sa.select(sa.func.max(operations.c.attempt)).where(
+                operations.c.tenant_id == request.tenant_id,
+                operations.c.execution_id == request.execution_id,
+            )
+        ).scalar()
+        decision = decide_begin(tenant, request, same_attempt, newest_attempt)
+        if decision is BeginDecision.ALREADY_BEGUN:
+            assert same_attempt is not None
+            return same_attempt
+        target = TenantStatus.OPERATION_IN_PROGRESS
+        check_tenant_transition(tenant.tenant_id, tenant.status, TenantEvent.BEGIN, target)
+        self._move_tenant(
+            conn,
+            tenant,
+            target,
+            TenantEvent.BEGIN,
+            execution_id=request.execution_id,
+            attempt=request.attempt,
+            held=True,
+            now=now,
+        )
+        # An earlier try that never finished (its worker died) ends here.
+        self._close_unfinished(conn, request.tenant_id, now)
+        inserted = conn.execute(
+            operations.insert().values(
+                tenant_id=request.tenant_id,
+                execution_id=request.execution_id,
+                attempt=request.attempt,
+                operation=request.operation,
+                provider=request.provider,
+                status=OperationStatus.IN_PROGRESS.value,
+                started_at=now,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        op_id = int(inserted[0])
+        return rows.operation_by_id(conn, op_id)
+
+    def _intent(self, conn: Connection, values: dict[str, Any]) -> LedgerEntry:
+        tenant_id, execution_id = values["tenant_id"], values["execution_id"]
+        tenant = self._require_tenant(conn, tenant_id)
+        op = rows.newest_operation(conn, tenant_id, execution_id)
+        if op is None:
+            raise _never_began(tenant_id, execution_id)
+        holds = (
+            tenant.status is TenantStatus.OPERATION_IN_PROGRESS
+            and tenant.execution_id == execution_id
+            and op.status is OperationStatus.IN_PROGRESS
+        )
+        if not holds:
+            # Launching now could race whoever holds the tenant; the try must not send anything.
+            raise refusal(
+                BeginRequest(tenant_id, execution_id, op.operation, values["provider"], op.attempt),
+                ErrorCode.CONFLICT,
+                f"execution {execution_id!r} no longer holds tenant {tenant_id!r} "
+                f"({tenant.status.value}, holder {tenant.execution_id!r}); nothing may be launched",
+                reason="not_holder",
+            )
+        key = (values["unit_index"], values["generation"])
+        row = rows.ledger_entry(conn, tenant_id, execution_id, *key)
+        now = _now()
+        if row is None:
+            conn.execute(
+                resources.insert().values(
+                    **values,
+                    status=ResourceStatus.INTENDED.value,
+                    attempts=1,
+                    version=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            row = rows.ledger_entry(conn, tenant_id, execution_id, *key)
+            assert row is not None
+            return row
+        subject = _unit_subject(tenant_id, execution_id, *key)
+        if row.idempotency_token != values["idempotency_token"] or row.provider != values["provider"]:
+            raise IllegalTransitionError(
+                f"{subject}: already intended with token {row.idempotency_token!r} on {row.provider}; "
+                f"a different launch is a new generation",
+                subject=subject,
+                current=row.status.value,
+                requested=ResourceStatus.INTENDED.value,
+            )
+        if row.status is not ResourceStatus.INTENDED:
+            raise IllegalTransitionError(
+                f"{subject}: already {row.status.value}; a relaunch is generation {row.generation + 1}",
+                subject=subject,
+                current=row.status.value,
+                requested=ResourceStatus.INTENDED.value,
+            )
+        # The same request again (re-sent with the same token after a crash): count it.
+        self._update_resource(conn, row, {"attempts": row.attempts + 1, "updated_at": now})
+        updated = rows.ledger_entry(conn, tenant_id, execution_id, *key)
+        assert updated is not None
+        return updated
+
+    def _resources(
+        self, conn: Connection, tenant_id: str, execution_id: str, updates: list[ResourceUpdate]
+    ) -> list[LedgerEntry]:
+        now = _now()
+        done = []
+        for update in updates:
+            key = (update.unit_index, update.generation)
+            subject = _unit_subject(tenant_id, execution_id, *key)
+            row = rows.ledger_entry(conn, tenant_id, execution_id, *key)
+            if row is None:
+                raise IllegalTransitionError(
+                    f"{subject}: no intent recorded; record_intent comes before the launch",
+                    subject=subject,
+                    current=None,
+                    requested=str(update.status),
+                )
+            target = ResourceStatus(update.status)
+            if not resource_move_allowed(row.status, target):
+                # A stale poll must not turn a finished unit back into a running one.
+                _log.debug("ledger keeps %s for %s; stale report of %s", row.status, subject, target)
+                done.append(row)
+                continue
+            changes: dict[str, Any] = {"status": target.value, "updated_at": now}
+            if update.resource_id is not None:
+                if row.resource_id is not None and row.resource_id != update.resource_id:
+                    raise IllegalTransitionError(
+                        f"{subject}: is resource {row.resource_id!r}, not {update.resource_id!r}",
+                        subject=subject,
+                        current=row.status.value,
+                        requested=target.value,
+                    )
+                changes["resource_id"] = update.resource_id
+            if update.error is not None:
+                changes["last_error"] = update.error.model_dump_json()
+            self._update_resource(conn, row, changes)
+            updated = rows.ledger_entry(conn, tenant_id, execution_id, *key)
+            assert updated is not None
+            done.append(updated)
+        return done
+
+    def _outcome(
+        self, conn: Connection, tenant_id: str, execution_id: str, outcome: ComputeError | None
+    ) -> Operation:
+        op = rows.newest_operation(conn, tenant_id, execution_id)
+        if op is None:
+            raise _never_began(tenant_id, execution_id)
+        if op.finished_at is not None:
+            raise IllegalTransitionError(
+                f"try {op.attempt} of execution {execution_id!r} on tenant {tenant_id!r} already "
+                f"finished ({op.status.value}); its outcome can no longer change",
+                subject=tenant_id,
+                current=op.status.value,
+                requested=_op_status(outcome).value,
+            )
+        error = _in_context(outcome, op)
+        self._update_operation(
+            conn,
+            op,
+            {
+                "status": _op_status(outcome).value,
+                "error_code": error.code.value if error else None,
+                "error": error.model_dump_json() if error else None,
+                "outcome_at": _now(),
+            },
+        )
+        return rows.operation_by_id(conn, op.id)
+
+    def _finish(
+        self,
+        conn: Connection,
+        tenant_id: str,
+        execution_id: str,
+        outcome: ComputeError | None,
+        will_retry: bool,
+    ) -> Tenant:
+        tenant = self._require_tenant(conn, tenant_id)
+        op = rows.newest_operation(conn, tenant_id, execution_id)
+        if op is None:
+            raise _never_began(tenant_id, execution_id)
+        target, held = finish_target(outcome, will_retry)
+        op_status = _op_status(outcome)
+        if op.finished_at is not None:
+            same = (
+                op.tenant_status_after is target
+                and op.status is op_status
+                and op.error_code == (outcome.code if outcome else None)
+                and op.will_retry == will_retry
+            )
+            if same:  # the callback ran twice: nothing to do
+                return tenant
+            raise IllegalTransitionError(
+                f"try {op.attempt} of execution {execution_id!r} on tenant {tenant_id!r} already "
+                f"finished ({op.status.value}, tenant -> {op.tenant_status_after or 'unchanged'})",
+                subject=tenant_id,
+                current=tenant.status.value,
+                requested=target.value,
+            )
+        holder = (
+            tenant.status is TenantStatus.OPERATION_IN_PROGRESS
+            and tenant.execution_id == execution_id
+            and tenant.attempt == op.attempt
+        )
+        if not holder:
+            raise IllegalTransitionError(
+                f"tenant {tenant_id!r} is {tenant.status.value} for execution {tenant.execution_id!r} "
+                f"(attempt {tenant.attempt}), not held by try {op.attempt} of {execution_id!r}",
+                subject=tenant_id,
+                current=tenant.status.value,
+                requested=target.value,
+            )
+        check_tenant_transition(tenant_id, tenant.status, TenantEvent.FINISH, target)
+        now = _now()
+        moved = self._move_tenant(
+            conn,
+            tenant,
+            target,
+            TenantEvent.FINISH,
+            execution_id=execution_id,
+            attempt=op.attempt,
+            held=held,
+            now=now,
+        )
+        error = _in_context(outcome, op)
+        self._update_operation(
+            conn,
+            op,
+            {
+                "status": op_status.value,
+                "error_code": error.code.value if error else None,
+                "error": error.model_dump_json() if error else None,
+                "will_retry": will_retry,
+                "tenant_status_after": target.value,
+                "outcome_at": op.outcome_at or now,
+                "finished_at": now,
+            },
+        )
+        return moved
+
+    def _eventual(
+        self, conn: Connection, tenant_id: str, execution_id: str, attempt: int, outcome: ComputeError | None
+    ) -> Operation:
+        op = rows.operation(conn, tenant_id, execution_id, attempt)
+        if op is None:
+            raise _never_began(tenant_id, execution_id, attempt)
+        eventual = _op_status(outcome)
+        if op.finished_at is None:
+            raise IllegalTransitionError(
+                f"try {attempt} of execution {execution_id!r} on tenant {tenant_id!r} is still running; "
+                "an eventual outcome is for tries that already ended",
+                subject=tenant_id,
+                current=op.status.value,
+                requested=eventual.value,
+            )
+        if op.eventual_status is not None:
+            recorded = op.eventual_error.code if op.eventual_error else None
+            if op.eventual_status is eventual and recorded == (outcome.code if outcome else None):
+                return op  # the reconciler saw the same thing again
+            raise IllegalTransitionError(
+                f"try {attempt} of execution {execution_id!r} on tenant {tenant_id!r} already has "
+                f"eventual outcome {op.eventual_status.value}",
+                subject=tenant_id,
+                current=op.eventual_status.value,
+                requested=eventual.value,
+            )
+        error = _in_context(outcome, op)
+        self._update_operation(
+            conn,
+            op,
+            {
+                "eventual_status": eventual.value,
+                "eventual_error": error.model_dump_json() if error else None,
+                "eventual_at": _now(),
+            },
+            guard=operations.c.eventual_status.is_(None),
+        )
+        return rows.operation_by_id(conn, op.id)
+
+    def _release(self, conn: Connection, tenant_id: str, note: str, force: bool) -> Tenant:
+        tenant = self._require_tenant(conn, tenant_id)
+        held = (TenantStatus.OPERATION_IN_PROGRESS, TenantStatus.RETRY_PENDING)
+        if tenant.status in held and not force:
+            raise IllegalTransitionError(
+                f"tenant {tenant_id!r} is {tenant.status.value} for execution {tenant.execution_id!r}; "
+                "release frees a tenant held for investigation. Force it only when that execution "
+                "will never come back (its worker died)",
+                subject=tenant_id,
+                current=tenant.status.value,
+                requested=TenantStatus.READY.value,
+            )
+        event = TenantEvent.FORCE_RELEASE if tenant.status in held else TenantEvent.RELEASE
+        check_tenant_transition(tenant_id, tenant.status, event, TenantStatus.READY)
+        now = _now()
+        moved = self._move_tenant(
+            conn,
+            tenant,
+            TenantStatus.READY,
+            event,
+            execution_id=tenant.execution_id,
+            attempt=tenant.attempt,
+            held=False,
+            now=now,
+            note=note,
+        )
+        self._close_unfinished(conn, tenant_id, now)
+        return moved
+
+    # -- row helpers ---------------------------------------------------------------------------
+
+    def _move_tenant(
+        self,
+        conn: Connection,
+        tenant: Tenant,
+        target: TenantStatus,
+        event: TenantEvent,
+        *,
+        execution_id: str | None,
+        attempt: int | None,
+        held: bool,
+        now: datetime,
+        note: str | None = None,
+    ) -> Tenant:
+        changes: dict[str, Any] = {
+            "status": target.value,
+            "execution_id": execution_id,
+            "attempt": attempt,
+            "held": held,
+            "version": tenant.version + 1,
+            "updated_at": now,
+        }
+        if note is not None:
+            changes["note"] = note
+        result = conn.execute(
+            tenants.update()
+            .where(tenants.c.tenant_id == tenant.tenant_id, tenants.c.version == tenant.version)
+            .values(**changes)
+        )
+        if result.rowcount != 1:
+            raise LostRace(f"tenant {tenant.tenant_id} moved past version {tenant.version}")
+        conn.execute(
+            transitions.insert().values(
+                tenant_id=tenant.tenant_id,
+                event=event.value,
+                from_status=tenant.status.value,
+                to_status=target.value,
+                execution_id=execution_id,
+                attempt=attempt,
+                note=note,
+                at=now,
+            )
+        )
+        moved = rows.tenant(conn, tenant.tenant_id)
+        assert moved is not None
+        return moved
+
+    def _close_unfinished(self, conn: Connection, tenant_id: str, now: datetime) -> None:
+        unfinished = sa.and_(operations.c.tenant_id == tenant_id, operations.c.finished_at.is_(None))
+        # A try that never reported an outcome is abandoned; one that did keeps it.
+        conn.execute(
+            operations.update()
+            .where(unfinished, operations.c.status == OperationStatus.IN_PROGRESS.value)
+            .values(status=OperationStatus.ABANDONED.value, finished_at=now)
+        )
+        conn.execute(operations.update().where(unfinished).values(finished_at=now))
+
+    def _update_operation(
+        self,
+        conn: Connection,
+        op: Operation,
+        changes: dict[str, Any],
+        guard: sa.ColumnElement[bool] | None = None,
+    ) -> None:
+        condition = operations.c.finished_at.is_(None) if guard is None else guard
+        result = conn.execute(
+            operations.update().where(operations.c.id == op.id, condition).values(**changes)
+        )
+        if result.rowcount != 1:
+            raise LostRace(f"operation {op.id} changed under us")
+
+    def _update_resource(self, conn: Connection, row: LedgerEntry, changes: dict[str, Any]) -> None:
+        result = conn.execute(
+            resources.update()
+            .where(resources.c.id == row.id, resources.c.version == row.version)
+            .values(**changes, version=row.version + 1)
+        )
+        if result.rowcount != 1:
+            raise LostRace(f"ledger row {row.id} changed under us")
+
+    def _require_tenant(self, conn: Connection, tenant_id: str) -> Tenant:
+        tenant = rows.tenant(conn, tenant_id)
+        if tenant is None:
+            raise TenantNotFoundError(f"tenant {tenant_id!r} is not known to the state store {self.where}")
+        return tenant
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+
+def _op_status(outcome: ComputeError | None) -> OperationStatus:
+    return OperationStatus.SUCCEEDED if outcome is None else OperationStatus.FAILED
+
+
+def _in_context(outcome: ComputeError | None, op: Operation) -> ComputeError | None:
+    """The error with the try's context filled in where the raiser left it empty."""
+    if outcome is None:
+        return None
+    return outcome.with_context(
+        tenant_id=op.tenant_id,
+        execution_id=op.execution_id,
+        attempt=op.attempt,
+        provider=op.provider,
+        operation=op.operation,
+    )
+
+
+def _checked_outcome(outcome: Any) -> ComputeError | None:
+    if outcome is not None and not isinstance(outcome, ComputeError):
+        raise ComputeConfigError(
+            f"must be a ComputeError or None, got {type(outcome).__name__}", argument="outcome"
+        )
+    return outcome
+
+
+def _checked_update(update: Any, position: int) -> ResourceUpdate:
+    argument = f"updates[{position}]"
+    if not isinstance(update, ResourceUpdate):
+        raise ComputeConfigError(f"must be a ResourceUpdate, got {type(update).__name__}", argument=argument)
+    if update.error is not None and not isinstance(update.error, ComputeError):
+        raise ComputeConfigError("error must be a ComputeError", argument=f"{argument}.error")
+    return ResourceUpdate(
+        unit_index=v.non_negative_int(update.unit_index, f"{argument}.unit_index"),
+        generation=v.non_negative_int(update.generation, f"{argument}.generation"),
+        status=v.member(ResourceStatus, update.status, f"{argument}.status"),
+        resource_id=v.optional_text(update.resource_id, f"{argument}.resource_id", v.RESOURCE_ID_MAX),
+        error=update.error,
+    )
+
+
+def _unit_subject(tenant_id: str, execution_id: str, unit_index: int, generation: int) -> str:
+    return f"tenant {tenant_id!r} execution {execution_id!r} unit {unit_index} generation {generation}"
+
+
+def _never_began(tenant_id: str, execution_id: str, attempt: int | None = None) -> IllegalTransitionError:
+    which = f"try {attempt} of execution" if attempt is not None else "execution"
+    return IllegalTransitionError(
+        f"{which} {execution_id!r} never began on tenant {tenant_id!r} (begin_operation comes first)",
+        subject=tenant_id,
+        current=None,
+        requested="record",
+    )

@@ -1,0 +1,165 @@
+"""``TenantStateStore``: what the operators, the reconciler and the command line ask of the store.
+
+Operations are keyed by (tenant_id, execution_id): two tenants may use the same execution id
+without touching each other. One execution has one operation row per try (``attempt``, the
+Airflow try number). The order the lifecycle calls things in::
+
+    begin_operation ──> record_intent ──> (launch) ──> record_resources ... ──> record_outcome
+         │                                                                        │
+         └── refused: CONFLICT (another execution holds the tenant, retriable)    │
+                      TENANT_STATE_CONFLICT (held for investigation)              v
+                                                      finish_operation(will_retry=...) from
+                                                      Airflow's retry / failure callbacks
+
+Every method validates its arguments first (``ComputeConfigError`` naming the argument), and
+every write is one transaction: it happens entirely or not at all.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+
+from airflow_compute_provider.errors import ComputeError, ErrorCode
+from airflow_compute_provider.state.models import (
+    LedgerEntry,
+    Operation,
+    ResourceUpdate,
+    Tenant,
+    Transition,
+)
+from airflow_compute_provider.state.status import OperationStatus, ResourceStatus, TenantStatus
+
+
+class TenantStateStore(abc.ABC):
+    """Tenants, their operations, and the ledger of the resources those operations launched."""
+
+    # -- the lifecycle -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def begin_operation(
+        self, tenant_id: str, execution_id: str, operation: str, provider: str, attempt: int
+    ) -> Operation:
+        """Start try ``attempt`` of an execution; creates the tenant on first sight.
+
+        Idempotent for the same execution and attempt. A new attempt of the execution holding
+        the tenant (``operation_in_progress`` or ``retry_pending`` for it) is its retry and is
+        accepted. Refusals write nothing: ``TENANT_STATE_CONFLICT`` when the tenant needs
+        investigation, ``CONFLICT`` when another execution holds it or the attempt already ran.
+        """
+
+    @abc.abstractmethod
+    def record_intent(
+        self,
+        tenant_id: str,
+        execution_id: str,
+        *,
+        provider: str,
+        conn_id: str | None,
+        locator: Mapping[str, str],
+        unit_index: int,
+        generation: int,
+        idempotency_token: str,
+    ) -> LedgerEntry:
+        """Write the ledger row of one unit generation *before* its launch request is sent.
+
+        Recording the same intent again (the same token: the request is being re-sent after a
+        crash) counts one more attempt; an intent whose unit generation already launched is
+        refused: a relaunch is the next generation.
+        """
+
+    @abc.abstractmethod
+    def record_resources(
+        self, tenant_id: str, execution_id: str, updates: Sequence[ResourceUpdate]
+    ) -> list[LedgerEntry]:
+        """Move ledger rows (by unit index and generation) to new statuses, in one transaction.
+
+        Every row must have its intent recorded. An update ``RESOURCE_TRANSITIONS`` does not
+        allow from the row's status is a stale observation and is not applied (a late poll
+        cannot turn a succeeded unit back into a running one); the returned entries show what
+        the ledger holds.
+        """
+
+    @abc.abstractmethod
+    def ledger(self, tenant_id: str, execution_id: str) -> list[LedgerEntry]:
+        """Every ledger row of an execution, by unit index then generation."""
+
+    @abc.abstractmethod
+    def record_outcome(self, tenant_id: str, execution_id: str, outcome: ComputeError | None) -> Operation:
+        """Keep the current try's outcome (``None`` is success) without moving the tenant yet."""
+
+    @abc.abstractmethod
+    def finish_operation(
+        self, tenant_id: str, execution_id: str, outcome: ComputeError | None, *, will_retry: bool
+    ) -> Tenant:
+        """End the current try and move the tenant.
+
+        ``None`` -> ``ready``; an error with ``will_retry`` -> ``retry_pending`` (held for the
+        retry); an error without -> ``needs_investigation`` when non-retriable or manual,
+        ``retry_pending`` (free) when retriable. The error is kept with the operation.
+        Finishing the same try again with the same result changes nothing.
+        """
+
+    @abc.abstractmethod
+    def timeouts_so_far(self, tenant_id: str, execution_id: str) -> int:
+        """How many tries of this execution ended ``OPERATION_TIMEOUT``."""
+
+    @abc.abstractmethod
+    def last_error(self, tenant_id: str, execution_id: str) -> ComputeError | None:
+        """The error of the newest try of this execution that recorded one."""
+
+    # -- the reconciler ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def list_operations(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: OperationStatus | str | None = None,
+        error_code: ErrorCode | str | None = None,
+        awaiting_eventual_outcome: bool = False,
+    ) -> list[Operation]:
+        """Operations, newest first. ``awaiting_eventual_outcome`` keeps only finished tries
+        that failed (say with ``OPERATION_TIMEOUT``) and have no eventual outcome yet."""
+
+    @abc.abstractmethod
+    def record_eventual_outcome(
+        self, tenant_id: str, execution_id: str, attempt: int, outcome: ComputeError | None
+    ) -> Operation:
+        """What became of work that outlived its try; set once (the same value again is a no-op)."""
+
+    # -- reading, and the operators of the platform --------------------------------------------
+
+    @abc.abstractmethod
+    def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    @abc.abstractmethod
+    def list_tenants(self, status: TenantStatus | str | None = None) -> list[Tenant]: ...
+
+    @abc.abstractmethod
+    def list_resources(
+        self,
+        *,
+        tenant_id: str | None = None,
+        execution_id: str | None = None,
+        status: ResourceStatus | str | None = None,
+    ) -> list[LedgerEntry]: ...
+
+    @abc.abstractmethod
+    def operations(self, tenant_id: str) -> list[Operation]:
+        """The tenant's history, newest first."""
+
+    @abc.abstractmethod
+    def transitions(self, tenant_id: str) -> list[Transition]:
+        """Every status move of the tenant, newest first (release notes included)."""
+
+    @abc.abstractmethod
+    def release(self, tenant_id: str, note: str, *, force: bool = False) -> Tenant:
+        """An operator's way out of ``needs_investigation``: back to ``ready``, with a note.
+
+        ``force`` also frees a tenant held by an execution that will never come back (its
+        worker died); that execution's unfinished try is marked abandoned.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook: stores without resources need none
+        """Release connections; the store must not be used afterwards."""
