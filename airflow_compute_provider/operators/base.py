@@ -45,6 +45,7 @@ from airflow_compute_provider.hooks.base import (
     ExecutionRef,
     LaunchPlan,
     Unit,
+    UnitLaunch,
     UnitPhase,
     UnitStatus,
 )
@@ -58,7 +59,7 @@ from airflow_compute_provider.operators import outcome
 from airflow_compute_provider.operators.arguments import ARGUMENT_TYPES, Validator, validate_arguments
 from airflow_compute_provider.operators.reconcile import known_units, plan_units
 from airflow_compute_provider.state.models import ResourceUpdate
-from airflow_compute_provider.state.status import OperationStatus, ResourceStatus
+from airflow_compute_provider.state.status import RESOURCE_TRANSITIONS, OperationStatus, ResourceStatus
 from airflow_compute_provider.state.store import TenantStateStore
 from airflow_compute_provider.triggers.progress import Progress, Settlement, assess
 from airflow_compute_provider.triggers.status import ComputeStatusTrigger
@@ -362,6 +363,7 @@ class BaseComputeOperator(BaseOperator):
         existing = known_units(ledger, backend.find(t.execution))
         statuses = backend.describe(existing) if existing else []
         plan = plan_units(count, ledger, statuses, fresh_start=self._already_succeeded(t))
+        self._ledger_statuses(t, plan.adopted, backend)
         for launch in plan.to_launch:
             store.record_intent(
                 t.tenant_id,
@@ -679,16 +681,40 @@ class BaseComputeOperator(BaseOperator):
             for op in self._store.list_operations(tenant_id=t.tenant_id)
         )
 
-    def _ledger_statuses(self, t: _Try, statuses: Sequence[UnitStatus]) -> None:
-        updates = [
-            ResourceUpdate(
-                s.unit.index, s.unit.generation, _PHASE_TO_LEDGER[s.phase], s.unit.resource_id, s.error
-            )
-            for s in statuses
-            if s.phase in _PHASE_TO_LEDGER
-        ]
+    def _ledger_statuses(
+        self, t: _Try, statuses: Sequence[UnitStatus], backend: ComputeBackend | None = None
+    ) -> None:
+        """Move ledger rows forward to what the provider reports. A unit found on the provider
+        that the ledger never heard of (its intent was lost) gets its row first; a report that
+        would move a row backwards (a stale poll) is left out."""
+        store = self._store
+        rows = {(e.unit_index, e.generation): e for e in store.ledger(t.tenant_id, t.execution_id)}
+        unknown = [s for s in statuses if (s.unit.index, s.unit.generation) not in rows]
+        if unknown and backend is not None:
+            for s in unknown:
+                store.record_intent(
+                    t.tenant_id,
+                    t.execution_id,
+                    provider=self.provider,
+                    conn_id=self._conn_id(),
+                    locator=dict(s.unit.locator) or backend.locator(),
+                    unit_index=s.unit.index,
+                    generation=s.unit.generation,
+                    idempotency_token=UnitLaunch(s.unit.index, s.unit.generation).token(t.execution),
+                )
+            rows = {(e.unit_index, e.generation): e for e in store.ledger(t.tenant_id, t.execution_id)}
+        updates = []
+        for s in statuses:
+            target = _PHASE_TO_LEDGER.get(s.phase)
+            row = rows.get((s.unit.index, s.unit.generation))
+            if target is None or row is None:
+                continue
+            if row.status is target or target in RESOURCE_TRANSITIONS[row.status]:
+                updates.append(
+                    ResourceUpdate(s.unit.index, s.unit.generation, target, s.unit.resource_id, s.error)
+                )
         if updates:
-            self._store.record_resources(t.tenant_id, t.execution_id, updates)
+            store.record_resources(t.tenant_id, t.execution_id, updates)
 
 
 def _left_running(statuses: Sequence[UnitStatus]) -> CleanupReport:

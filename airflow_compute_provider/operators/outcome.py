@@ -46,9 +46,12 @@ def units_report(
     buckets: dict[UnitPhase, list[UnitReport]] = {phase: [] for phase in UnitPhase}
     for status in statuses:
         if status.unit.index not in failed:
-            buckets[status.phase].append(
-                UnitReport(index=status.unit.index, resource_id=status.unit.resource_id)
+            report = UnitReport(
+                index=status.unit.index,
+                resource_id=status.unit.resource_id,
+                error=status.error if status.phase.terminal else None,
             )
+            buckets[status.phase].append(report)
     return UnitsReport(
         succeeded=_by_index(buckets[UnitPhase.SUCCEEDED]),
         running=_by_index(buckets[UnitPhase.RUNNING]),
@@ -62,9 +65,9 @@ def failure_error(report: UnitsReport, *, count: int) -> ComputeError:
     failed = [u for u in report.failed if u.error is not None]
     if not failed:
         raise ValueError("failure_error needs at least one failed unit with its error")
-    worst = max(failed, key=lambda u: (u.error.classification if u.error else 0, -u.index)).error
+    worst = max(failed, key=lambda u: (u.error.classification.severity if u.error else -1, -u.index)).error
     assert worst is not None  # filtered above; keeps mypy aware
-    others_started = bool(report.succeeded or report.running)
+    others_started = bool(report.succeeded or report.running or report.pending)
     if not others_started:
         if count == 1:
             return worst.model_copy(update={"units": report})
@@ -75,7 +78,7 @@ def failure_error(report: UnitsReport, *, count: int) -> ComputeError:
                 "units": report,
             }
         )
-    started = len(report.succeeded) + len(report.running)
+    started = len(report.succeeded) + len(report.running) + len(report.pending)
     return ComputeError(
         code=ErrorCode.PARTIAL_FAILURE,
         message=(
