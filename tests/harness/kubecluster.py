@@ -1,0 +1,509 @@
+"""A real, local Kubernetes control plane for the tests: etcd, kube-apiserver, kube-scheduler and
+kube-controller-manager, all on 127.0.0.1 and free ports, with no kubelet (see ``nodesim`` for the
+nodes).
+
+    find_binaries()   the folder holding the four binaries; runs ``scripts/build-kube`` when no
+                      cached build exists (``KUBE_BIN_DIR`` overrides the lookup)
+    start_cluster()   generate certificates and a token, start the four processes, wait until the
+                      API server is ready and the controller manager works, write a kubeconfig
+    KubeCluster       what ``start_cluster`` returns: ``server``, ``token``, ``kubeconfig``,
+                      ``ca_file``, ``api_client()``, ``new_namespace()``, ``delete_namespace()``,
+                      ``stop()``; ``KubeCluster.load(run_dir)``
+                      re-reads the state file so another process (``scripts/test-cluster down``)
+                      can stop it
+
+Why each part is there: the controller manager runs the quota controller (without it the
+ResourceQuota admission plugin refuses every pod with "status unknown for quota"), namespace
+deletion and garbage collection; the scheduler gives unschedulable pods their real
+``PodScheduled=False`` / ``Unschedulable`` condition. Authentication is a static bearer token
+(``--token-auth-file``) for a ``system:masters`` user, authorization is ``AlwaysAllow``, and the
+ServiceAccount admission plugin is off because no pod here ever runs.
+
+Every process starts in its own session (process group) and logs to ``<run_dir>/logs``; ``stop()``
+signals each group by id, waits, and removes the run directory. The etcd data directory lives in
+``/dev/shm`` when that exists: a test database needs speed, not durability.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import signal
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from tests.harness.ports import LOOPBACK, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-kube"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+STATE_FILE = "cluster.json"
+START_TIMEOUT = 90.0
+ADMIN_USER = "compute-test-admin"
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "airflow-compute-provider"
+
+
+def _complete(bin_dir: Path) -> bool:
+    return all(os.access(bin_dir / name, os.X_OK) for name in BINARIES)
+
+
+def find_binaries(build: bool = True) -> Path:
+    """The directory holding etcd and the three Kubernetes binaries, building them if needed."""
+    override = os.environ.get("KUBE_BIN_DIR")
+    if override:
+        if not _complete(Path(override)):
+            raise FileNotFoundError(f"KUBE_BIN_DIR={override} lacks one of {', '.join(BINARIES)}")
+        return Path(override)
+    cached = sorted(p for p in cache_root().glob("kube-*/bin") if _complete(p))
+    if cached:
+        return cached[-1]
+    if not build:
+        raise FileNotFoundError(f"no Kubernetes build under {cache_root()}; run {BUILD_SCRIPT}")
+    # The build prints progress on stderr (left to the terminal) and the bin dir last on stdout.
+    out = subprocess.run([str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    bin_dir = Path(out.strip().splitlines()[-1])
+    if not _complete(bin_dir):
+        raise FileNotFoundError(f"{BUILD_SCRIPT} finished but {bin_dir} lacks the binaries")
+    return bin_dir
+
+
+# --- certificates ---------------------------------------------------------------------------------
+
+
+def _write_pki(pki: Path) -> None:
+    """A CA, a serving certificate for 127.0.0.1/localhost, and the service-account signing key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    def key_pem(key: rsa.RSAPrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+
+    now = dt.datetime.now(dt.UTC)
+    validity = (now - dt.timedelta(hours=1), now + dt.timedelta(days=30))
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "compute-test-ca")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    serving_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    serving_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(serving_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("kubernetes.default.svc"),
+                    x509.IPAddress(IPv4Address(LOOPBACK)),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    pki.mkdir(parents=True, exist_ok=True)
+    (pki / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    (pki / "apiserver.crt").write_bytes(serving_cert.public_bytes(serialization.Encoding.PEM))
+    (pki / "apiserver.key").write_bytes(key_pem(serving_key))
+    (pki / "sa.key").write_bytes(key_pem(sa_key))
+    (pki / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _kubeconfig(server: str, ca_file: Path, token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "compute-test", "cluster": {"server": server, "certificate-authority": str(ca_file)}}
+        ],
+        "users": [{"name": ADMIN_USER, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "compute-test",
+                "context": {"cluster": "compute-test", "user": ADMIN_USER, "namespace": "default"},
+            }
+        ],
+        "current-context": "compute-test",
+    }
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
+@dataclass
+class Proc:
+    """One started process: its pid (also its process-group id), binary and kernel start time.
+
+    The start time (field 22 of /proc/PID/stat, fixed at fork) tells our process from a later one
+    that reused the pid, which matters when another process (``scripts/test-cluster down``) stops it.
+    """
+
+    name: str
+    pid: int
+    binary: str
+    log: str
+    start_ticks: str = ""
+
+    def alive(self) -> bool:
+        fields = _stat_fields(self.pid)
+        # fields[0] is the state (Z: exited, waiting to be reaped); fields[19] the start time.
+        return fields is not None and fields[0] != "Z" and fields[19] == self.start_ticks
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(Path(self.log).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _spawn(name: str, argv: Sequence[str], log_dir: Path) -> Proc:
+    log = log_dir / f"{name}.log"
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() signals the group by id
+        )
+    fields = _stat_fields(popen.pid)
+    start_ticks = fields[19] if fields else ""
+    return Proc(name=name, pid=popen.pid, binary=argv[0], log=str(log), start_ticks=start_ticks)
+
+
+def _stop_procs(procs: Sequence[Proc], timeout: float = 15.0) -> None:
+    for proc in procs:
+        if proc.alive():
+            proc.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        while proc.alive() and time.monotonic() < deadline:
+            _reap(proc.pid)
+            time.sleep(0.05)
+        if proc.alive():
+            proc.signal_group(signal.SIGKILL)
+        _reap(proc.pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect a child's exit status so it does not linger as a zombie (no-op for non-children)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+@dataclass
+class KubeCluster:
+    """A running control plane; ``stop()`` ends its processes and removes ``run_dir``."""
+
+    run_dir: Path
+    server: str
+    token: str
+    kubeconfig: Path
+    ca_file: Path
+    bin_dir: Path
+    etcd_dir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def api_client(self) -> Any:
+        """A fresh ``kubernetes.client.ApiClient`` for this cluster (one per thread is safest)."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def new_namespace(self, prefix: str = "t") -> str:
+        """Create a namespace with a unique name and return the name."""
+        from kubernetes import client
+
+        with self.api_client() as api:
+            name = f"{prefix}-{secrets.token_hex(4)}"
+            client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        """Start deleting a namespace (the namespace controller finishes it); a missing one is fine."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        with self.api_client() as api:
+            try:
+                client.CoreV1Api(api).delete_namespace(name, propagation_policy="Background")
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+
+    def save(self) -> None:
+        data = asdict(self)
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+        (self.run_dir / STATE_FILE).write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> KubeCluster:
+        data = json.loads((run_dir / STATE_FILE).read_text())
+        return cls(
+            run_dir=Path(data["run_dir"]),
+            server=data["server"],
+            token=data["token"],
+            kubeconfig=Path(data["kubeconfig"]),
+            ca_file=Path(data["ca_file"]),
+            bin_dir=Path(data["bin_dir"]),
+            etcd_dir=Path(data["etcd_dir"]),
+            procs=[Proc(**p) for p in data["procs"]],
+        )
+
+    def check_alive(self) -> None:
+        """Raise with the log tail of any control-plane process that has died."""
+        for proc in self.procs:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} (pid {proc.pid}) exited:\n{proc.log_tail()}")
+
+    def stop(self, remove: bool = True) -> None:
+        # Clients first, storage last, so nothing logs errors about a vanished dependency.
+        _stop_procs(list(reversed(self.procs)))
+        if remove:
+            shutil.rmtree(self.etcd_dir, ignore_errors=True)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _https_get(url: str, token: str, ca_file: Path) -> tuple[int, str]:
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, context=ctx, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+def _wait(cluster: KubeCluster, what: str, check: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        cluster.check_alive()
+        try:
+            if check():
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _etcd_data_dir() -> Path:
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="compute-etcd-", dir=base))
+
+
+def start_cluster(run_dir: Path | None = None, bin_dir: Path | None = None) -> KubeCluster:
+    """Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler; wait until usable."""
+    bin_dir = bin_dir or find_binaries()
+    run_dir = Path(run_dir or tempfile.mkdtemp(prefix="compute-kube-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logs = run_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    pki = run_dir / "pki"
+    _write_pki(pki)
+
+    token = secrets.token_hex(24)
+    token_file = run_dir / "tokens.csv"
+    # token,user,uid,"group1,group2"
+    token_file.write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+
+    port = free_port()
+    server = f"https://{LOOPBACK}:{port}"
+    kubeconfig = run_dir / "kubeconfig"
+    kubeconfig.write_text(json.dumps(_kubeconfig(server, pki / "ca.crt", token), indent=2))
+    cluster = KubeCluster(
+        run_dir=run_dir,
+        server=server,
+        token=token,
+        kubeconfig=kubeconfig,
+        ca_file=pki / "ca.crt",
+        bin_dir=bin_dir,
+        etcd_dir=_etcd_data_dir(),
+    )
+    try:
+        _start_processes(cluster, port, token_file, pki, logs)
+    except BaseException:
+        cluster.stop()
+        raise
+    cluster.save()
+    return cluster
+
+
+def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Path, logs: Path) -> None:
+    bin_dir = cluster.bin_dir
+    client_port, peer_port = free_port(), free_port()
+    etcd_url = f"http://{LOOPBACK}:{client_port}"
+    peer_url = f"http://{LOOPBACK}:{peer_port}"
+    cluster.procs.append(
+        _spawn(
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                "--name=compute-test",
+                f"--data-dir={cluster.etcd_dir}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=compute-test={peer_url}",
+                "--logger=zap",
+                "--log-level=warn",
+            ],
+            logs,
+        )
+    )
+    _wait(cluster, "etcd", lambda: urllib.request.urlopen(f"{etcd_url}/health", timeout=2).status == 200, 30)
+
+    cluster.procs.append(
+        _spawn(
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                f"--secure-port={port}",
+                "--insecure-port=0",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--cert-dir={pki}",
+                f"--token-auth-file={token_file}",
+                "--anonymous-auth=false",
+                "--authorization-mode=AlwaysAllow",
+                "--disable-admission-plugins=ServiceAccount",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                # The "kubernetes" Service endpoint cannot be a loopback address: do not reconcile it.
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+            logs,
+        )
+    )
+    _wait(
+        cluster,
+        "kube-apiserver /readyz",
+        lambda: _https_get(f"{cluster.server}/readyz", cluster.token, cluster.ca_file)[0] == 200,
+        START_TIMEOUT,
+    )
+
+    common = [f"--kubeconfig={cluster.kubeconfig}", "--leader-elect=false", "--v=1"]
+    cluster.procs.append(
+        _spawn(
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                *common,
+                # Serve nothing: several clusters may run side by side on one machine.
+                "--port=0",
+                "--secure-port=0",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+            ],
+            logs,
+        )
+    )
+    cluster.procs.append(
+        _spawn(
+            "kube-scheduler",
+            [str(bin_dir / "kube-scheduler"), *common, "--port=0", "--secure-port=0"],
+            logs,
+        )
+    )
+    # The controller manager is working once its service-account controller has filled "default".
+    _wait(
+        cluster,
+        "kube-controller-manager (default service account)",
+        lambda: (
+            _https_get(
+                f"{cluster.server}/api/v1/namespaces/default/serviceaccounts/default",
+                cluster.token,
+                cluster.ca_file,
+            )[0]
+            == 200
+        ),
+        START_TIMEOUT,
+    )
+    cluster.check_alive()

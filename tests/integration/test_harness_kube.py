@@ -1,0 +1,207 @@
+"""The Kubernetes test harness against the real API server: the errors it returns, the scheduler's
+verdict on a pod that fits nowhere, and the node simulator driving pods to their end.
+
+Set ``UPDATE_KUBE_OBSERVED=1`` to rewrite the payloads under ``tests/fixtures/kube_observed/``
+from this run (they feed the normalizer tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.kube import KubeAirflowConnection, wait_for, wait_for_pod, wait_for_quota
+from tests.harness.kubecluster import KubeCluster
+from tests.harness.nodesim import SCRIPT_ANNOTATION, NodeSimulator
+
+pytestmark = pytest.mark.kube
+
+OBSERVED = Path(__file__).resolve().parents[1] / "fixtures" / "kube_observed"
+
+
+def _record(name: str, payload: Any) -> None:
+    if os.environ.get("UPDATE_KUBE_OBSERVED") == "1":
+        OBSERVED.mkdir(parents=True, exist_ok=True)
+        (OBSERVED / f"{name}.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def _pod(name: str, script: str | None = None, cpu: str = "100m", **labels: str) -> dict[str, Any]:
+    annotations = {SCRIPT_ANNOTATION: script} if script else {}
+    return {
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "busybox:1.36",
+                    "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}},
+                }
+            ],
+        },
+    }
+
+
+def _status_body(err: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(err.body)
+    return body
+
+
+def test_invalid_label_value_is_a_real_422(kube_core: Any, kube_namespace: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    with pytest.raises(ApiException) as caught:
+        kube_core.create_namespaced_pod(kube_namespace, _pod("bad-label", app="not a valid value!"))
+    body = _status_body(caught.value)
+    _record("invalid_label_422", body)
+    assert caught.value.status == 422
+    assert body["kind"] == "Status"
+    assert body["reason"] == "Invalid"
+    assert body["details"]["causes"][0]["field"] == "metadata.labels"
+    assert "a valid label must be" in body["message"]
+
+
+def test_duplicate_pod_name_is_a_real_409(kube_core: Any, kube_namespace: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    kube_core.create_namespaced_pod(kube_namespace, _pod("twice"))
+    with pytest.raises(ApiException) as caught:
+        kube_core.create_namespaced_pod(kube_namespace, _pod("twice"))
+    body = _status_body(caught.value)
+    _record("duplicate_pod_409", body)
+    assert caught.value.status == 409
+    assert body["reason"] == "AlreadyExists"
+    assert body["message"] == 'pods "twice" already exists'
+
+
+def test_missing_namespace_is_a_real_404(kube_core: Any, kube_cluster: KubeCluster) -> None:
+    from kubernetes.client.rest import ApiException
+
+    with pytest.raises(ApiException) as caught:
+        kube_core.create_namespaced_pod("no-such-namespace", _pod("orphan"))
+    body = _status_body(caught.value)
+    _record("namespace_not_found_404", body)
+    assert caught.value.status == 404
+    assert body["reason"] == "NotFound"
+    assert body["message"] == 'namespaces "no-such-namespace" not found'
+
+
+def test_resource_quota_refusal_is_a_real_403(kube_core: Any, kube_namespace: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    quota = {"metadata": {"name": "small"}, "spec": {"hard": {"requests.cpu": "1", "requests.memory": "1Gi"}}}
+    kube_core.create_namespaced_resource_quota(kube_namespace, quota)
+    # The controller manager's quota controller must have computed usage first.
+    wait_for_quota(kube_core, kube_namespace, "small")
+    with pytest.raises(ApiException) as caught:
+        kube_core.create_namespaced_pod(kube_namespace, _pod("greedy", cpu="2"))
+    body = _status_body(caught.value)
+    _record("quota_exceeded_403", body)
+    assert caught.value.status == 403
+    assert body["reason"] == "Forbidden"
+    assert 'pods "greedy" is forbidden: exceeded quota: small' in body["message"]
+    assert "requested: requests.cpu=2" in body["message"]
+
+
+def test_oversized_pod_is_unschedulable_by_the_real_scheduler(
+    kube_core: Any, kube_namespace: str, node_simulator: NodeSimulator
+) -> None:
+    kube_core.create_namespaced_pod(kube_namespace, _pod("huge", cpu="64"))
+
+    def unschedulable(pod: Any) -> bool:
+        return any(
+            c.type == "PodScheduled" and c.reason == "Unschedulable" for c in pod.status.conditions or []
+        )
+
+    pod = wait_for_pod(kube_core, kube_namespace, "huge", unschedulable)
+    _record("unschedulable_pod_status", kube_core.api_client.sanitize_for_serialization(pod.status))
+    (cond,) = [c for c in pod.status.conditions if c.type == "PodScheduled"]
+    assert pod.status.phase == "Pending"
+    assert cond.status == "False"
+    assert cond.message == "0/2 nodes are available: 2 Insufficient cpu."
+    assert pod.spec.node_name is None
+
+
+def test_node_simulator_drives_pods_to_success_and_oom(
+    kube_core: Any, kube_namespace: str, node_simulator: NodeSimulator
+) -> None:
+    kube_core.create_namespaced_pod(kube_namespace, _pod("fine", "run:1s,exit:0"))
+    kube_core.create_namespaced_pod(kube_namespace, _pod("oom", "run:1s,exit:137,reason:OOMKilled"))
+
+    def finished(pod: Any) -> bool:
+        return pod.status.phase in ("Succeeded", "Failed")
+
+    fine = wait_for_pod(kube_core, kube_namespace, "fine", finished)
+    oom = wait_for_pod(kube_core, kube_namespace, "oom", finished)
+    _record("oom_killed_pod_status", kube_core.api_client.sanitize_for_serialization(oom.status))
+
+    assert fine.spec.node_name in {n.name for n in node_simulator.nodes}
+    assert fine.status.phase == "Succeeded"
+    done = fine.status.container_statuses[0].state.terminated
+    assert (done.exit_code, done.reason) == (0, "Completed")
+
+    assert oom.status.phase == "Failed"
+    killed = oom.status.container_statuses[0].state.terminated
+    assert (killed.exit_code, killed.reason) == (137, "OOMKilled")
+    ready = [c for c in oom.status.conditions if c.type == "Ready"]
+    assert ready[0].status == "False"
+    assert node_simulator.errors == []
+
+
+def test_node_simulator_image_pull_eviction_and_graceful_delete(
+    kube_core: Any, kube_namespace: str, node_simulator: NodeSimulator
+) -> None:
+    from kubernetes.client.rest import ApiException
+
+    pull = _pod("pull", "waiting:ErrImagePull")
+    pull["spec"]["containers"][0]["image"] = "nosuch"
+    kube_core.create_namespaced_pod(kube_namespace, pull)
+    kube_core.create_namespaced_pod(kube_namespace, _pod("evicted", "run:500ms,evict"))
+    kube_core.create_namespaced_pod(kube_namespace, _pod("sleeper", "run:forever"))
+
+    def waiting(pod: Any) -> bool:
+        statuses = pod.status.container_statuses or []
+        return bool(statuses) and statuses[0].state.waiting is not None
+
+    pulled = wait_for_pod(kube_core, kube_namespace, "pull", waiting)
+    _record("image_pull_pod_status", kube_core.api_client.sanitize_for_serialization(pulled.status))
+    state = pulled.status.container_statuses[0].state.waiting
+    assert pulled.status.phase == "Pending"
+    assert state.reason == "ErrImagePull"
+    assert 'failed to pull and unpack image "docker.io/library/nosuch:latest"' in state.message
+    assert state.message.startswith("rpc error: code = NotFound")
+
+    evicted = wait_for_pod(kube_core, kube_namespace, "evicted", lambda p: p.status.phase == "Failed")
+    _record("evicted_pod_status", kube_core.api_client.sanitize_for_serialization(evicted.status))
+    assert evicted.status.reason == "Evicted"
+    assert evicted.status.message.startswith("The node was low on resource: memory.")
+
+    running = wait_for_pod(kube_core, kube_namespace, "sleeper", lambda p: p.status.phase == "Running")
+    assert [c.status for c in running.status.conditions if c.type == "Ready"] == ["True"]
+    # Without a kubelet a bound pod would stay Terminating forever; the simulator finishes it.
+    kube_core.delete_namespaced_pod("sleeper", kube_namespace)
+
+    def gone() -> bool:
+        try:
+            kube_core.read_namespaced_pod("sleeper", kube_namespace)
+        except ApiException as err:
+            return bool(err.status == 404)
+        return False
+
+    wait_for(gone, 30, "the deleted pod to disappear")
+
+
+def test_airflow_connection_reaches_the_cluster(
+    kube_airflow_conn: KubeAirflowConnection, kube_core: Any
+) -> None:
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    kube_core.create_namespaced_pod(kube_airflow_conn.namespace, _pod("seen-by-airflow"))
+    hook = KubernetesHook(conn_id=kube_airflow_conn.conn_id)
+    assert hook.get_namespace() == kube_airflow_conn.namespace
+    pods = hook.core_v1_client.list_namespaced_pod(hook.get_namespace()).items
+    assert [p.metadata.name for p in pods] == ["seen-by-airflow"]
