@@ -247,23 +247,33 @@ def _spawn(name: str, argv: Sequence[str], log_dir: Path) -> Proc:
 
 
 def _stop_procs(procs: Sequence[Proc], timeout: float = 15.0) -> None:
+    """SIGTERM each process group, wait for each process to be gone, SIGKILL what is left."""
     for proc in procs:
         if proc.alive():
             proc.signal_group(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for proc in procs:
-        while proc.alive() and time.monotonic() < deadline:
-            _reap(proc.pid)
+        while not _gone(proc) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if proc.alive():
+        if not _gone(proc):
             proc.signal_group(signal.SIGKILL)
-        _reap(proc.pid)
+            kill_deadline = time.monotonic() + 5.0
+            while not _gone(proc) and time.monotonic() < kill_deadline:
+                time.sleep(0.05)
 
 
-def _reap(pid: int) -> None:
-    """Collect a child's exit status so it does not linger as a zombie (no-op for non-children)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+def _gone(proc: Proc) -> bool:
+    """True once the process has exited and, if it is our child, has been reaped.
+
+    A multi-threaded process shows as a zombie while its other threads still exit, and cannot be
+    reaped until they have: so a child counts as gone only when ``waitpid`` collected it. If the
+    caller is not its parent (``scripts/test-cluster down``), having exited is all we can see.
+    """
+    try:
+        pid, _ = os.waitpid(proc.pid, os.WNOHANG)
+    except ChildProcessError:
+        return not proc.alive()
+    return pid == proc.pid
 
 
 @dataclass
@@ -507,3 +517,87 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
         START_TIMEOUT,
     )
     cluster.check_alive()
+
+
+# --- a long-lived cluster for scripts/test-cluster -------------------------------------------------
+
+READY_FILE = "ready"
+SUPERVISOR_PID_FILE = "supervisor.pid"
+
+
+def supervise(run_dir: Path, bin_dir: Path | None = None) -> int:
+    """Start the cluster and the node simulator, then hold them until SIGTERM / SIGINT.
+
+    Being the parent of every control-plane process, this process also reaps them on exit.
+    ``<run_dir>/ready`` holds the kubeconfig path once everything is up.
+    """
+    import threading
+
+    from tests.harness.nodesim import NodeSimulator, default_nodes
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
+    signal.signal(signal.SIGINT, lambda _sig, _frame: stop.set())
+    (run_dir / READY_FILE).unlink(missing_ok=True)
+    cluster = start_cluster(run_dir=run_dir / "cluster", bin_dir=bin_dir)
+    sim: NodeSimulator | None = None
+    try:
+        sim = NodeSimulator(cluster.kubeconfig, default_nodes()).start()
+        (run_dir / READY_FILE).write_text(f"{cluster.kubeconfig}\n")
+        print(f"cluster ready: {cluster.server} kubeconfig {cluster.kubeconfig}", flush=True)
+        while not stop.wait(1.0):
+            cluster.check_alive()
+    finally:
+        if sim is not None:
+            sim.stop()
+        cluster.stop()
+        (run_dir / READY_FILE).unlink(missing_ok=True)
+    return 0
+
+
+def stop_run_dir(run_dir: Path, timeout: float = 30.0) -> bool:
+    """Stop what ``supervise`` started in ``run_dir``; True when something was running."""
+    pid_file = run_dir / SUPERVISOR_PID_FILE
+    stopped = False
+    if pid_file.exists():
+        pid, start_ticks = pid_file.read_text().split()
+        supervisor = Proc("supervisor", int(pid), "", "", start_ticks)
+        if supervisor.alive():
+            stopped = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisor.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while supervisor.alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        pid_file.unlink(missing_ok=True)
+    # A supervisor that died hard leaves its children behind: stop them by their recorded ids.
+    state = run_dir / "cluster" / STATE_FILE
+    if state.exists():
+        leftover = KubeCluster.load(state.parent)
+        stopped = stopped or any(p.alive() for p in leftover.procs)
+        leftover.stop()
+    (run_dir / READY_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the local Kubernetes test cluster.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("supervise", help="start cluster + node simulator, hold until SIGTERM")
+    run.add_argument("--run-dir", type=Path, required=True)
+    down = sub.add_parser("stop", help="stop what 'supervise' started in a run dir")
+    down.add_argument("--run-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "supervise":
+        args.run_dir.mkdir(parents=True, exist_ok=True)
+        fields = _stat_fields(os.getpid())
+        (args.run_dir / SUPERVISOR_PID_FILE).write_text(f"{os.getpid()} {fields[19] if fields else ''}\n")
+        return supervise(args.run_dir)
+    print("stopped" if stop_run_dir(args.run_dir) else "nothing was running")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
