@@ -74,6 +74,25 @@ _PHASE_TO_LEDGER = {
 }
 
 
+class AfterAirflowDecided:
+    """The retry / failure callback every compute operator adds beside the author's own.
+
+    It finds the operator through the callback's context rather than holding it: Airflow runs
+    callbacks on the task object it executed, which is a copy of the one the DAG file built.
+    """
+
+    def __init__(self, *, will_retry: bool) -> None:
+        self.will_retry = will_retry
+
+    def __call__(self, context: Any) -> None:
+        task = context.get("task") or getattr(context.get("ti"), "task", None)
+        if isinstance(task, BaseComputeOperator):
+            task.finish_after_decision(context, will_retry=self.will_retry)
+
+    def __repr__(self) -> str:
+        return f"AfterAirflowDecided(will_retry={self.will_retry})"
+
+
 class ComputeTaskAborted(ComputeOperationError, AirflowFailException):
     """A compute failure that no retry can fix; Airflow fails the task without retrying.
 
@@ -172,8 +191,8 @@ class BaseComputeOperator(BaseOperator):
         # Ours run beside the DAG author's callbacks, never instead of them.
         authors_retry: list[Any] = list(getattr(self, "on_retry_callback", None) or [])
         authors_failure: list[Any] = list(getattr(self, "on_failure_callback", None) or [])
-        self.on_retry_callback = [*authors_retry, self._after_retry_decided]
-        self.on_failure_callback = [*authors_failure, self._after_final_failure]
+        self.on_retry_callback = [*authors_retry, AfterAirflowDecided(will_retry=True)]
+        self.on_failure_callback = [*authors_failure, AfterAirflowDecided(will_retry=False)]
         self._active: _Try | None = None
         self._watching: list[Unit] = []
 
@@ -246,18 +265,11 @@ class BaseComputeOperator(BaseOperator):
         with self._failures_as_compute_errors(context, t):
             return self._launch_and_wait(context, t)
 
-    def execute_complete(
-        self,
-        context: Any,
-        event: dict[str, Any],
-        *,
-        tenant_id: str,
-        execution_id: str,
-        units: list[dict[str, Any]],
-        done: list[dict[str, Any]],
-        deadline: str,
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Any, event: dict[str, Any], **_next_kwargs: Any) -> dict[str, Any]:
         """Resume after the trigger fired: settle with the statuses it saw."""
+        resume = event["resume"]
+        tenant_id, execution_id = resume["tenant_id"], resume["execution_id"]
+        units, done, deadline = resume["units"], resume["done"], resume["deadline"]
         args = self._validated(skip_templates=False)
         t = self._new_try(ExecutionRef(tenant_id, execution_id), int(context["ti"].try_number), args)
         self._active = t
@@ -341,15 +353,15 @@ class BaseComputeOperator(BaseOperator):
                     poll_interval=t.args["poll_interval"],
                     pending_grace_period=t.args["pending_grace_period"].total_seconds(),
                     on_kill_action=t.args["on_kill_action"],
+                    resume={
+                        "tenant_id": t.tenant_id,
+                        "execution_id": t.execution_id,
+                        "units": [u.to_dict() for u in watch],
+                        "done": [s.to_dict() for s in done],
+                        "deadline": deadline.isoformat(),
+                    },
                 ),
                 method_name="execute_complete",
-                kwargs={
-                    "tenant_id": t.tenant_id,
-                    "execution_id": t.execution_id,
-                    "units": [u.to_dict() for u in watch],
-                    "done": [s.to_dict() for s in done],
-                    "deadline": deadline.isoformat(),
-                },
             )
         statuses, timed_out = self._poll_until_settled(t, backend, watch, done, deadline)
         return self._settle(context, t, done, statuses, deadline, timed_out=timed_out)
@@ -576,13 +588,10 @@ class BaseComputeOperator(BaseOperator):
     def _record_failure(
         self, context: Any, t: _Try, error: ComputeError, *, record: bool = True
     ) -> ComputeError:
+        # The workflow's operation ("provision") replaces the API call a normalizer named.
         error = error.with_context(
-            provider=self.provider,
-            operation=t.args["operation"],
-            execution_id=t.execution_id,
-            tenant_id=t.tenant_id,
-            attempt=t.attempt,
-        )
+            provider=self.provider, execution_id=t.execution_id, tenant_id=t.tenant_id, attempt=t.attempt
+        ).model_copy(update={"operation": t.args["operation"]})
         self._push_error(context, error)
         if record:
             self._store.record_outcome(t.tenant_id, t.execution_id, error)
@@ -599,16 +608,10 @@ class BaseComputeOperator(BaseOperator):
 
     # -- Airflow's decision, then the tenant ----------------------------------------------------
 
-    def _after_retry_decided(self, context: Any) -> None:
-        """A retry follows: the tenant waits for it (``retry_pending``); warning level."""
-        self._finish_after_decision(context, will_retry=True)
-
-    def _after_final_failure(self, context: Any) -> None:
-        """No retry follows: the store's rule for the tenant, error level, and a ``retry_failed``
-        partial failure is rolled back after all."""
-        self._finish_after_decision(context, will_retry=False)
-
-    def _finish_after_decision(self, context: Any, *, will_retry: bool) -> None:
+    def finish_after_decision(self, context: Any, *, will_retry: bool) -> None:
+        """Airflow decided: a retry follows (the tenant waits for it, warning level) or not (the
+        store's rule for the tenant, error level; a ``retry_failed`` partial failure is rolled
+        back after all)."""
         t = self._active
         raised = _error_of(context.get("exception"))
         if t is None:

@@ -8,6 +8,10 @@ event and stops:
     {"kind": "timeout", "statuses": [...]}             the operation's deadline passed first
     {"kind": "error",   "statuses": [...], "error": e} status could not be read, for good
 
+Every event also carries ``resume``, a plain dict the operator gave the trigger, so the task
+resumes with everything it needs even where the event replaces the deferral's ``next_kwargs``
+(``dag.test()`` does that).
+
 It never raises: an exception from a trigger resumes the task as ``TaskDeferralError``, which
 would skip the operator's failure handling, so every failure becomes an event. It never stops
 the work it watches, not at the deadline and not when the triggerer restarts; only a user's
@@ -46,6 +50,7 @@ class ComputeStatusTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         pending_grace_period: float = 300.0,
         on_kill_action: str = "keep",
+        resume: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.provider = provider
@@ -56,6 +61,7 @@ class ComputeStatusTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.pending_grace_period = float(pending_grace_period)
         self.on_kill_action = on_kill_action
+        self.resume = dict(resume or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -69,6 +75,7 @@ class ComputeStatusTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "pending_grace_period": self.pending_grace_period,
                 "on_kill_action": self.on_kill_action,
+                "resume": self.resume,
             },
         )
 
@@ -93,7 +100,7 @@ class ComputeStatusTrigger(BaseTrigger):
                     backoff = self.poll_interval
                 except ComputeOperationError as exc:
                     if exc.error.classification is not Classification.RETRIABLE:
-                        yield _event("error", statuses, exc.error)
+                        yield self._event("error", statuses, exc.error)
                         return
                     self.log.warning("status poll failed, will poll again: %s", exc)
                     backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
@@ -106,17 +113,29 @@ class ComputeStatusTrigger(BaseTrigger):
                         pending_grace_period=grace,
                     )
                     if progress.state in (Settlement.SUCCEEDED, Settlement.FAILED):
-                        yield _event("settled", statuses)
+                        yield self._event("settled", statuses)
                         return
                 if now >= deadline:
-                    yield _event("timeout", statuses)
+                    yield self._event("timeout", statuses)
                     return
                 remaining = (deadline - datetime.now(UTC)).total_seconds()
                 await asyncio.sleep(max(0.0, min(backoff, remaining)))
         except Exception as exc:  # the last line of defence: a trigger must not raise
             from airflow_compute_provider.normalize import from_exception
 
-            yield _event("error", statuses, from_exception(exc))
+            yield self._event("error", statuses, from_exception(exc))
+
+    def _event(
+        self, kind: str, statuses: Sequence[UnitStatus], error: ComputeError | None = None
+    ) -> TriggerEvent:
+        payload: dict[str, Any] = {
+            "kind": kind,
+            "statuses": [s.to_dict() for s in statuses],
+            "resume": self.resume,
+        }
+        if error is not None:
+            payload["error"] = error.to_json_dict()
+        return TriggerEvent(payload)
 
     async def on_kill(self) -> None:
         """A user killed the deferred task: stop the units only if the DAG author asked for it."""
@@ -126,10 +145,3 @@ class ComputeStatusTrigger(BaseTrigger):
         failed = await asyncio.to_thread(backend.stop, self._units(), "task killed by a user in Airflow")
         for unit, error in failed:
             self.log.warning("could not stop unit %s: %s", unit.resource_id, error.message)
-
-
-def _event(kind: str, statuses: Sequence[UnitStatus], error: ComputeError | None = None) -> TriggerEvent:
-    payload: dict[str, Any] = {"kind": kind, "statuses": [s.to_dict() for s in statuses]}
-    if error is not None:
-        payload["error"] = error.to_json_dict()
-    return TriggerEvent(payload)
