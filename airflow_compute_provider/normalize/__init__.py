@@ -1,0 +1,58 @@
+"""Pure translation of provider failures into ``ComputeError``: no I/O, no Airflow, no SDK imports.
+
+    from_exception(exc)         the dispatcher: any exception (or anything at all) -> ComputeError
+     ├── ComputeOperationError  its own error, unchanged
+     ├── botocore ClientError   -> ecs.from_client_error
+     ├── Kubernetes ApiException (kubernetes or kubernetes_asyncio)
+     │                          -> kubernetes.from_api_exception
+     └── anything else          -> network.from_exception (transport, credentials, client config)
+
+    ecs         from_client_error, from_run_task_response, from_stopped_task
+    kubernetes  from_api_exception, from_pod
+    network     from_exception
+
+Each provider module reads its input into ``rules.Facts`` and takes the first matching row of
+an ordered table (``ecs_rules``, ``kubernetes_rules``, ``network_rules``); ``_result`` turns the
+row's ``ErrorCode`` and the provider's own words into the ``ComputeError``. Every public
+function catches everything and degrades to UNKNOWN_PROVIDER_ERROR, because a normalizer that
+raises would replace the failure being explained with one of its own.
+
+Exception classes are recognised by their ``module.Class`` names through the MRO, so importing
+this package loads no boto3, botocore or Kubernetes client: DAG parsing stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from airflow_compute_provider.errors import ComputeError, ComputeOperationError
+from airflow_compute_provider.normalize import ecs, kubernetes, network
+from airflow_compute_provider.normalize._read import qualified_names
+from airflow_compute_provider.normalize._result import unknown
+
+__all__ = ["ecs", "from_exception", "kubernetes", "network"]
+
+_CLIENT_ERROR = re.compile(r"botocore\.exceptions\.ClientError")
+_API_EXCEPTION = re.compile(r"kubernetes(?:_asyncio)?\.client\.exceptions\.ApiException")
+
+
+def from_exception(exc: Any, provider: str | None = None) -> ComputeError:
+    """The ``ComputeError`` for any exception a compute call raised; never raises itself.
+
+    The first provider exception in the cause chain decides (an ``AirflowException`` raised
+    from a ``ClientError`` is that ``ClientError``); ``provider`` ("ecs" / "kubernetes") is kept
+    for network errors that do not name one.
+    """
+    try:
+        for link in network.causes(exc):
+            if isinstance(link, ComputeOperationError):
+                return link.error
+            names = qualified_names(link)
+            if any(_CLIENT_ERROR.fullmatch(name) for name in names):
+                return ecs.from_client_error(link)
+            if any(_API_EXCEPTION.fullmatch(name) for name in names):
+                return kubernetes.from_api_exception(link)
+        return network.from_exception(exc, provider)
+    except Exception as error:
+        return unknown(provider, "exception", exc, error)
