@@ -58,6 +58,12 @@ from airflow_compute_provider.observability import (
 from airflow_compute_provider.operators import outcome
 from airflow_compute_provider.operators.arguments import ARGUMENT_TYPES, Validator, validate_arguments
 from airflow_compute_provider.operators.reconcile import known_units, plan_units
+from airflow_compute_provider.policy import (
+    apply_policy_arguments,
+    find_compute_policy,
+    operator_aborts,
+    take_policy_arguments,
+)
 from airflow_compute_provider.state.models import ResourceUpdate
 from airflow_compute_provider.state.status import RESOURCE_TRANSITIONS, OperationStatus, ResourceStatus
 from airflow_compute_provider.state.store import TenantStateStore
@@ -96,8 +102,9 @@ class AfterAirflowDecided:
 class ComputeTaskAborted(ComputeOperationError, AirflowFailException):
     """A compute failure that no retry can fix; Airflow fails the task without retrying.
 
-    Raised for invalid arguments, and, when the task has no ``retry_policy``, for
-    non-retriable and manual-intervention errors. With a policy, the policy decides.
+    Raised for invalid arguments and for non-retriable and manual-intervention errors when the
+    task has no ``retry_policy``. With a policy on Airflow 3.3+ the policy decides and this is
+    never raised (it would bypass the policy); before 3.3 it is raised when the policy says FAIL.
     """
 
 
@@ -171,7 +178,10 @@ class BaseComputeOperator(BaseOperator):
         state_conn_id: str = "compute_state_default",
         **kwargs: Any,
     ) -> None:
+        # retries follow the ComputeRetryPolicy unless the author set them (policy.py)
+        policy_arguments = take_policy_arguments(kwargs)
         super().__init__(**kwargs)
+        apply_policy_arguments(self, policy_arguments)
         self.tenant_id = tenant_id
         self.operation = operation
         self.count = count
@@ -252,7 +262,7 @@ class BaseComputeOperator(BaseOperator):
             self._push_error(
                 context, exc.error.with_context(provider=self.provider, operation=self.operation)
             )
-            raise ComputeTaskAborted(exc.error) from None
+            raise self._exception_for(exc.error, context) from None
         t = self._new_try(execution, attempt, args)
         try:
             self._store.begin_operation(
@@ -583,7 +593,7 @@ class BaseComputeOperator(BaseOperator):
 
     def _fail(self, context: Any, t: _Try, error: ComputeError, *, record: bool = True) -> NoReturn:
         error = self._record_failure(context, t, error, record=record)
-        raise self._exception_for(error)
+        raise self._exception_for(error, context)
 
     def _record_failure(
         self, context: Any, t: _Try, error: ComputeError, *, record: bool = True
@@ -598,8 +608,10 @@ class BaseComputeOperator(BaseOperator):
         log_raw_response(t.log, error.to_json_dict(), what="compute error (normalized), with its root cause")
         return error
 
-    def _exception_for(self, error: ComputeError) -> ComputeOperationError:
-        if self.retry_policy is None and error.classification is not Classification.RETRIABLE:
+    def _exception_for(self, error: ComputeError, context: Any = None) -> ComputeOperationError:
+        # With a retry policy on Airflow 3.3+ the policy decides (AirflowFailException would
+        # bypass it); without one, or before 3.3, policy.operator_aborts says when to fail fast.
+        if operator_aborts(error, getattr(self, "retry_policy", None), context):
             return ComputeTaskAborted(error)
         return ComputeOperationError(error)
 
@@ -669,7 +681,8 @@ class BaseComputeOperator(BaseOperator):
     def _try_timeout(self, t: _Try) -> timedelta:
         earlier_timeouts = self._store.timeouts_so_far(t.tenant_id, t.execution_id)
         factor = float(t.args.get("timeout_factor") or 1.0)
-        policy_factor = getattr(self.retry_policy, "timeout_factor_for", None)
+        policy = find_compute_policy(getattr(self, "retry_policy", None))
+        policy_factor = getattr(policy, "timeout_factor_for", None)
         if self.timeout_factor is None and callable(policy_factor):
             factor = float(policy_factor(ErrorCode.OPERATION_TIMEOUT))
         timeout: timedelta = t.args["timeout"] * (factor**earlier_timeouts)
