@@ -116,7 +116,7 @@ class Backoff:
         return Backoff(**{**self.__dict__, **given})
 
 
-def parse_rule_key(key: object) -> RuleKey:
+def parse_rule_key(key: object, *, argument: str = "rules") -> RuleKey:
     """A rule's key: an error code ("PROVIDER_THROTTLED") or a classification ("retriable")."""
     if isinstance(key, ErrorCode | Classification):
         return key
@@ -131,7 +131,7 @@ def parse_rule_key(key: object) -> RuleKey:
     raise ComputeConfigError(
         f"{text!r} is neither an error code nor a classification{hint}; "
         f"classifications are {', '.join(c.value for c in Classification)}",
-        argument="rules",
+        argument=argument,
     )
 
 

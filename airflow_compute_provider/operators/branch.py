@@ -27,6 +27,7 @@ DagBag.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import TriggerRule
@@ -151,38 +152,45 @@ class ComputeErrorBranchOperator(BaseBranchOperator):
     def choose_branch(self, context: Any) -> str | Iterable[str] | None:
         self.check_routes()
         state = _task_state(context, self.compute_task_id)
+        error = None
+        if state not in _NOT_RUN and state != "success":
+            try:
+                error = get_compute_error(context, self.compute_task_id)
+            except ValueError:
+                self.log.exception("unreadable compute_error of %r; treated as none", self.compute_task_id)
+        route = self.route_for(state, error)
+        if route.targets is None:
+            self.log.info("%s: rule %s, no branch followed", route.why, route.rule)
+        else:
+            self.log.info("%s: rule %s -> %s", route.why, route.rule, list(route.targets))
+        return route.targets
+
+    def route_for(self, state: str | None, error: ComputeError | None) -> Route:
+        """The branch for the compute task's final ``state`` (``None``: unknown) and its error."""
+        task = repr(self.compute_task_id)
         if state == "success":
-            return self._follow("on_success", self.on_success, f"{self.compute_task_id!r} succeeded")
+            return Route("on_success", self.on_success, f"{task} succeeded")
         if state in _NOT_RUN:
-            self.log.info("%r did not run (%s): no branch followed", self.compute_task_id, state)
-            return None
-        try:
-            error = get_compute_error(context, self.compute_task_id)
-        except ValueError:
-            self.log.exception("unreadable compute_error of %r", self.compute_task_id)
-            error = None
+            return Route("(did not run)", None, f"{task} did not run ({state})")
         if error is None:
             if state is None:
-                # The state could not be read: no error recorded is all we know.
-                return self._follow("on_success", self.on_success, "no compute_error recorded")
-            return self._follow(
-                "default", self.default, f"{self.compute_task_id!r} {state}, no compute_error"
-            )
-        return self._route(error)
-
-    def _route(self, error: ComputeError) -> Targets | None:
-        what = f"{self.compute_task_id!r} failed with {error.code.value} ({error.classification.value})"
+                # Airflow could not tell the state; with no error recorded, it succeeded.
+                return Route("on_success", self.on_success, f"{task} recorded no compute_error")
+            return Route("default", self.default, f"{task} {state} without a compute_error")
+        what = f"{task} failed with {error.code.value} ({error.classification.value})"
         for key in (error.code, error.classification):
             if key in self.routes:
-                return self._follow(f"routes[{key.value!r}]", self.routes[key], what)
-        return self._follow("default", self.default, f"{what}, which no route names")
+                return Route(f"routes[{key.value!r}]", self.routes[key], what)
+        return Route("default", self.default, f"{what}, which no route names")
 
-    def _follow(self, rule: str, targets: Targets | None, why: str) -> Targets | None:
-        if targets is None:
-            self.log.info("%s: rule %s is None, no branch followed", why, rule)
-            return None
-        self.log.info("%s: rule %s -> %s", why, rule, list(targets))
-        return targets
+
+@dataclass(frozen=True)
+class Route:
+    """The branch chosen, the rule that chose it (as the author wrote it) and why, for the log."""
+
+    rule: str
+    targets: Targets | None
+    why: str
 
 
 def _parse_routes(routes: Mapping[Any, Any]) -> dict[RuleKey, Targets]:
@@ -190,7 +198,7 @@ def _parse_routes(routes: Mapping[Any, Any]) -> dict[RuleKey, Targets]:
         raise ComputeConfigError("must be a mapping of code or classification to task ids", argument="routes")
     parsed: dict[RuleKey, Targets] = {}
     for key, value in routes.items():
-        rule_key = parse_rule_key(key)
+        rule_key = parse_rule_key(key, argument="routes")
         targets = _targets(value, f"routes[{rule_key.value!r}]", optional=False)
         assert targets is not None
         parsed[rule_key] = targets
@@ -236,4 +244,4 @@ def _task_state(context: Any, task_id: str) -> str | None:
     return str(getattr(state, "value", state)) if state is not None else None
 
 
-__all__ = ["ComputeErrorBranchOperator", "get_compute_error"]
+__all__ = ["ComputeErrorBranchOperator", "Route", "get_compute_error"]
