@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
+import urllib3
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
 from airflow.sdk import BaseHook
 from kubernetes import client as k8s
@@ -176,10 +177,16 @@ class KubernetesComputeHook(BaseHook):
 
     def get_conn(self) -> k8s.CoreV1Api:
         """The sync CoreV1 client; a connection that cannot give one is a configuration error."""
+        return self._core_v1
+
+    @cached_property
+    def _core_v1(self) -> k8s.CoreV1Api:
         try:
-            return self.kube_hook.core_v1_client
+            core: k8s.CoreV1Api = self.kube_hook.core_v1_client
         except Exception as exc:
             raise self._client_error(exc) from exc
+        _without_transport_retries(core.api_client)
+        return core
 
     def _client_error(self, exc: BaseException) -> ComputeConfigError:
         return ComputeConfigError(
@@ -418,7 +425,7 @@ class KubernetesComputeHook(BaseHook):
         operation: str | None = None,
         resource_id: str | None = None,
     ) -> ComputeError:
-        error = from_exception(exc).with_context(
+        error = from_exception(exc, PROVIDER).with_context(
             provider=PROVIDER,
             operation=operation,
             execution_id=execution.execution_id if execution else None,
@@ -437,6 +444,18 @@ class _AsyncHook(AsyncKubernetesHook):
         if self.config_file and field_name == "kube_config":
             return None  # the explicit file wins, as in the sync hook
         return await super()._get_field(field_name)
+
+
+def _without_transport_retries(api_client: k8s.ApiClient) -> None:
+    """Leave retrying to ``kubernetes_retry`` alone.
+
+    urllib3 retries three times by default, and a 429 or 503 with ``Retry-After`` among them,
+    sleeping as long as the server says; under our own retries that multiplies the attempts
+    and escapes our cap on the wait. The async client (aiohttp) does not retry at all.
+    """
+    pool_manager = api_client.rest_client.pool_manager
+    pool_manager.connection_pool_kw["retries"] = urllib3.Retry(total=0, respect_retry_after_header=False)
+    pool_manager.clear()  # pools made before this keep their own setting
 
 
 def _status(exc: BaseException) -> int | None:

@@ -22,6 +22,8 @@ from airflow_compute_provider.normalize import from_exception
 
 log = logging.getLogger(__name__)
 
+PROVIDER = "kubernetes"
+
 TRANSIENT_CODES = frozenset(
     {
         ErrorCode.PROVIDER_THROTTLED,
@@ -41,7 +43,7 @@ class RetrySettings:
 
 
 def is_transient(exc: BaseException) -> bool:
-    return from_exception(exc).code in TRANSIENT_CODES
+    return from_exception(exc, PROVIDER).code in TRANSIENT_CODES
 
 
 class _RetryAfterOrBackoff(tenacity.wait.wait_base):
@@ -56,7 +58,7 @@ class _RetryAfterOrBackoff(tenacity.wait.wait_base):
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
-        hint = from_exception(exc).retry_after_seconds if exc is not None else None
+        hint = from_exception(exc, PROVIDER).retry_after_seconds if exc is not None else None
         if hint is not None:
             return min(float(hint), self._settings.max_wait)
         return float(self._backoff(retry_state))
@@ -69,7 +71,7 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     log.warning(
         "Kubernetes API call failed transiently (attempt %d): %s; retrying in %.1fs",
         retry_state.attempt_number,
-        from_exception(exc).code.value if exc is not None else "?",
+        from_exception(exc, PROVIDER).code.value if exc is not None else "?",
         wait,
     )
 

@@ -24,6 +24,7 @@ from typing import Any
 from airflow_compute_provider.errors import ComputeError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
+from airflow_compute_provider.hooks.kubernetes_pods import ANNOTATION_EXECUTION_ID, ANNOTATION_TENANT_ID
 from airflow_compute_provider.normalize.kubernetes import from_pod
 
 PROVIDER = "kubernetes"
@@ -36,7 +37,7 @@ def unit_status(unit: Unit, pod: Mapping[str, Any] | None) -> UnitStatus:
     status = pod.get("status") or {}
     phase = status.get("phase") or "Pending"
     exit_code = _exit_code(status)
-    error = _with_resource(from_pod(dict(pod)), unit.resource_id)
+    error = _in_context(from_pod(dict(pod)), pod, unit.resource_id)
 
     if phase == "Pending":
         stuck_since = _stuck_since(pod) if error else None
@@ -46,7 +47,7 @@ def unit_status(unit: Unit, pod: Mapping[str, Any] | None) -> UnitStatus:
     if phase == "Succeeded":
         return UnitStatus(unit=unit, phase=UnitPhase.SUCCEEDED, exit_code=exit_code)
     if phase == "Failed":
-        failure = error or _unexplained_failure(unit, status, exit_code)
+        failure = error or _in_context(_unexplained_failure(unit, status, exit_code), pod, unit.resource_id)
         return UnitStatus(unit=unit, phase=UnitPhase.FAILED, exit_code=exit_code, error=failure)
     # "Unknown": the kubelet stopped reporting. The pod may still be running, so this is not
     # an end; the lifecycle sees an unhealthy running unit and its deadline still applies.
@@ -112,9 +113,18 @@ def _unexplained_failure(unit: Unit, status: Mapping[str, Any], exit_code: int |
     )
 
 
-def _with_resource(error: ComputeError | None, resource_id: str) -> ComputeError | None:
-    """``error`` naming the pod in its root cause, when the normalizer left that out."""
-    if error is None or error.root_cause.resource_id:
+def _in_context(error: ComputeError | None, pod: Mapping[str, Any], resource_id: str) -> ComputeError | None:
+    """``error`` with the execution and tenant the pod's annotations name, and the pod in its
+    root cause, where the normalizer (which knows nothing of executions) left them out."""
+    if error is None:
+        return None
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    error = error.with_context(
+        provider=PROVIDER,
+        execution_id=annotations.get(ANNOTATION_EXECUTION_ID),
+        tenant_id=annotations.get(ANNOTATION_TENANT_ID),
+    )
+    if error.root_cause.resource_id:
         return error
     return error.model_copy(
         update={"root_cause": error.root_cause.model_copy(update={"resource_id": resource_id})}
