@@ -490,12 +490,15 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
     def _with_context(error: ComputeError, plan: LaunchPlan | None) -> ComputeError:
         if plan is None:
             return error.with_context(provider=PROVIDER)
-        return error.with_context(
+        error = error.with_context(
             provider=PROVIDER,
-            operation=plan.operation or None,
             execution_id=plan.execution.execution_id,
             tenant_id=plan.execution.tenant_id,
         )
+        if plan.operation:
+            # The workflow's operation ("provision") replaces the API call a normalizer named.
+            error = error.model_copy(update={"operation": plan.operation})
+        return error
 
 
 def _remember_essentials(task_definition_arn: str, response: Mapping[str, Any]) -> frozenset[str]:

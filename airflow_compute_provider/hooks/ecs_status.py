@@ -3,7 +3,7 @@
     phase_of(lastStatus)      PROVISIONING / PENDING / ACTIVATING               -> pending
                               RUNNING / DEACTIVATING / STOPPING / DEPROVISIONING -> running
                               STOPPED -> succeeded, or failed with the normalizer's error
-    exit_code_of(task, ...)   the essential container's exit code, once the task stopped
+    exit_code_of(task)        the essential container's exit code, once the task stopped
     status_of(unit, task)     the whole ``UnitStatus``
     vanished(unit)            a task ECS no longer knows (``failures[]`` reason MISSING)
     describe_batches(units)   units grouped by cluster, in DescribeTasks' batches of 100
@@ -13,8 +13,10 @@ still be exiting, and only a stopped task carries its final stop code and exit c
 
 Which containers are essential is written in the task definition, not in DescribeTasks. For a
 stopped task with several containers the hook looks the task definition up once (revisions
-never change) and passes the essential names here; without them the first non-zero exit code
-among all containers is reported, else the first exit code.
+never change) and passes the essential names here; they are marked on the containers
+(``essential``) before the normalizer judges the task, so a non-essential sidecar killed on the
+way out fails neither the unit nor its exit code. Without them every container counts as
+essential.
 """
 
 from __future__ import annotations
@@ -52,9 +54,9 @@ def is_stopped(task: Mapping[str, Any]) -> bool:
 
 
 def needs_task_definition(task: Mapping[str, Any]) -> bool:
-    """Whether the exit code depends on which of several exited containers is essential."""
-    exited = [c for c in task.get("containers") or () if c.get("exitCode") is not None]
-    return is_stopped(task) and len(exited) > 1 and bool(task.get("taskDefinitionArn"))
+    """Whether telling essential containers from the others matters for this task."""
+    containers = task.get("containers") or ()
+    return is_stopped(task) and len(containers) > 1 and bool(task.get("taskDefinitionArn"))
 
 
 def essential_names(task_definition: Mapping[str, Any]) -> frozenset[str]:
@@ -66,13 +68,22 @@ def essential_names(task_definition: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
-def exit_code_of(task: Mapping[str, Any], essential: frozenset[str] | None = None) -> int | None:
-    """The exit code that speaks for the task; ``None`` until it stopped or when none exited."""
+def with_essentials(task: Mapping[str, Any], essential: frozenset[str] | None) -> dict[str, Any]:
+    """The task with every container marked ``essential`` or not, the way the normalizer
+    reads it (a container without the mark counts as essential)."""
+    if not essential:
+        return dict(task)
+    containers = [{**c, "essential": c.get("name") in essential} for c in task.get("containers") or ()]
+    return {**task, "containers": containers}
+
+
+def exit_code_of(task: Mapping[str, Any]) -> int | None:
+    """The exit code that speaks for the task: an essential container's, the first non-zero
+    one if any; ``None`` until the task stopped or when no container exited."""
     if not is_stopped(task):
         return None
     exited = [c for c in task.get("containers") or () if c.get("exitCode") is not None]
-    if essential:
-        exited = [c for c in exited if c.get("name") in essential] or exited
+    exited = [c for c in exited if c.get("essential") is not False] or exited
     failed = [c for c in exited if c["exitCode"] != 0]
     chosen = (failed or exited)[:1]
     return int(chosen[0]["exitCode"]) if chosen else None
@@ -98,11 +109,12 @@ def status_of(unit: Unit, task: Mapping[str, Any], essential: frozenset[str] | N
         # A pending task has waited since it was created; grace periods count from there.
         since = _iso_utc(task.get("createdAt")) if phase is UnitPhase.PENDING else None
         return UnitStatus(unit=unit, phase=phase, healthy=healthy, stuck_since=since)
-    error = normalize_ecs.from_stopped_task(dict(task))
+    marked = with_essentials(task, essential)
+    error = normalize_ecs.from_stopped_task(marked)
     return UnitStatus(
         unit=unit,
         phase=UnitPhase.FAILED if error is not None else UnitPhase.SUCCEEDED,
-        exit_code=exit_code_of(task, essential),
+        exit_code=exit_code_of(marked),
         healthy=healthy,
         error=error,
     )

@@ -29,6 +29,7 @@ from airflow_compute_provider.hooks.base import (
     backend_from_config,
 )
 from airflow_compute_provider.hooks.ecs import EcsComputeHook
+from airflow_compute_provider.hooks.ecs_retry import STATUS_RETRY
 from airflow_compute_provider.hooks.ecs_tags import (
     EXEC_KEY_TAG,
     EXECUTION_ID_TAG,
@@ -44,6 +45,7 @@ from tests.harness.ecs_script import (
     TaskScript,
     exited,
 )
+from tests.harness.proxy_faults import Reset, ecs_throttle, ecs_unavailable
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,6 +75,25 @@ def make_plan(
         request=template,
         operation="provision",
     )
+
+
+def through_proxy(ecs_env: Any, fault_proxy: Any) -> Any:
+    """A fault proxy between the product (the Airflow connection) and moto."""
+    proxy = fault_proxy(ecs_env.moto_url)
+    ecs_env.route_through(proxy.url)
+    return proxy
+
+
+def started_tasks(ecs_env: Any, n: int) -> list[Unit]:
+    """``n`` running tasks started straight on moto (10 per RunTask), as units."""
+    ecs_env.default_script = RUNS_FOREVER
+    arns: list[str] = []
+    while len(arns) < n:
+        arns += [t["taskArn"] for t in ecs_env.run_task(count=min(10, n - len(arns)))["tasks"]]
+    return [
+        Unit(i, 0, arn, {"region": ecs_env.region, "cluster": ecs_env.cluster_name})
+        for i, arn in enumerate(arns)
+    ]
 
 
 def tags_of(task: dict[str, Any]) -> dict[str, str]:
@@ -204,6 +225,23 @@ def test_run_task_failure_refuses_that_unit_only(ecs_env: Any) -> None:
     assert error.execution_id == EXECUTION.execution_id
 
 
+def test_a_503_on_run_task_refuses_that_unit_only(ecs_env: Any, fault_proxy: Any) -> None:
+    ecs_env.default_script = RUNS_FOREVER
+    proxy = through_proxy(ecs_env, fault_proxy)
+    proxy.add_rule(ecs_unavailable(), operation="RunTask", times=1)
+    hook = make_hook(ecs_env)
+
+    result = hook.launch(make_plan(ecs_env, 3))
+
+    assert len(result.launched) == 2
+    [(launch, error)] = result.refused
+    assert launch.index not in {u.index for u in result.launched}
+    assert error.code is ErrorCode.PROVIDER_TEMPORARILY_UNAVAILABLE
+    assert error.root_cause.http_status == 503
+    # RunTask is not retried by the hook: the refusal is the launch's data.
+    assert proxy.counts["RunTask"] == 3
+
+
 def test_nonexistent_cluster_is_resource_not_found(ecs_env: Any) -> None:
     hook = make_hook(ecs_env, cluster="no-such-cluster")
 
@@ -302,6 +340,80 @@ def test_describe_reports_running_failed_oom_and_vanished_units(ecs_env: Any) ->
     assert later[0].stuck_since is None
 
 
+def test_describe_retries_throttling_inside_the_hook(ecs_env: Any, fault_proxy: Any) -> None:
+    units = started_tasks(ecs_env, 2)
+    proxy = through_proxy(ecs_env, fault_proxy)
+    proxy.add_rule(ecs_throttle(), operation="DescribeTasks", times=2)
+    hook = make_hook(ecs_env)
+
+    statuses = hook.describe(units)
+
+    assert [s.unit for s in statuses] == units
+    assert {s.phase for s in statuses} == {UnitPhase.PENDING}
+    assert proxy.counts["DescribeTasks"] == 3
+    assert proxy.counts.faulted["DescribeTasks"] == 2
+
+
+def test_describe_gives_up_after_its_bounded_tries(ecs_env: Any, fault_proxy: Any) -> None:
+    units = started_tasks(ecs_env, 1)
+    proxy = through_proxy(ecs_env, fault_proxy)
+    proxy.add_rule(ecs_throttle(), operation="DescribeTasks")
+    hook = make_hook(ecs_env)
+
+    with pytest.raises(ComputeOperationError) as raised:
+        hook.describe(units)
+
+    assert raised.value.error.code is ErrorCode.PROVIDER_THROTTLED
+    assert proxy.counts["DescribeTasks"] == STATUS_RETRY.attempts
+
+
+def test_adescribe_retries_a_reset_connection(ecs_env: Any, fault_proxy: Any) -> None:
+    units = started_tasks(ecs_env, 2)
+    proxy = through_proxy(ecs_env, fault_proxy)
+    proxy.add_rule(Reset(), operation="DescribeTasks", times=1)
+    proxy.add_rule(ecs_throttle(), operation="DescribeTasks", times=1)
+    hook = make_hook(ecs_env)
+
+    statuses = asyncio.run(hook.adescribe(units))
+
+    assert [s.unit for s in statuses] == units
+    assert proxy.counts["DescribeTasks"] == 3
+    assert proxy.counts.faulted["DescribeTasks"] == 2
+
+
+def test_describe_of_150_units_takes_two_calls(ecs_env: Any, fault_proxy: Any) -> None:
+    units = started_tasks(ecs_env, 150)
+    proxy = through_proxy(ecs_env, fault_proxy)
+    hook = make_hook(ecs_env)
+
+    statuses = hook.describe(units)
+
+    assert [s.unit for s in statuses] == units
+    assert UnitPhase.VANISHED not in {s.phase for s in statuses}
+    assert proxy.counts["DescribeTasks"] == 2
+    proxy.reset_counts()
+    assert [s.unit for s in asyncio.run(hook.adescribe(units))] == units
+    assert proxy.counts["DescribeTasks"] == 2
+
+
+def test_find_and_stop_retry_transient_errors(ecs_env: Any, fault_proxy: Any) -> None:
+    ecs_env.default_script = RUNS_FOREVER
+    proxy = through_proxy(ecs_env, fault_proxy)
+    hook = make_hook(ecs_env)
+    launched = hook.launch(make_plan(ecs_env, 2)).launched
+    proxy.add_rule(ecs_throttle(), operation="ListTasks", times=1)
+    proxy.add_rule(ecs_unavailable(), operation="StopTask", times=1)
+
+    assert [u.resource_id for u in hook.find(EXECUTION)] == [
+        u.resource_id for u in sorted(launched, key=lambda u: u.index)
+    ]
+    assert hook.stop(launched, "rollback") == []
+
+    assert proxy.counts["ListTasks"] == 3  # RUNNING (throttled, then again), STOPPED
+    assert proxy.counts["StopTask"] == 3
+    assert {ecs_env.describe_task(u.resource_id)["desiredStatus"] for u in launched} == {"STOPPED"}
+
+
 def test_describe_of_a_succeeded_unit(ecs_env: Any) -> None:
     ecs_env.script_tasks(TaskScript(pending=1, running=1, outcome=exited(0)))
     hook = make_hook(ecs_env)
@@ -328,13 +440,20 @@ def test_exit_code_is_the_essential_containers(ecs_env: Any) -> None:
         ],
     )["taskDefinition"]["taskDefinitionArn"]
     hook = make_hook(ecs_env)
-    [unit] = hook.launch(make_plan(ecs_env, 1, taskDefinition=task_definition)).launched
-    ecs_env.stop_task(unit.resource_id, TaskOutcome(exit_code=3, container="main", others_exit_code=1))
+    failed, succeeded = sorted(
+        hook.launch(make_plan(ecs_env, 2, taskDefinition=task_definition)).launched, key=lambda u: u.index
+    )
+    ecs_env.stop_task(failed.resource_id, TaskOutcome(exit_code=3, container="main", others_exit_code=1))
+    # main exits 0; the sidecar, killed on the way out, 137
+    ecs_env.stop_task(succeeded.resource_id, TaskOutcome(exit_code=0, container="main", others_exit_code=137))
 
-    [status] = hook.describe([unit])
+    statuses = hook.describe([failed, succeeded])
 
-    assert status.phase is UnitPhase.FAILED
-    assert status.exit_code == 3
+    assert [(s.phase, s.exit_code) for s in statuses] == [(UnitPhase.FAILED, 3), (UnitPhase.SUCCEEDED, 0)]
+    assert statuses[0].error is not None
+    assert statuses[0].error.code is ErrorCode.CONTAINER_FAILED
+    assert statuses[0].error.root_cause.exit_code == 3
+    assert statuses[1].error is None
 
 
 def test_adescribe_matches_describe(ecs_env: Any) -> None:
