@@ -17,9 +17,11 @@ https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messag
 https://repost.aws/knowledge-center/ecs-task-stopped.
 
 Decisions on ambiguous cases (each is a rule below):
-- ``AGENT`` (the instance's agent is disconnected) is INFRASTRUCTURE_INTERRUPTED: the host
-  went away under the placement. ``DRAINING`` is INSUFFICIENT_CAPACITY: nothing broke, there
-  is just no usable instance right now.
+- ``AGENT`` (the instance's agent is disconnected) and ``DRAINING`` are INSUFFICIENT_CAPACITY:
+  at launch nothing was interrupted, there is just no usable instance right now.
+- "No Container Instances were found in your cluster" is INVALID_CONFIGURATION: an EC2 launch
+  into a cluster nothing registered with (with a capacity provider the task would wait in
+  PROVISIONING instead); retrying does not add instances.
 - ``ATTRIBUTE`` and ``LOCATION`` are INVALID_CONFIGURATION: the task definition or subnets ask
   for what the cluster's instances do not offer; retrying the same request does not help.
 - "Timeout waiting for network interface provisioning to complete" is
@@ -58,7 +60,7 @@ _QUOTA_WORDS = (
 )
 _CAPACITY_WORDS = (
     r"capacity is unavailable|insufficient capacity|insufficientinstancecapacity"
-    r"|no container instances? (?:were|was) found|no container instance met"
+    r"|no container instance met"
     r"|has insufficient (?:cpu|memory|gpu)|insufficient (?:cpu|memory|gpu) available"
     r"|not enough capacity"
 )
@@ -188,6 +190,12 @@ CLIENT_ERROR_RULES: tuple[Rule, ...] = (
     ),
     Rule(C.PERMISSION_DENIED, message=_PERMISSION_WORDS, why="IAM refusal wrapped in another code"),
     Rule(C.CONFLICT, message=r"too many concurrent attempts|concurrent (?:modification|update)s?"),
+    Rule(
+        C.INVALID_CONFIGURATION,
+        message=r"no container instances? (?:were|was) found",
+        why="an EC2 launch into a cluster with no instances registered: a setup problem (a "
+        "capacity provider would have kept the task PROVISIONING instead)",
+    ),
     Rule(C.INSUFFICIENT_CAPACITY, message=_CAPACITY_WORDS, why="no instance or Fargate capacity"),
     Rule(C.QUOTA_EXCEEDED, message=_QUOTA_WORDS, why="a service quota, whatever the code"),
     Rule(
@@ -225,8 +233,11 @@ RUN_TASK_FAILURE_RULES: tuple[Rule, ...] = (
     Rule(C.PROVIDER_THROTTLED, text=(THROTTLE_WORDS,)),
     Rule(C.QUOTA_EXCEEDED, text=(r"reached the limit on the number of|above your limit|quota",)),
     Rule(C.INSUFFICIENT_CAPACITY, text=(_CAPACITY_WORDS,)),
-    Rule(C.INFRASTRUCTURE_INTERRUPTED, provider_code=any_of("AGENT"), why="the instance's agent is gone"),
-    Rule(C.INSUFFICIENT_CAPACITY, provider_code=any_of("DRAINING"), why="the instance takes no tasks"),
+    Rule(
+        C.INSUFFICIENT_CAPACITY,
+        provider_code=any_of("AGENT", "DRAINING"),
+        why="the instance cannot take tasks now (agent disconnected, draining): no usable capacity",
+    ),
     Rule(C.INVALID_CONFIGURATION, provider_code=any_of("ATTRIBUTE", "LOCATION")),
     Rule(C.RESOURCE_NOT_FOUND, provider_code=any_of("MISSING", "INACTIVE")),
     Rule(C.PERMISSION_DENIED, text=(_PERMISSION_WORDS,)),
@@ -242,10 +253,15 @@ _INIT = r"ResourceInitializationError"
 STOPPED_TASK_RULES: tuple[Rule, ...] = (
     Rule(
         C.OUT_OF_MEMORY,
-        text=(r"OutOfMemory|OOM ?Kill|out of memory|killed due to memory usage|memory limit exceeded",),
+        text=(r"OutOfMemory|OOM[- ]?kill|out of memory|killed due to memory usage|memory limit exceeded",),
         why="OutOfMemoryError: Container killed due to memory usage",
     ),
     Rule(C.INFRASTRUCTURE_INTERRUPTED, provider_code=any_of("SpotInterruption", "TerminationNotice")),
+    Rule(
+        C.CANCELLED,
+        message=r"\bby user\b",
+        why="'Task stopped by user', 'Container instance deregistration forced by user': a person",
+    ),
     Rule(
         C.INFRASTRUCTURE_INTERRUPTED,
         message=r"Host EC2 \(instance [^)]*\)|spot (?:task )?(?:was )?interrupt|retire|maintenance"
@@ -279,6 +295,13 @@ STOPPED_TASK_RULES: tuple[Rule, ...] = (
         C.PROVIDER_TEMPORARILY_UNAVAILABLE,
         text=(r"Timeout waiting for (?:network interface|EphemeralStorage|.{0,40}) provisioning",),
     ),
+    Rule(
+        C.INSUFFICIENT_CAPACITY,
+        text=(
+            r"attach network interface|unused device index|no (?:free|available) (?:eni|network interface)",
+        ),
+        why="'Unable to attach network interface to unused device index.': the host's ENI slots",
+    ),
     *image_pull_rules(context=_PULL),
     # Secrets, registry auth, log drivers, env files and volumes the agent sets up first.
     Rule(C.PERMISSION_DENIED, text=(_INIT, _PERMISSION_WORDS)),
@@ -290,6 +313,15 @@ STOPPED_TASK_RULES: tuple[Rule, ...] = (
     Rule(C.PROVIDER_UNREACHABLE, text=(_INIT, NETWORK_WORDS)),
     Rule(C.PROVIDER_TEMPORARILY_UNAVAILABLE, text=(_INIT, r"signal: killed|internal error|unavailable")),
     Rule(C.INVALID_CONFIGURATION, text=(r"invalid reference format|failed to normalize image reference",)),
+    Rule(
+        C.RESOURCE_NOT_FOUND,
+        text=(
+            r"ResourceNotFoundException|(?:log group|log stream|secret|parameter|file ?system"
+            r"|access point|bucket|role|key|volume)\b.{0,60}(?:does not exist|doesn't exist|not found"
+            r"|could not be found)",
+        ),
+        why="a start failure whose message names a missing resource (a log group, a secret)",
+    ),
     Rule(
         C.CONTAINER_START_FAILED,
         text=(

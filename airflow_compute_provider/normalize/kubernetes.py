@@ -20,6 +20,7 @@ A pod is read as ordered groups of candidate facts; the first group with a failu
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -29,7 +30,10 @@ from airflow_compute_provider.normalize._result import Cause, build, log_raw, un
 from airflow_compute_provider.normalize.kubernetes_rules import (
     API_RULES,
     CONTAINER_RULES,
+    PLACEMENT_BLOCKS_EVERY_NODE,
+    PLACEMENT_WORDS,
     POD_RULES,
+    ROOM_WORDS,
     SCHEDULING_RULES,
 )
 from airflow_compute_provider.normalize.rules import Facts, Rule, best_match, first_match
@@ -198,7 +202,7 @@ def _failures(
         (
             SCHEDULING_RULES,
             [
-                _facts(c.get("reason"), c.get("message"))
+                _scheduling_facts(c)
                 for c in conditions
                 if c.get("type") == "PodScheduled"
                 and c.get("status") == "False"
@@ -222,6 +226,38 @@ def _failures(
 
 def _facts(reason: Any, message: Any) -> Facts:
     return Facts(provider_code=_read.text(reason, 200), message=_read.text(message))
+
+
+_SCHEDULER_SUMMARY = re.compile(r"(\d+)/(\d+) nodes are available: (.*?)(?:\. preemption:|\.?$)", re.S)
+_SCHEDULER_ITEM = re.compile(r"(\d+) (.+)")
+_ROOM = re.compile(ROOM_WORDS, re.I)
+_PLACEMENT = re.compile(PLACEMENT_WORDS, re.I)
+
+
+def _scheduling_facts(condition: Mapping[str, Any]) -> Facts:
+    """The PodScheduled condition, flagged when static placement rules out every node.
+
+    The scheduler counts nodes per reason ("0/10 nodes are available: 10 node(s) didn't match
+    node selector, 4 Insufficient cpu"); when the placement reasons alone cover all nodes,
+    freeing capacity would not help, whatever else is listed.
+    """
+    facts = _facts(condition.get("reason"), condition.get("message"))
+    summary = _SCHEDULER_SUMMARY.search(facts.message or "")
+    if summary is None:
+        return facts
+    total = int(summary.group(2))
+    blocked = 0
+    for item in summary.group(3).split(", "):
+        parts = _SCHEDULER_ITEM.match(item.strip())
+        if parts and _PLACEMENT.search(parts.group(2)) and not _ROOM.search(parts.group(2)):
+            blocked += int(parts.group(1))
+    if total > 0 and blocked >= total:
+        return Facts(
+            provider_code=facts.provider_code,
+            message=facts.message,
+            flags=frozenset({PLACEMENT_BLOCKS_EVERY_NODE}),
+        )
+    return facts
 
 
 def _container_facts(

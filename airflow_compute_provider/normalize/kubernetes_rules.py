@@ -30,12 +30,15 @@ Decisions on ambiguous cases (each is a rule below):
   INVALID_CONFIGURATION: no amount of waiting places it.
 - A 403 "unable to create new content in namespace X because it is being terminated" is
   RESOURCE_NOT_FOUND: the namespace is going away.
+- A 403 is PERMISSION_DENIED when it names a user and a verb (RBAC, the node authorizer) or
+  carries no message; "<object> is forbidden: <anything else>" is an admission plugin refusing
+  the object (SecurityContextDeny, PodSecurity, LimitRange), INVALID_CONFIGURATION.
 - A 410 Gone / Expired (a watch's resourceVersion is too old) is CONFLICT: a fresh read fixes it.
 - A pod evicted for exceeding its own ephemeral-storage limit is CONTAINER_FAILED (the work
   did it, like an exit), not INFRASTRUCTURE_INTERRUPTED (node pressure).
 - A kubelet ``NodeAffinity`` rejection (node labels changed under a scheduled pod, typically
-  after a node restart) is INFRASTRUCTURE_INTERRUPTED; ``UnexpectedAdmissionError`` is too,
-  unless it says devices were unavailable (INSUFFICIENT_CAPACITY).
+  after a node restart) is INFRASTRUCTURE_INTERRUPTED, as is ``UnexpectedAdmissionError`` for
+  unhealthy devices; one where device allocation failed is INSUFFICIENT_CAPACITY.
 - ``CreateContainerConfigError`` (a missing Secret / ConfigMap or key) is
   INVALID_CONFIGURATION, as the design lists it.
 """
@@ -104,8 +107,22 @@ API_RULES: tuple[Rule, ...] = (
     Rule(
         C.PERMISSION_DENIED,
         message=r"cannot (?:get|list|watch|create|update|patch|delete|deletecollection|impersonate"
-        r"|use|bind|escalate) resource|is forbidden: User",
-        why="RBAC",
+        r"|use|bind|escalate) resource|is forbidden: User|User \"[^\"]*\" cannot|can only (?:get|create"
+        r"|update|delete|modify)|not authorized|RBAC",
+        why="RBAC and the node authorizer name the user and the verb it may not use",
+    ),
+    Rule(
+        C.RESOURCE_NOT_FOUND,
+        http_status={403},
+        message=r"is forbidden: .{0,300}(?:not found|no \w+ with name .{0,120} was found|does not exist)",
+        why="admission looked up something the pod names (PriorityClass, RuntimeClass) and failed",
+    ),
+    Rule(
+        C.INVALID_CONFIGURATION,
+        http_status={403},
+        message=r"is forbidden: ",
+        why="a 403 that names no user is an admission plugin refusing the object "
+        "('pod.Spec.SecurityContext.RunAsUser is forbidden'), not RBAC",
     ),
     # Status.reason codes (StatusReason in k8s.io/apimachinery).
     Rule(C.AUTHENTICATION_FAILED, provider_code=any_of("Unauthorized")),
@@ -134,6 +151,10 @@ API_RULES: tuple[Rule, ...] = (
     Rule(C.PROVIDER_UNREACHABLE, http_status={0}, text=(NETWORK_WORDS + r"|ssl|certificate",)),
 )
 
+PLACEMENT_BLOCKS_EVERY_NODE = "placement_blocks_every_node"
+"""Flag kubernetes.py sets when the scheduler's per-node counts put every node out of reach
+for static reasons (taints, selectors), whatever else it lists."""
+
 # --- the pod as a whole ---------------------------------------------------------------------------
 
 # Taints the node lifecycle controller and kubelet set and lift again by themselves.
@@ -142,14 +163,14 @@ _TRANSIENT_TAINTS = (
     r"|pid-pressure|network-unavailable|out-of-service)|node\.cloudprovider\.kubernetes\.io/shutdown"
     r"|ToBeDeletedByClusterAutoscaler|karpenter\.sh/disrupt"
 )
-_ROOM_WORDS = (
+ROOM_WORDS = (
     r"Insufficient \S+|Too many pods|free ports|were unschedulable|(?:was|were) not ready"
     r"|(?:didn't|did not) (?:match|satisfy) (?:pod|existing pods) (?:anti-)?affinity"
     r"|(?:didn't|did not) satisfy existing pods anti-affinity|topology spread constraints"
     r"|no nodes available|^0/0 nodes|exceed max volume count|max volume count"
     r"|(?:untolerated taint|had taint)\s*\{(?:" + _TRANSIENT_TAINTS + ")"
 )
-_PLACEMENT_WORDS = (
+PLACEMENT_WORDS = (
     r"untolerated taint|had taint|node affinity|node selector|nodeSelector|volume node affinity"
     r"|didn't match Pod's node|didn't find available persistent volumes to bind"
 )
@@ -192,9 +213,17 @@ POD_RULES: tuple[Rule, ...] = (
     ),
     Rule(C.INSUFFICIENT_CAPACITY, provider_code=r"OutOf.+", why="kubelet admission: OutOfcpu, OutOfmemory"),
     Rule(
+        C.INFRASTRUCTURE_INTERRUPTED,
+        provider_code=any_of("UnexpectedAdmissionError"),
+        message=r"unhealthy|is lost|rpc (?:failed|error)|device plugin .{0,120}(?:failed|error)|nvml",
+        why="the node's devices or device plugin are broken ('nvml: GPU is lost')",
+    ),
+    Rule(
         C.INSUFFICIENT_CAPACITY,
         provider_code=any_of("UnexpectedAdmissionError"),
-        message=r"unavailable|insufficient|Requested: \d+, Available",
+        message=r"Allocate failed|unavailable|insufficient|Requested: \d+, Available"
+        r"|unable to find .{0,40}device",
+        why="the kubelet had no device (GPU) to hand the pod at admission",
     ),
     Rule(
         C.INFRASTRUCTURE_INTERRUPTED,
@@ -218,13 +247,20 @@ POD_RULES: tuple[Rule, ...] = (
 # Preemption is not helpful for scheduling") without anything having been preempted.
 SCHEDULING_RULES: tuple[Rule, ...] = (
     Rule(None, provider_code=any_of("SchedulingGated"), why="waiting for its gates: normal"),
-    Rule(C.INSUFFICIENT_CAPACITY, provider_code=any_of("Unschedulable"), message=_ROOM_WORDS),
+    Rule(
+        C.INVALID_CONFIGURATION,
+        provider_code=any_of("Unschedulable"),
+        flags=frozenset({PLACEMENT_BLOCKS_EVERY_NODE}),
+        why="'0/10 nodes are available: 10 node(s) didn't match node selector, 4 Insufficient cpu': "
+        "not one node would take the pod even empty",
+    ),
+    Rule(C.INSUFFICIENT_CAPACITY, provider_code=any_of("Unschedulable"), message=ROOM_WORDS),
     Rule(
         C.RESOURCE_NOT_FOUND,
         provider_code=any_of("Unschedulable"),
         message=r"persistentvolumeclaim \"[^\"]*\" not found|not found",
     ),
-    Rule(C.INVALID_CONFIGURATION, provider_code=any_of("Unschedulable"), message=_PLACEMENT_WORDS),
+    Rule(C.INVALID_CONFIGURATION, provider_code=any_of("Unschedulable"), message=PLACEMENT_WORDS),
     Rule(C.INSUFFICIENT_CAPACITY, provider_code=any_of("Unschedulable"), why="unschedulable, no detail"),
     Rule(C.PROVIDER_TEMPORARILY_UNAVAILABLE, provider_code=any_of("SchedulerError")),
 )

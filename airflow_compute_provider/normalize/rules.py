@@ -190,6 +190,7 @@ NETWORK_WORDS = (
     r"|no route to host|host is unreachable|dial tcp|tls handshake|handshake|certificate verify"
     r"|unexpected eof|\beof\b|x509|server misbehaving|could not connect|failed to establish"
     r"|max retries exceeded|remote end closed|server disconnected|connection error"
+    r"|context deadline exceeded|context canceled|request canceled"
 )
 """The network failing between us (or the provider's agent) and an endpoint."""
 
@@ -254,7 +255,9 @@ def image_pull_rules(*, provider_code: str | None = None, context: str | None = 
             ErrorCode.PERMISSION_DENIED,
             r"pull access denied|access denied|accessdenied|denied: |requested access to the resource"
             r"|unauthorized|authentication required|no basic auth credentials|insufficient_scope"
-            r"|\b401\b|\b403\b|forbidden|not authorized",
+            r"|\b401\b|\b403\b|forbidden|not authorized"
+            # ECS documents this one, with no status after it, as "no access to the image".
+            r"|failed open: unexpected status code(?![^\n]{0,300}\b(?:5\d\d|429)\b)",
             "the registry refused our credentials or access",
         ),
         rule(

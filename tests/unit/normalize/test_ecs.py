@@ -254,7 +254,7 @@ CLIENT_ERRORS = [
         "InvalidParameterException",
         "No Container Instances were found in your cluster.",
         400,
-        C.INSUFFICIENT_CAPACITY,
+        C.INVALID_CONFIGURATION,
         id="no-container-instances",
     ),
     # Unknown codes fall back on the status class.
@@ -304,7 +304,7 @@ RUN_TASK_FAILURES = [
     pytest.param({"reason": "RESOURCE:PORTS_TCP"}, C.INSUFFICIENT_CAPACITY, id="ports"),
     pytest.param({"reason": "RESOURCE:ENI"}, C.INSUFFICIENT_CAPACITY, id="eni"),
     pytest.param({"reason": "RESOURCE:GPU"}, C.INSUFFICIENT_CAPACITY, id="gpu"),
-    pytest.param({"reason": "AGENT"}, C.INFRASTRUCTURE_INTERRUPTED, id="agent"),
+    pytest.param({"reason": "AGENT"}, C.INSUFFICIENT_CAPACITY, id="agent"),
     pytest.param({"reason": "DRAINING"}, C.INSUFFICIENT_CAPACITY, id="draining"),
     pytest.param({"reason": "ATTRIBUTE"}, C.INVALID_CONFIGURATION, id="attribute"),
     pytest.param({"reason": "LOCATION"}, C.INVALID_CONFIGURATION, id="location"),
@@ -344,7 +344,7 @@ def test_run_task_response_gives_one_error_per_failure_and_none_without() -> Non
     response = {"tasks": [{"taskArn": "t"}], "failures": [{"reason": "RESOURCE:CPU"}, {"reason": "AGENT"}]}
     assert [e.code for e in ecs.from_run_task_response(response)] == [
         C.INSUFFICIENT_CAPACITY,
-        C.INFRASTRUCTURE_INTERRUPTED,
+        C.INSUFFICIENT_CAPACITY,
     ]
     assert ecs.from_run_task_response({"tasks": [{"taskArn": "t"}], "failures": []}) == []
 
@@ -628,6 +628,93 @@ STOPPED_TASKS = [
         C.INVALID_CONFIGURATION,
         None,
         id="bad-image-ref",
+    ),
+]
+
+
+STOPPED_TASKS += [
+    # https://github.com/aws/amazon-ecs-agent/issues/3021
+    pytest.param(
+        task(
+            "EssentialContainerExited",
+            ESSENTIAL_EXITED,
+            {
+                "reason": "CannotStartContainerError: Error response from daemon: OCI runtime create failed: "
+                "container_linux.go:380: starting container process caused: container init was "
+                "OOM-killed (memory limit too low?): unknown"
+            },
+        ),
+        C.OUT_OF_MEMORY,
+        None,
+        id="init-oom-killed",
+    ),
+    # https://github.com/Rayraegah/terraform-aws-hasura/issues/25
+    pytest.param(
+        task(
+            "EssentialContainerExited",
+            ESSENTIAL_EXITED,
+            {
+                "reason": "CannotStartContainerError: Error response from daemon: failed to initialize "
+                "logging driver: failed to create Cloudwatch log stream: ResourceNotFoundException: The "
+                "specified log group does not exist. status code: 400"
+            },
+        ),
+        C.RESOURCE_NOT_FOUND,
+        None,
+        id="start-log-group-missing",
+    ),
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-errors.html
+    pytest.param(
+        task(None, "Container instance deregistration forced by user", {"exitCode": 143}),
+        C.CANCELLED,
+        143,
+        id="deregistration-by-user",
+    ),
+    # https://github.com/aws/containers-roadmap/issues/1545
+    pytest.param(
+        task("TaskFailedToStart", "Unable to attach network interface to unused device index.", {}),
+        C.INSUFFICIENT_CAPACITY,
+        None,
+        id="eni-device-index",
+    ),
+    # https://github.com/hashicorp/terraform-provider-aws/issues/33044 (the brief: secrets that
+    # cannot be fetched over the network are retriable)
+    pytest.param(
+        task(
+            "TaskFailedToStart",
+            "ResourceInitializationError: unable to pull secrets or registry auth: execution resource "
+            "retrieval failed: unable to retrieve secrets from ssm: service call has been retried 5 "
+            "time(s): RequestCanceled: request context canceled caused by: context deadline exceeded. "
+            "Please check your task network configuration.",
+            {},
+        ),
+        C.PROVIDER_UNREACHABLE,
+        None,
+        id="secrets-deadline",
+    ),
+    # https://github.com/awsdocs/amazon-ecs-developer-guide/blob/master/doc_source/task_cannot_pull_image.md
+    # ("it's because there is no access to the image")
+    pytest.param(
+        task(
+            "TaskFailedToStart",
+            PULL_ERROR + "ref pull has been retried 1 time(s): failed to copy: httpReaderSeeker: failed "
+            "open: unexpected status code",
+            {},
+        ),
+        C.PERMISSION_DENIED,
+        None,
+        id="failed-open-no-access",
+    ),
+    pytest.param(
+        task(
+            "TaskFailedToStart",
+            PULL_ERROR + "failed to copy: httpReaderSeeker: failed open: unexpected status code "
+            "https://1.dkr.ecr.us-east-1.amazonaws.com/v2/app/blobs/sha256:ab: 503 Service Unavailable",
+            {},
+        ),
+        C.IMAGE_PULL_FAILED,
+        None,
+        id="failed-open-503",
     ),
 ]
 
