@@ -1,18 +1,26 @@
 """ComputeErrorBranchOperator and ComputeRetryPolicy in real DAG runs (``dag.test()``).
 
-The upstream "compute" task is a plain TaskFlow task that fails the way a compute operator does:
-it pushes its ``ComputeError`` to XCom ``compute_error`` and raises ``ComputeOperationError``.
-The real compute operators need a provider to fail against; what is under test here is what
-happens after the failure: Airflow asking the retry policy, the branch reading the error and
-following a route, and the watcher leaf keeping the run failed.
+Most runs use a plain TaskFlow task as the compute task, failing the way a compute operator
+does (it pushes its ``ComputeError`` to XCom ``compute_error`` and raises
+``ComputeOperationError``), so that any code can be scripted: what is under test is what happens
+after the failure (Airflow asking the retry policy, the branch reading the error and following a
+route, the watcher leaf keeping the run failed). The last test runs the real EcsComputeOperator
+against the moto ECS server (moto stands in for the AWS cloud, which cannot run here) to show the
+policy setting ``retries``, and the tenant's state following Airflow's decision.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from airflow_compute_provider.state.config import open_state_store
+from airflow_compute_provider.state.status import TenantStatus
 from tests.harness.airflow_dagrun import DagRunRecord
 from tests.harness.airflow_env import AirflowEnv
+from tests.harness.ecs import CLUSTER_NAME, TASK_FAMILY
+from tests.harness.ecs_script import TaskScript, exited
 
 pytestmark = pytest.mark.airflow
 
@@ -160,3 +168,100 @@ def _retry_reason(record: DagRunRecord, task_id: str, try_number: int) -> str:
             .one()
         )
         return str(row.retry_reason)
+
+
+# -- with the real ECS compute operator ------------------------------------------------------------
+
+ECS_DAG_SOURCE = """
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, task
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_compute_provider.operators.branch import ComputeErrorBranchOperator
+from airflow_compute_provider.operators.ecs import EcsComputeOperator
+from airflow_compute_provider.policy import ComputeRetryPolicy, Retry
+
+POLICY = ComputeRetryPolicy(
+    max_attempts=3,
+    initial_delay=timedelta(0),
+    jitter="none",
+    rules={{"CONTAINER_FAILED": Retry(max_attempts=2)}},
+)
+
+with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False):
+    provision = EcsComputeOperator(
+        task_id="provision",
+        tenant_id="{tenant}",
+        operation="provision",
+        cluster={cluster!r},
+        task_definition={task_definition!r},
+        launch_type="FARGATE",
+        network_configuration={network!r},
+        poll_interval=0.2,
+        retry_delay=timedelta(0),
+        retry_policy=POLICY,
+    )
+    route = ComputeErrorBranchOperator(
+        task_id="route",
+        compute_task_id="provision",
+        routes={{"CONTAINER_FAILED": "inspect_logs"}},
+        on_success="report_ok",
+        default="triage",
+    )
+
+    @task
+    def inspect_logs():
+        return "inspected"
+
+    @task
+    def report_ok():
+        return "ok"
+
+    @task
+    def triage():
+        return "triaged"
+
+    @task(trigger_rule="one_failed")
+    def watcher():
+        raise AirflowException("provision failed")
+
+    provision >> route >> [inspect_logs(), report_ok(), triage()]
+    provision >> watcher()
+"""
+
+
+def test_ecs_container_failures_follow_the_policy_the_tenant_and_the_route(
+    airflow_env: AirflowEnv, ecs_env: Any
+) -> None:
+    """Every task exits 1 (CONTAINER_FAILED): the rule retries once, then fails although the
+    task's retries (set from the policy: 2) would allow a third try; the tenant, held for the
+    retry in between, ends held for investigation; the branch follows the code's route."""
+    ecs_env.default_script = TaskScript(outcome=exited(1))
+    tenant = "policy-container"
+    source = ECS_DAG_SOURCE.format(
+        dag_id="branch_ecs_policy",
+        tenant=tenant,
+        cluster=CLUSTER_NAME,
+        task_definition=TASK_FAMILY,
+        network=ecs_env.network_configuration,
+    )
+    record = airflow_env.run_dag(source, "branch_ecs_policy")
+
+    (provision,) = [t for t in record.task_instances() if t.task_id == "provision"]
+    assert (provision.state, provision.try_number, provision.max_tries) == ("failed", 2, 2)
+    assert _retry_reason(record, "provision", 1).startswith(
+        "CONTAINER_FAILED (non_retriable): attempt 1 of 2, next in 0s; rule CONTAINER_FAILED"
+    )
+    assert record.xcom("provision", key="compute_error")["code"] == "CONTAINER_FAILED"
+    assert followed_ecs(record) == ["inspect_logs"]
+    assert record.state() == "failed"
+    store = open_state_store()
+    assert store.get_tenant(tenant).status is TenantStatus.NEEDS_INVESTIGATION
+    assert [op.attempt for op in store.operations(tenant)] == [2, 1]
+
+
+def followed_ecs(record: DagRunRecord) -> list[str]:
+    states = record.task_states()
+    return [h for h in ("inspect_logs", "report_ok", "triage") if states[h] == "success"]
