@@ -205,6 +205,8 @@ class BaseComputeOperator(BaseOperator):
         self.on_failure_callback = [*authors_failure, AfterAirflowDecided(will_retry=False)]
         self._active: _Try | None = None
         self._watching: list[Unit] = []
+        #: the exceptions ``_fail`` raised: recorded already, so they pass through untouched
+        self._raised: list[ComputeOperationError] = []
 
     # -- what a provider operator supplies ------------------------------------------------------
 
@@ -327,8 +329,11 @@ class BaseComputeOperator(BaseOperator):
                 ),
             )
             raise
-        except ComputeOperationError:
-            raise
+        except ComputeOperationError as exc:
+            if exc in self._raised:
+                raise
+            # A hook's error that no lifecycle step turned into the operation's failure yet.
+            self._fail(context, t, exc.error)
         except Exception as exc:
             from airflow_compute_provider.normalize import from_exception
 
@@ -593,7 +598,9 @@ class BaseComputeOperator(BaseOperator):
 
     def _fail(self, context: Any, t: _Try, error: ComputeError, *, record: bool = True) -> NoReturn:
         error = self._record_failure(context, t, error, record=record)
-        raise self._exception_for(error, context)
+        exception = self._exception_for(error, context)
+        self._raised.append(exception)
+        raise exception
 
     def _record_failure(
         self, context: Any, t: _Try, error: ComputeError, *, record: bool = True
