@@ -2,7 +2,8 @@
 
     from_exception(exc)         the dispatcher: any exception (or anything at all) -> ComputeError
      ├── ComputeOperationError  its own error, unchanged
-     ├── botocore ClientError   -> ecs.from_client_error
+     ├── botocore ClientError   -> ecs.from_client_error (also a WaiterError whose last
+     │                             response was an API error)
      ├── Kubernetes ApiException (kubernetes or kubernetes_asyncio)
      │                          -> kubernetes.from_api_exception
      └── anything else          -> network.from_exception (transport, credentials, client config)
@@ -28,13 +29,22 @@ from typing import Any
 
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError
 from airflow_compute_provider.normalize import ecs, kubernetes, network
-from airflow_compute_provider.normalize._read import qualified_names
+from airflow_compute_provider.normalize._read import mapping, qualified_names
 from airflow_compute_provider.normalize._result import unknown
 
 __all__ = ["ecs", "from_exception", "kubernetes", "network"]
 
 _CLIENT_ERROR = re.compile(r"botocore\.exceptions\.ClientError")
+_WAITER_ERROR = re.compile(r"botocore\.exceptions\.WaiterError")
 _API_EXCEPTION = re.compile(r"kubernetes(?:_asyncio)?\.client\.exceptions\.ApiException")
+
+
+def _waiter_with_error(exc: BaseException) -> bool:
+    """A botocore WaiterError whose last response was an API error ("Waiter TasksStopped
+    failed: An error occurred (ThrottlingException): Rate exceeded")."""
+    if not any(_WAITER_ERROR.fullmatch(name) for name in qualified_names(exc)):
+        return False
+    return bool(mapping(mapping(getattr(exc, "last_response", None)).get("Error")).get("Code"))
 
 
 def from_exception(exc: Any, provider: str | None = None) -> ComputeError:
@@ -49,7 +59,7 @@ def from_exception(exc: Any, provider: str | None = None) -> ComputeError:
             if isinstance(link, ComputeOperationError):
                 return link.error
             names = qualified_names(link)
-            if any(_CLIENT_ERROR.fullmatch(name) for name in names):
+            if any(_CLIENT_ERROR.fullmatch(name) for name in names) or _waiter_with_error(link):
                 return ecs.from_client_error(link)
             if any(_API_EXCEPTION.fullmatch(name) for name in names):
                 return kubernetes.from_api_exception(link)

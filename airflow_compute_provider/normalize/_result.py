@@ -21,31 +21,32 @@ from airflow_compute_provider.normalize import _read
 
 log = logging.getLogger("airflow_compute_provider.normalize")
 
-_LABELS = {"ecs": "ECS", "kubernetes": "Kubernetes", "network": "The network"}
+_LABELS = {"ecs": "ECS", "kubernetes": "Kubernetes"}
 
-# "<Provider> <target> <phrase>: <provider message>", e.g. "ECS RunTask was throttled: Rate
-# exceeded" or "Kubernetes pod ns/p ran out of memory (exit code 137)".
+# "<Provider>[ <target>] <phrase>: <provider's words>", e.g. "ECS RunTask was throttled: Rate
+# exceeded" or "Kubernetes pod ns/p container main ran out of memory (exit code 137): OOMKilled".
+# {t} is " <target>" and {for_t} " for <target>" when a target is known, else empty.
 _PHRASES: dict[ErrorCode, str] = {
-    ErrorCode.PROVIDER_TEMPORARILY_UNAVAILABLE: "failed on the provider's side",
-    ErrorCode.PROVIDER_THROTTLED: "was throttled",
-    ErrorCode.PROVIDER_UNREACHABLE: "failed: the API could not be reached",
-    ErrorCode.INSUFFICIENT_CAPACITY: "found no capacity",
-    ErrorCode.INFRASTRUCTURE_INTERRUPTED: "was interrupted by its infrastructure",
-    ErrorCode.IMAGE_PULL_FAILED: "could not pull its image",
-    ErrorCode.CONFLICT: "ran into a conflicting change",
-    ErrorCode.OPERATION_TIMEOUT: "timed out",
-    ErrorCode.QUOTA_EXCEEDED: "exceeded a quota",
-    ErrorCode.INVALID_CONFIGURATION: "was rejected as invalid",
-    ErrorCode.RESOURCE_NOT_FOUND: "named something that does not exist",
-    ErrorCode.IMAGE_NOT_FOUND: "named an image that does not exist",
-    ErrorCode.CONTAINER_FAILED: "failed: a container exited with an error",
-    ErrorCode.OUT_OF_MEMORY: "ran out of memory",
-    ErrorCode.CONTAINER_START_FAILED: "could not start a container",
-    ErrorCode.DEADLINE_EXCEEDED: "ran past its deadline",
-    ErrorCode.CANCELLED: "was stopped by someone else",
-    ErrorCode.PERMISSION_DENIED: "was denied permission",
-    ErrorCode.AUTHENTICATION_FAILED: "was refused: the credentials were not accepted",
-    ErrorCode.UNKNOWN_PROVIDER_ERROR: "failed in a way no rule recognises",
+    ErrorCode.PROVIDER_TEMPORARILY_UNAVAILABLE: "{p}{t} failed on the provider's side",
+    ErrorCode.PROVIDER_THROTTLED: "{p}{t} was throttled",
+    ErrorCode.PROVIDER_UNREACHABLE: "{p} could not be reached{for_t}",
+    ErrorCode.INSUFFICIENT_CAPACITY: "{p}{t} found no capacity",
+    ErrorCode.INFRASTRUCTURE_INTERRUPTED: "{p}{t} was interrupted by its infrastructure",
+    ErrorCode.IMAGE_PULL_FAILED: "{p}{t} could not pull its image",
+    ErrorCode.CONFLICT: "{p}{t} ran into a conflicting change",
+    ErrorCode.OPERATION_TIMEOUT: "{p}{t} timed out",
+    ErrorCode.QUOTA_EXCEEDED: "{p}{t} exceeded a quota",
+    ErrorCode.INVALID_CONFIGURATION: "{p}{t} was rejected as invalid",
+    ErrorCode.RESOURCE_NOT_FOUND: "{p}{t} named something that does not exist",
+    ErrorCode.IMAGE_NOT_FOUND: "{p}{t} named an image that does not exist",
+    ErrorCode.CONTAINER_FAILED: "{p}{t} failed: a container exited with an error",
+    ErrorCode.OUT_OF_MEMORY: "{p}{t} ran out of memory",
+    ErrorCode.CONTAINER_START_FAILED: "{p}{t} could not start a container",
+    ErrorCode.DEADLINE_EXCEEDED: "{p}{t} ran past its deadline",
+    ErrorCode.CANCELLED: "{p}{t} was stopped by someone else",
+    ErrorCode.PERMISSION_DENIED: "{p}{t} was denied permission",
+    ErrorCode.AUTHENTICATION_FAILED: "{p} did not accept the credentials{for_t}",
+    ErrorCode.UNKNOWN_PROVIDER_ERROR: "{p}{t} failed in a way no rule recognises",
 }
 _SUMMARY_LIMIT = 300
 
@@ -127,8 +128,10 @@ def _root_cause(cause: Cause) -> RootCause:
 def _sentence(
     code: ErrorCode, cause: Cause, provider: str | None, target: str | None, detail: str | None
 ) -> str:
-    head = " ".join(
-        part for part in (_LABELS.get(provider or "", "The provider"), target, _PHRASES[code]) if part
+    head = _PHRASES.get(code, "{p}{t} failed").format(
+        p=_LABELS.get(provider or "", "The provider"),
+        t=f" {target}" if target else "",
+        for_t=f" for {target}" if target else "",
     )
     if cause.exit_code is not None and code in (ErrorCode.CONTAINER_FAILED, ErrorCode.OUT_OF_MEMORY):
         head += f" (exit code {cause.exit_code})"

@@ -65,7 +65,8 @@ def from_stopped_task(task: Any) -> ComputeError | None:
 
 
 def _from_client_error(err: Any) -> ComputeError:
-    response = _read.mapping(getattr(err, "response", None))
+    # A botocore WaiterError keeps the failed call's response as ``last_response``.
+    response = _read.mapping(getattr(err, "response", None) or getattr(err, "last_response", None))
     error = _read.mapping(response.get("Error"))
     metadata = _read.mapping(response.get("ResponseMetadata"))
     operation = _read.text(getattr(err, "operation_name", None), 200)

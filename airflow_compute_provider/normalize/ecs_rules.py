@@ -259,7 +259,7 @@ STOPPED_TASK_RULES: tuple[Rule, ...] = (
     Rule(C.INFRASTRUCTURE_INTERRUPTED, provider_code=any_of("SpotInterruption", "TerminationNotice")),
     Rule(
         C.CANCELLED,
-        message=r"\bby user\b",
+        message=r"\bby (?:the )?user\b|user[- ]requested|requested by (?:the )?user",
         why="'Task stopped by user', 'Container instance deregistration forced by user': a person",
     ),
     Rule(

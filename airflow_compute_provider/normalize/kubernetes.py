@@ -94,10 +94,11 @@ def _from_api_exception(exc: Any) -> ComputeError:
     if retry_after is None:
         retry_after = _read.number(details.get("retryAfterSeconds"))
     rule = first_match(API_RULES, facts)
+    target = f"request for {cause.resource_id}" if cause.resource_id else None
     if rule is None or rule.code is None:
         log_raw("API error", body)
-        return build(ErrorCode.UNKNOWN_PROVIDER_ERROR, cause, provider=PROVIDER)
-    return build(rule.code, cause, provider=PROVIDER, retry_after_seconds=retry_after)
+        return build(ErrorCode.UNKNOWN_PROVIDER_ERROR, cause, provider=PROVIDER, target=target)
+    return build(rule.code, cause, provider=PROVIDER, target=target, retry_after_seconds=retry_after)
 
 
 def _phrase(http_reason: str | None) -> str | None:

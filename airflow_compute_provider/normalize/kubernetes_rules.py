@@ -179,7 +179,7 @@ POD_RULES: tuple[Rule, ...] = (
     Rule(
         C.CONTAINER_FAILED,
         message=r"ephemeral local storage usage exceeds|exceeded its local ephemeral storage limit"
-        r"|emptyDir usage exceeds",
+        r"|emptyDir (?:volume .{0,120})?(?:usage )?exceeds",
         why="the pod exceeded its own storage limit",
     ),
     Rule(C.DEADLINE_EXCEEDED, provider_code=any_of("DeadlineExceeded")),

@@ -98,6 +98,12 @@ EXCEPTION_RULES: tuple[Rule, ...] = (
         r"|aiohttp\.client_exceptions\.InvalidURL|httpx(?:\._exceptions)?\.UnsupportedProtocol",
     ),
     Rule(
+        C.OPERATION_TIMEOUT,
+        types=_classes(_BOTOCORE, "WaiterError"),
+        message=r"Max attempts exceeded",
+        why="a botocore waiter gave up: the work outlived the wait, it did not fail",
+    ),
+    Rule(
         C.PROVIDER_TEMPORARILY_UNAVAILABLE,
         types=_classes(_BOTOCORE, "CapacityNotAvailableError"),
         why="botocore's retry quota ran dry: the endpoint kept failing",
@@ -205,6 +211,7 @@ EXCEPTION_RULES: tuple[Rule, ...] = (
     Rule(
         C.PROVIDER_UNREACHABLE,
         types=r"builtins\.(?:ConnectionError|TimeoutError)|socket\.(?:gaierror|herror|timeout)"
+        r"|http\.client\.(?:IncompleteRead|RemoteDisconnected|BadStatusLine|LineTooLong)"
         r"|ssl\.(?:SSLError|CertificateError|SSLCertVerificationError|SSLEOFError|SSLZeroReturnError"
         r"|SSLSyscallError)|asyncio\.exceptions\.(?:TimeoutError|IncompleteReadError)"
         r"|concurrent\.futures\._base\.TimeoutError",

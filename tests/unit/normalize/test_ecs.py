@@ -670,6 +670,12 @@ STOPPED_TASKS += [
         143,
         id="deregistration-by-user",
     ),
+    pytest.param(
+        task(None, "Stopped due to user requested container instance deregistration", {"exitCode": 143}),
+        C.CANCELLED,
+        143,
+        id="user-requested-deregistration",
+    ),
     # https://github.com/aws/containers-roadmap/issues/1545
     pytest.param(
         task("TaskFailedToStart", "Unable to attach network interface to unused device index.", {}),

@@ -608,6 +608,12 @@ FAILING_PODS = [
         None,
         id="evicted-own-storage-limit",
     ),
+    pytest.param(
+        pod("Failed", reason="Evicted", message='Usage of EmptyDir volume "data" exceeds the limit "1Gi". '),
+        C.CONTAINER_FAILED,
+        None,
+        id="evicted-own-emptydir-limit",
+    ),
     # https://kubernetes.io/docs/concepts/workloads/pods/disruptions/#pod-disruption-conditions
     pytest.param(
         pod(

@@ -8,6 +8,7 @@ libraries chain them.
 from __future__ import annotations
 
 import errno
+import http.client
 import socket
 import ssl
 from collections.abc import Callable
@@ -174,6 +175,19 @@ EXCEPTIONS: list[Any] = [
         id="wrapped-cause",
     ),
     pytest.param(
+        http.client.RemoteDisconnected("Remote end closed connection without response"),
+        None,
+        C.PROVIDER_UNREACHABLE,
+        id="remote-disconnected",
+    ),
+    # A waiter that ran out of attempts: the work outlived the wait.
+    pytest.param(
+        bce.WaiterError(name="TasksStopped", reason="Max attempts exceeded", last_response={}),
+        "ecs",
+        C.OPERATION_TIMEOUT,
+        id="waiter-max-attempts",
+    ),
+    pytest.param(
         FileNotFoundError(errno.ENOENT, "No such file"), None, C.UNKNOWN_PROVIDER_ERROR, id="not-network"
     ),
     pytest.param(
@@ -215,6 +229,14 @@ def test_dispatcher_routes_provider_exceptions() -> None:
         '{"kind":"Status","reason":"Forbidden","message":"pods is forbidden: exceeded quota: q","code":403}'
     )
     assert from_exception(forbidden).code is C.QUOTA_EXCEEDED
+    # "Waiter TasksStopped failed: An error occurred (ThrottlingException): Rate exceeded"
+    waiter = bce.WaiterError(
+        name="TasksStopped",
+        reason="An error occurred (ThrottlingException): Rate exceeded",
+        last_response={"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}},
+    )
+    assert from_exception(waiter).code is C.PROVIDER_THROTTLED
+    assert from_exception(waiter).root_cause.provider_code == "ThrottlingException"
     config = ComputeConfigError("must be positive", argument="count")
     assert from_exception(config) is config.error
     assert from_exception(ComputeOperationError(config.error)).code is C.INVALID_CONFIGURATION
