@@ -1,9 +1,10 @@
 """``Database``: one SQLAlchemy engine and the transactions every state-store write runs in.
 
-    write(name, work)   one write transaction; ``work`` runs again when it raises ``LostRace``
-                        or hits a unique key a concurrent insert took first; CONFLICT after
-                        ``MAX_ROUNDS`` lost races
-    read(work)          one read transaction
+    write(name, work)   one write transaction; ``work`` runs again when it raises ``LostRace``,
+                        hits a unique key a concurrent insert took first, or the database asks
+                        for a re-run (PostgreSQL serialization failure or deadlock, SQLite busy
+                        without waiting); CONFLICT after ``MAX_ROUNDS`` lost races
+    read(work)          one read transaction (re-run the same way)
     ensure_schema()     create / check the tables once per process (schema.py)
 
 On SQLite every write starts with ``BEGIN IMMEDIATE``: the write lock is taken up front, so
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +58,7 @@ class Database:
         #: the database, named without its password (for messages and logs)
         self.where = self.url.render_as_string(hide_password=True)
         self.engine = _make_engine(self.url, busy_timeout)
+        self._busy_timeout = busy_timeout
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         # Test instrumentation only, never set in production: called inside every write
@@ -68,12 +71,34 @@ class Database:
 
     def write(self, name: str, work: Callable[[Connection], T]) -> T:
         self.ensure_schema()
+        return self._transaction(name, work, begin="IMMEDIATE", hook=True)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        self.ensure_schema()
+        return self._transaction("read", work, begin="DEFERRED", hook=False)
+
+    def ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            self._transaction(
+                "ensure_schema", lambda conn: ensure_schema(conn, self.where), begin="IMMEDIATE", hook=False
+            )
+            self._schema_ready = True
+
+    def _transaction(self, name: str, work: Callable[[Connection], T], *, begin: str, hook: bool) -> T:
+        """Run ``work`` in one transaction; again when it lost a race; CONFLICT after MAX_ROUNDS."""
         for round_ in range(MAX_ROUNDS):
+            started = time.monotonic()
             try:
-                with self._database_errors(), self.engine.begin() as conn:
-                    result = work(conn)
-                    if self.before_commit is not None:
-                        self.before_commit(name)
+                with self._database_errors(started), self.engine.connect() as conn:
+                    conn.execution_options(**{_BEGIN_OPTION: begin})
+                    with conn.begin():
+                        result = work(conn)
+                        if hook and self.before_commit is not None:
+                            self.before_commit(name)
                 return result
             except sa.exc.IntegrityError as exc:
                 if not _is_unique_violation(exc):
@@ -91,29 +116,12 @@ class Database:
             )
         )
 
-    def read(self, work: Callable[[Connection], T]) -> T:
-        self.ensure_schema()
-        with self._database_errors(), self.engine.connect() as conn:
-            conn.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
-            with conn.begin():
-                return work(conn)
-
-    def ensure_schema(self) -> None:
-        if self._schema_ready:
-            return
-        with self._schema_lock:
-            if self._schema_ready:
-                return
-            with self._database_errors(), self.engine.begin() as conn:
-                ensure_schema(conn, self.where)
-            self._schema_ready = True
-
     @contextlib.contextmanager
-    def _database_errors(self) -> Iterator[None]:
+    def _database_errors(self, started: float) -> Iterator[None]:
         try:
             yield
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            if getattr(exc.orig, "pgcode", None) in _PG_RETRYABLE:
+            if getattr(exc.orig, "pgcode", None) in _PG_RETRYABLE or self._busy_at_once(exc, started):
                 raise LostRace(str(exc.orig)) from exc
             text = str(exc.orig).strip()
             detail = text.splitlines()[0] if text else type(exc.orig).__name__
@@ -129,6 +137,19 @@ class Database:
                     ),
                 )
             ) from exc
+
+    def _busy_at_once(self, exc: sa.exc.DBAPIError, started: float) -> bool:
+        """SQLite said "locked" without waiting out ``busy_timeout``.
+
+        SQLite skips its busy handler in a few cases (a WAL file being set up or recovered by
+        another process, say) and asks the caller to run the transaction again; one that did
+        wait the whole timeout is a real outage and is reported as one.
+        """
+        if self.url.get_backend_name() != "sqlite":
+            return False
+        message = str(exc.orig).lower()
+        waited = time.monotonic() - started
+        return ("locked" in message or "busy" in message) and waited < 0.9 * self._busy_timeout
 
 
 def _make_engine(url: sa.URL, busy_timeout: float) -> Engine:
@@ -149,7 +170,7 @@ def _make_engine(url: sa.URL, busy_timeout: float) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
         if not in_memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(cursor, deadline=time.monotonic() + busy_timeout)
         cursor.close()
 
     def on_begin(conn: Connection) -> None:
@@ -159,6 +180,22 @@ def _make_engine(url: sa.URL, busy_timeout: float) -> Engine:
     sa.event.listen(engine, "connect", on_connect)
     sa.event.listen(engine, "begin", on_begin)
     return engine
+
+
+def _switch_to_wal(cursor: Any, deadline: float) -> None:
+    """WAL mode, so readers never wait for the writer (it persists in the file once set).
+
+    Switching a new file needs a moment of exclusive access; several processes opening the same
+    new file at once may find it taken, and SQLite does not wait for it on their behalf.
+    """
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.05))
 
 
 def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:

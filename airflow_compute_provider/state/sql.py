@@ -568,8 +568,8 @@ class SqlTenantStateStore(TenantStateStore):
         if tenant.status in held and not force:
             raise IllegalTransitionError(
                 f"tenant {tenant_id!r} is {tenant.status.value} for execution {tenant.execution_id!r}; "
-                "release frees a tenant held for investigation. Force it only when that execution "
-                "will never come back (its worker died)",
+                "release frees a tenant held for investigation; use force (--force) only when that "
+                "execution will never come back (its worker died)",
                 subject=tenant_id,
                 current=tenant.status.value,
                 requested=TenantStatus.READY.value,
