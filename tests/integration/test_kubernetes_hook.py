@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tenacity
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.hooks.base import (
@@ -39,13 +40,13 @@ from airflow_compute_provider.hooks.kubernetes_pods import (
     label_value,
     unit_pod,
 )
-from airflow_compute_provider.hooks.kubernetes_retry import RetrySettings
+from airflow_compute_provider.hooks.kubernetes_retry import RetrySettings, retrying
 from tests.harness.kube import KubeAirflowConnection, wait_for, wait_for_quota
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.nodesim import SCRIPT_ANNOTATION, NodeSimulator
 from tests.harness.ports import LOOPBACK, free_port
 from tests.harness.proxy import FaultProxy
-from tests.harness.proxy_faults import kube_error, kube_throttle, kube_unavailable
+from tests.harness.proxy_faults import Reset, kube_error, kube_throttle, kube_unavailable
 
 LIST_PODS = r"/namespaces/[^/]+/pods$"
 # Rules see the query string too (a list call's label selector); counts do not.
@@ -207,6 +208,25 @@ def test_a_second_launch_of_the_same_unit_adopts_its_pod(
 
 
 @pytest.mark.kube
+def test_a_create_whose_answer_is_lost_is_retried_and_adopted(
+    proxied: tuple[KubernetesComputeHook, FaultProxy], kube_core: Any, kube_namespace: str
+) -> None:
+    hook, proxy = proxied
+    hook.retry_settings = FAST_RETRIES
+    # The API server creates the pod, then the connection is reset before the answer arrives.
+    proxy.add_rule(Reset(forward_first=True), method="POST", path=LIST_PODS, times=1)
+    execution = _execution()
+
+    result = hook.launch(_plan(execution, [0], _template()))
+
+    assert [u.resource_id for u in result.launched] == [f"{execution.key}-0-g1"]
+    assert result.refused == []
+    assert proxy.count(method="POST", path=LIST_PODS) == 2
+    assert proxy.count(method="GET", path=rf"/pods/{execution.key}-0-g1$") == 1
+    assert len(kube_core.list_namespaced_pod(kube_namespace).items) == 1
+
+
+@pytest.mark.kube
 def test_a_foreign_pod_holding_our_name_is_a_conflict_not_an_adoption(
     hook: KubernetesComputeHook, kube_core: Any, kube_namespace: str
 ) -> None:
@@ -266,9 +286,29 @@ def test_a_launch_that_reaches_nothing_raises(kube_cluster: KubeCluster, tmp_pat
     with pytest.raises(ComputeOperationError) as caught:
         hook.launch(_plan(_execution(), [0, 1], _template()))
     assert caught.value.error.code is ErrorCode.PROVIDER_UNREACHABLE
+    units = [Unit(0, 1, f"{_execution().key}-0-g1")]
     with pytest.raises(ComputeOperationError) as caught:
-        hook.describe([Unit(0, 1, f"{_execution().key}-0-g1")])
+        hook.describe(units)
     assert caught.value.error.code is ErrorCode.PROVIDER_UNREACHABLE
+    with pytest.raises(ComputeOperationError) as caught:
+        asyncio.run(hook.adescribe(units))
+    assert caught.value.error.code is ErrorCode.PROVIDER_UNREACHABLE
+
+
+@pytest.mark.kube
+def test_a_rejected_token_fails_the_whole_launch(
+    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+) -> None:
+    config = json.loads(_kubeconfig(tmp_path / "kc", kube_cluster.server, kube_cluster).read_text())
+    config["clusters"][0]["cluster"]["certificate-authority"] = str(kube_cluster.ca_file)
+    config["users"][0]["user"]["token"] = "not-the-token"
+    (tmp_path / "kc").write_text(json.dumps(config))
+    hook = KubernetesComputeHook(namespace=kube_namespace, config_file=str(tmp_path / "kc"))
+
+    with pytest.raises(ComputeOperationError) as caught:
+        hook.launch(_plan(_execution(), [0, 1], _template()))
+    assert caught.value.error.code is ErrorCode.AUTHENTICATION_FAILED
+    assert caught.value.error.root_cause.http_status == 401
 
 
 @pytest.mark.kube
@@ -373,6 +413,26 @@ def test_an_oversized_pod_is_pending_with_insufficient_capacity_and_a_stuck_sinc
     assert "Insufficient cpu" in (status.error.root_cause.provider_message or "")
     assert status.stuck_since is not None
     assert datetime.fromisoformat(status.stuck_since.replace("Z", "+00:00")).tzinfo is not None
+
+
+@pytest.mark.kube
+def test_an_image_that_does_not_exist_is_pending_with_its_error_and_a_stuck_since(
+    hook: KubernetesComputeHook, node_simulator: NodeSimulator
+) -> None:
+    template = _template("waiting:ErrImagePull")
+    template["spec"]["containers"][0]["image"] = "registry.example/no-such-image:1"
+    (unit,) = hook.launch(_plan(_execution(), [0], template)).launched
+
+    def stuck() -> UnitStatus | None:
+        (status,) = hook.describe([unit])
+        return status if status.error is not None else None
+
+    status: UnitStatus = wait_for(stuck, 30, "the image pull to fail", interval=0.3)
+    assert status.phase is UnitPhase.PENDING
+    assert status.error is not None
+    assert status.error.code is ErrorCode.IMAGE_NOT_FOUND
+    assert status.error.root_cause.reason == "ErrImagePull"
+    assert status.stuck_since is not None
 
 
 @pytest.mark.kube
@@ -564,3 +624,19 @@ def test_label_values_stay_valid_and_distinct() -> None:
         assert value[0].isalnum()
         assert value[-1].isalnum()
     assert label_value(long_a) != label_value(long_b)
+
+
+def test_the_wait_between_retries_is_the_servers_retry_after_capped() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    throttled = ApiException(status=429, reason="Too Many Requests")
+    throttled.headers = {"Retry-After": "7"}
+    throttled.body = json.dumps({"kind": "Status", "reason": "TooManyRequests", "code": 429})
+    state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
+    state.set_exception((ApiException, throttled, None))
+
+    assert retrying(RetrySettings(max_wait=20)).wait(state) == 7
+    assert retrying(RetrySettings(max_wait=5)).wait(state) == 5
+    assert retrying(RetrySettings()).retry(state)  # throttling is worth another try
+    state.set_exception((ApiException, ApiException(status=422, reason="Unprocessable Entity"), None))
+    assert not retrying(RetrySettings()).retry(state)
