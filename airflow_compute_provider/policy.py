@@ -29,6 +29,7 @@ operator raises ``retries`` to what the policy may need. The policy never raises
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sys
@@ -253,7 +254,8 @@ class ComputeRetryPolicy(RetryPolicy):
             return NotImplemented
         return self.serialize() == other.serialize()
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.serialize(), sort_keys=True))
 
     def __repr__(self) -> str:
         s = self._spec

@@ -607,3 +607,8 @@ def test_the_operator_raises_what_lets_the_policy_decide() -> None:
     assert type(raised) is ComputeOperationError  # not AirflowFailException: the policy decides
     assert isinstance(ecs_task()._exception_for(quota), ComputeTaskAborted)
     assert type(ecs_task()._exception_for(err("CONFLICT"))) is ComputeOperationError
+
+
+def test_equal_policies_hash_alike() -> None:
+    assert len({issue_policy(), ComputeRetryPolicy.deserialize(issue_policy().serialize())}) == 1
+    assert len({issue_policy(), issue_policy(max_attempts=9)}) == 2
