@@ -305,12 +305,14 @@ STOPPED_TASK_RULES: tuple[Rule, ...] = (
     *image_pull_rules(context=_PULL),
     # Secrets, registry auth, log drivers, env files and volumes the agent sets up first.
     Rule(C.PERMISSION_DENIED, text=(_INIT, _PERMISSION_WORDS)),
+    Rule(C.IMAGE_PULL_FAILED, text=(_INIT, r"ecr registry auth|api\.ecr\.", NETWORK_WORDS)),
+    # Before "cannot find": "The task cannot find the Amazon CloudWatch log group ... There is
+    # a connection issue between the task and Amazon CloudWatch."
+    Rule(C.PROVIDER_UNREACHABLE, text=(_INIT, NETWORK_WORDS)),
     Rule(
         C.RESOURCE_NOT_FOUND,
         text=(_INIT, r"does not exist|not found|notfound|can't find|cannot find|ParameterNotFound"),
     ),
-    Rule(C.IMAGE_PULL_FAILED, text=(_INIT, r"ecr registry auth|api\.ecr\.", NETWORK_WORDS)),
-    Rule(C.PROVIDER_UNREACHABLE, text=(_INIT, NETWORK_WORDS)),
     Rule(C.PROVIDER_TEMPORARILY_UNAVAILABLE, text=(_INIT, r"signal: killed|internal error|unavailable")),
     Rule(C.INVALID_CONFIGURATION, text=(r"invalid reference format|failed to normalize image reference",)),
     Rule(

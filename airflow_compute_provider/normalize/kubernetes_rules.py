@@ -92,6 +92,12 @@ API_RULES: tuple[Rule, ...] = (
         why="an admission webhook that could not be reached (the request itself may be fine)",
     ),
     Rule(
+        C.PERMISSION_DENIED,
+        message=r"unable to validate against any (?:pod security policy|security context constraint): \[\]"
+        r"|not usable by user or serviceaccount",
+        why="no PodSecurityPolicy / SCC is granted to the user or service account at all: RBAC",
+    ),
+    Rule(
         C.INVALID_CONFIGURATION,
         message=r"denied the request|denied request|ValidatingAdmissionPolicy|violates PodSecurity"
         r"|PodSecurityPolicy|unable to validate against any pod security policy"

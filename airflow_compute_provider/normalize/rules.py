@@ -190,7 +190,7 @@ NETWORK_WORDS = (
     r"|no route to host|host is unreachable|dial tcp|tls handshake|handshake|certificate verify"
     r"|unexpected eof|\beof\b|x509|server misbehaving|could not connect|failed to establish"
     r"|max retries exceeded|remote end closed|server disconnected|connection error"
-    r"|context deadline exceeded|context canceled|request canceled"
+    r"|context deadline exceeded|context canceled|request canceled|connection issue"
 )
 """The network failing between us (or the provider's agent) and an endpoint."""
 

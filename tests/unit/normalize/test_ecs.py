@@ -768,3 +768,15 @@ def test_oom_message_names_the_container_reason() -> None:
 def test_every_rule_says_which_code_it_gives(table: tuple[Any, ...]) -> None:
     assert table
     assert all(rule.code is None or isinstance(rule.code, ErrorCode) for rule in table)
+
+
+def test_a_log_group_the_task_cannot_reach_is_a_network_problem() -> None:
+    # https://github.com/ (Terraform VPC endpoint notes quoting the stop reason)
+    reason = (
+        "ResourceInitializationError: failed to validate logger args: The task cannot find the Amazon "
+        "CloudWatch log group defined in the task definition. There is a connection issue between the "
+        "task and Amazon CloudWatch. Check your network configuration. : signal: killed"
+    )
+    error = ecs.from_stopped_task(task("TaskFailedToStart", reason, {}))
+    assert error is not None
+    assert error.code is C.PROVIDER_UNREACHABLE

@@ -155,6 +155,50 @@ API_ERRORS = [
         C.RESOURCE_NOT_FOUND,
         id="namespace-terminating",
     ),
+    # https://github.com/kubernetes-client/python/issues/455 (SecurityContextDeny admission)
+    pytest.param(
+        403,
+        "Forbidden",
+        status_body(
+            403, "Forbidden", 'pods "jupyter" is forbidden: pod.Spec.SecurityContext.RunAsUser is forbidden'
+        ),
+        C.INVALID_CONFIGURATION,
+        id="admission-403-not-rbac",
+    ),
+    # https://kubernetes.io/docs/concepts/scheduling-eviction/pod-priority-preemption/
+    pytest.param(
+        403,
+        "Forbidden",
+        status_body(403, "Forbidden", 'pods "p" is forbidden: no PriorityClass with name urgent was found'),
+        C.RESOURCE_NOT_FOUND,
+        id="priority-class-missing",
+    ),
+    # https://kubernetes.io/docs/concepts/security/pod-security-policy/ (nothing granted vs violated)
+    pytest.param(
+        403,
+        "Forbidden",
+        status_body(
+            403,
+            "Forbidden",
+            'pods "pause" is forbidden: unable to validate against any pod security policy: []',
+        ),
+        C.PERMISSION_DENIED,
+        id="psp-none-granted",
+    ),
+    pytest.param(
+        403,
+        "Forbidden",
+        status_body(
+            403,
+            "Forbidden",
+            'pods "p" is forbidden: unable to validate against any pod security policy: '
+            "[spec.containers[0].securityContext.privileged: Invalid value: true: Privileged containers "
+            "are not allowed]",
+        ),
+        C.INVALID_CONFIGURATION,
+        id="psp-violated",
+    ),
+    pytest.param(403, "Forbidden", "", C.PERMISSION_DENIED, id="bare-403"),
     # https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/status/
     pytest.param(
         401,
@@ -384,6 +428,19 @@ FAILING_PODS = [
         C.RESOURCE_NOT_FOUND,
         None,
         id="pvc-missing",
+    ),
+    # https://github.com/kubernetes/kubernetes/issues/49896 (older schedulers count every reason)
+    pytest.param(
+        unschedulable("0/10 nodes are available: 10 node(s) didn't match node selector, 4 Insufficient cpu."),
+        C.INVALID_CONFIGURATION,
+        None,
+        id="selector-rules-out-every-node",
+    ),
+    pytest.param(
+        unschedulable("0/10 nodes are available: 6 node(s) didn't match node selector, 4 Insufficient cpu."),
+        C.INSUFFICIENT_CAPACITY,
+        None,
+        id="some-matching-nodes-are-full",
     ),
     # https://kubernetes.io/docs/concepts/containers/images/#imagepullbackoff and the runtimes' errors
     pytest.param(
@@ -641,6 +698,31 @@ FAILING_PODS = [
         C.INFRASTRUCTURE_INTERRUPTED,
         None,
         id="node-lost",
+    ),
+    # https://github.com/kubernetes/kubernetes/issues/97131
+    pytest.param(
+        pod(
+            "Failed",
+            reason="UnexpectedAdmissionError",
+            message="Pod Allocate failed due to device plugin GetPreferredAllocation rpc failed with err: "
+            "rpc error: code = Unknown desc = Unable to retrieve list of available devices: error creating "
+            "nvml.Device 5: nvml: GPU is lost, which is unexpected",
+        ),
+        C.INFRASTRUCTURE_INTERRUPTED,
+        None,
+        id="gpu-lost",
+    ),
+    # https://github.com/ray-project/kuberay/issues/1414
+    pytest.param(
+        pod(
+            "Failed",
+            reason="UnexpectedAdmissionError",
+            message="Pod Allocate failed due to pod d65f09ad container wait-gcs-ready unable to find GPU "
+            "device allocation by scheduler, which is unexpected",
+        ),
+        C.INSUFFICIENT_CAPACITY,
+        None,
+        id="gpu-allocation",
     ),
     # https://kubernetes.io/docs/concepts/cluster-administration/node-shutdown/
     pytest.param(
