@@ -16,9 +16,15 @@ import pytest
 
 from tests.harness.kube import KubeAirflowConnection, wait_for, wait_for_pod, wait_for_quota
 from tests.harness.kubecluster import KubeCluster
-from tests.harness.nodesim import SCRIPT_ANNOTATION, NodeSimulator
-
-pytestmark = pytest.mark.kube
+from tests.harness.nodesim import (
+    SCRIPT_ANNOTATION,
+    ContainerMoment,
+    NodeSimulator,
+    ScriptError,
+    moment,
+    normalize_image,
+    parse_script,
+)
 
 OBSERVED = Path(__file__).resolve().parents[1] / "fixtures" / "kube_observed"
 
@@ -51,6 +57,7 @@ def _status_body(err: Any) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.kube
 def test_invalid_label_value_is_a_real_422(kube_core: Any, kube_namespace: str) -> None:
     from kubernetes.client.rest import ApiException
 
@@ -65,6 +72,7 @@ def test_invalid_label_value_is_a_real_422(kube_core: Any, kube_namespace: str) 
     assert "a valid label must be" in body["message"]
 
 
+@pytest.mark.kube
 def test_duplicate_pod_name_is_a_real_409(kube_core: Any, kube_namespace: str) -> None:
     from kubernetes.client.rest import ApiException
 
@@ -78,6 +86,7 @@ def test_duplicate_pod_name_is_a_real_409(kube_core: Any, kube_namespace: str) -
     assert body["message"] == 'pods "twice" already exists'
 
 
+@pytest.mark.kube
 def test_missing_namespace_is_a_real_404(kube_core: Any, kube_cluster: KubeCluster) -> None:
     from kubernetes.client.rest import ApiException
 
@@ -90,6 +99,7 @@ def test_missing_namespace_is_a_real_404(kube_core: Any, kube_cluster: KubeClust
     assert body["message"] == 'namespaces "no-such-namespace" not found'
 
 
+@pytest.mark.kube
 def test_resource_quota_refusal_is_a_real_403(kube_core: Any, kube_namespace: str) -> None:
     from kubernetes.client.rest import ApiException
 
@@ -107,6 +117,7 @@ def test_resource_quota_refusal_is_a_real_403(kube_core: Any, kube_namespace: st
     assert "requested: requests.cpu=2" in body["message"]
 
 
+@pytest.mark.kube
 def test_oversized_pod_is_unschedulable_by_the_real_scheduler(
     kube_core: Any, kube_namespace: str, node_simulator: NodeSimulator
 ) -> None:
@@ -126,6 +137,7 @@ def test_oversized_pod_is_unschedulable_by_the_real_scheduler(
     assert pod.spec.node_name is None
 
 
+@pytest.mark.kube
 def test_node_simulator_drives_pods_to_success_and_oom(
     kube_core: Any, kube_namespace: str, node_simulator: NodeSimulator
 ) -> None:
@@ -152,6 +164,7 @@ def test_node_simulator_drives_pods_to_success_and_oom(
     assert node_simulator.errors == []
 
 
+@pytest.mark.kube
 def test_node_simulator_image_pull_eviction_and_graceful_delete(
     kube_core: Any, kube_namespace: str, node_simulator: NodeSimulator
 ) -> None:
@@ -195,6 +208,7 @@ def test_node_simulator_image_pull_eviction_and_graceful_delete(
     wait_for(gone, 30, "the deleted pod to disappear")
 
 
+@pytest.mark.kube
 def test_airflow_connection_reaches_the_cluster(
     kube_airflow_conn: KubeAirflowConnection, kube_core: Any
 ) -> None:
@@ -205,3 +219,33 @@ def test_airflow_connection_reaches_the_cluster(
     assert hook.get_namespace() == kube_airflow_conn.namespace
     pods = hook.core_v1_client.list_namespaced_pod(hook.get_namespace()).items
     assert [p.metadata.name for p in pods] == ["seen-by-airflow"]
+
+
+def test_script_timeline() -> None:
+    oom = parse_script("pending:500ms,run:2s,exit:137,reason:OOMKilled")
+    assert moment(oom, 0.2) == ContainerMoment("waiting", "ContainerCreating", since=0.0)
+    assert moment(oom, 1.0) == ContainerMoment("running", since=0.5, started_at=0.5)
+    assert moment(oom, 9.0) == ContainerMoment("terminated", "OOMKilled", 137, since=2.5, started_at=0.5)
+    # A finite run with no exit step exits 0; a finite wait with nothing after it stays.
+    assert moment(parse_script("run:1s"), 5).state == "terminated"
+    assert moment(parse_script("run:1s"), 5).exit_code == 0
+    pull = parse_script("waiting:ErrImagePull:1s,waiting:ImagePullBackOff:1s")
+    assert moment(pull, 0.5).reason == "ErrImagePull"
+    assert moment(pull, 60).reason == "ImagePullBackOff"
+    assert moment(parse_script("run:forever"), 1e6).state == "running"
+    assert moment(parse_script("run:1s,evict:ephemeral-storage"), 2) == ContainerMoment(
+        "evicted", "ephemeral-storage", 137, since=1.0, started_at=0.0
+    )
+
+
+@pytest.mark.parametrize("bad", ["", "run:soon", "exit:x", "reason:OOMKilled", "waiting:", "jump:1s"])
+def test_malformed_scripts_are_refused(bad: str) -> None:
+    with pytest.raises(ScriptError):
+        parse_script(bad)
+
+
+def test_image_names_are_normalized_like_containerd() -> None:
+    assert normalize_image("busybox") == "docker.io/library/busybox:latest"
+    assert normalize_image("org/app:1.0") == "docker.io/org/app:1.0"
+    assert normalize_image("registry.example:5000/app") == "registry.example:5000/app:latest"
+    assert normalize_image("busybox@sha256:abc") == "docker.io/library/busybox@sha256:abc"
