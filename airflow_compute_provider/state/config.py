@@ -138,7 +138,8 @@ def same_database(a: str, b: str) -> bool:
     if first.get_backend_name() != second.get_backend_name():
         return False
     if first.get_backend_name() == "sqlite":
-        return _sqlite_path(first) == _sqlite_path(second)
+        path = _sqlite_path(first)
+        return path is not None and path == _sqlite_path(second)
     return (first.host or "localhost", first.port, first.database) == (
         second.host or "localhost",
         second.port,

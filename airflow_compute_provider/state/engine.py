@@ -19,6 +19,7 @@ A database failure leaves as ``ComputeOperationError`` with ``PROVIDER_TEMPORARI
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import random
 import sqlite3
 import threading
@@ -154,7 +155,7 @@ class Database:
 
 def _make_engine(url: sa.URL, busy_timeout: float) -> Engine:
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(_with_installed_driver(url), pool_pre_ping=True)
     in_memory = url.database in (None, "", ":memory:")
     engine = sa.create_engine(
         url,
@@ -180,6 +181,24 @@ def _make_engine(url: sa.URL, busy_timeout: float) -> Engine:
     sa.event.listen(engine, "connect", on_connect)
     sa.event.listen(engine, "begin", on_begin)
     return engine
+
+
+#: PostgreSQL drivers in order of preference, for a URL that names none
+_PG_DRIVERS = ("psycopg2", "psycopg")
+
+
+def _with_installed_driver(url: sa.URL) -> sa.URL:
+    """A driverless ``postgresql://`` URL gets a driver that is installed.
+
+    SQLAlchemy's default differs between versions (psycopg2 before 2.1, psycopg since), while a
+    connection made in the Airflow UI never names one; use whichever the deployment has.
+    """
+    if url.drivername != "postgresql":
+        return url
+    for driver in _PG_DRIVERS:
+        if importlib.util.find_spec(driver) is not None:
+            return url.set(drivername=f"postgresql+{driver}")
+    return url
 
 
 def _switch_to_wal(cursor: Any, deadline: float) -> None:
