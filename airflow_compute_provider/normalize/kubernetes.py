@@ -146,7 +146,9 @@ def _from_pod(pod: Any) -> ComputeError | None:
     pod_id = f"{namespace}/{name}" if namespace and name else name
     deletion = _read.text(metadata.get("deletionTimestamp"), 100)
 
-    for rule, facts, container in _failures(data, status, phase, deletion):
+    failure = _first_failure(data, status, phase, deletion)
+    if failure is not None:
+        code, facts, container = failure
         cause = Cause(
             provider=PROVIDER,
             provider_code=facts.provider_code,
@@ -156,7 +158,7 @@ def _from_pod(pod: Any) -> ComputeError | None:
             reason=facts.reason or facts.provider_code,
         )
         target = " ".join(p for p in ("pod", pod_id, f"container {container}" if container else "") if p)
-        return build(rule.code, cause, provider=PROVIDER, target=target)  # type: ignore[arg-type]
+        return build(code, cause, provider=PROVIDER, target=target)
 
     if phase != "Failed":
         return None
@@ -172,10 +174,10 @@ def _from_pod(pod: Any) -> ComputeError | None:
     )
 
 
-def _failures(
+def _first_failure(
     pod: Mapping[str, Any], status: Mapping[str, Any], phase: str | None, deletion: str | None
-) -> Iterator[tuple[Rule, Facts, str | None]]:
-    """Matches that name a failure, group by group (see the module docstring)."""
+) -> tuple[ErrorCode, Facts, str | None] | None:
+    """The first group's failure (see the module docstring): its code, facts and container."""
     conditions = [_read.mapping(c) for c in _read.items(status.get("conditions"))]
     terminal = phase in ("Succeeded", "Failed")
 
@@ -215,22 +217,25 @@ def _failures(
         for facts in candidates:
             rule = first_match(table, facts)
             if rule is not None and rule.code is not None:
-                yield rule, facts, None
-                return
+                return rule.code, facts, None
 
     containers = list(_container_facts(pod, status, phase, deleting=deletion is not None))
     match = best_match(CONTAINER_RULES, [facts for facts, _ in containers])
-    if match is not None and match[0].code is not None:
-        rule, chosen = match
-        yield rule, chosen, next(name for facts, name in containers if facts is chosen)
+    code = match[0].code if match is not None else None
+    if match is None or code is None:
+        return None
+    chosen = match[1]
+    return code, chosen, next(name for facts, name in containers if facts is chosen)
 
 
 def _facts(reason: Any, message: Any) -> Facts:
     return Facts(provider_code=_read.text(reason, 200), message=_read.text(message))
 
 
-_SCHEDULER_SUMMARY = re.compile(r"(\d+)/(\d+) nodes are available: (.*?)(?:\. preemption:|\.?$)", re.S)
-_SCHEDULER_ITEM = re.compile(r"(\d+) (.+)")
+_SCHEDULER_SUMMARY = re.compile(
+    r"(\d{1,9})/(\d{1,9}) nodes are available: (.*?)(?:\. preemption:|\.?$)", re.S
+)
+_SCHEDULER_ITEM = re.compile(r"(\d{1,9}) (.+)")
 _ROOM = re.compile(ROOM_WORDS, re.I)
 _PLACEMENT = re.compile(PLACEMENT_WORDS, re.I)
 

@@ -194,3 +194,11 @@ def test_huge_payloads_are_capped_not_refused() -> None:
     assert result is not None
     assert result.code is ErrorCode.CONTAINER_FAILED
     assert len(result.root_cause.provider_message or "") < 20_000
+
+
+def test_scheduler_counts_beyond_any_cluster_do_not_break_the_reading() -> None:
+    message = f"0/{'9' * 5000} nodes are available: {'9' * 5000} node(s) didn't match node selector."
+    condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+    with no_internal_failure():  # int() refuses strings of over 4300 digits
+        result = kubernetes.from_pod({"phase": "Pending", "conditions": [condition]})
+    valid(result)
