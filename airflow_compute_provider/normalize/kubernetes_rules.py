@@ -62,7 +62,7 @@ from airflow_compute_provider.normalize.rules import (
 _TEMPORARY_WORDS = (
     r"etcdserver|the server is currently unable to handle the request"
     r"|unable to return a response in the time allotted|Timeout: request did not complete"
-    r"|storage is \(?re-?initializing|resource quota evaluation timed out|please try again later"
+    r"|storage is \(?re\)?-?initializing|resource quota evaluation timed out|please try again later"
     r"|the server has been shut down|apiserver is shutting down|context deadline exceeded"
 )
 

@@ -74,6 +74,12 @@ EXCEPTION_RULES: tuple[Rule, ...] = (
         why="no usable AWS credentials",
     ),
     Rule(
+        C.AUTHENTICATION_FAILED,
+        types=r"google\.auth\.exceptions\.(?:RefreshError|DefaultCredentialsError|TransportError)"
+        r"|azure\.identity\.\w*CredentialUnavailableError|azure\.core\.exceptions\.ClientAuthenticationError",
+        why="a cluster's exec / auth-provider plugin could not get a token",
+    ),
+    Rule(
         C.INVALID_CONFIGURATION,
         types=_classes(
             _BOTOCORE,
@@ -87,12 +93,15 @@ EXCEPTION_RULES: tuple[Rule, ...] = (
             "UnknownEndpointError",
             "InvalidConfigError",
             "ConfigParseError",
+            "EndpointResolutionError",
+            "ServiceNotInRegionError",
         ),
         why="the client was configured or called wrongly",
     ),
     Rule(
         C.INVALID_CONFIGURATION,
         types=r"kubernetes(?:_asyncio)?\.config\.config_exception\.ConfigException"
+        r"|kubernetes(?:_asyncio)?\.client\.exceptions\.(?:ApiValueError|ApiTypeError|ApiKeyError)"
         r"|urllib3\.exceptions\.(?:LocationValueError|LocationParseError|ProxySchemeUnknown)"
         r"|requests\.exceptions\.(?:InvalidURL|MissingSchema|InvalidSchema)"
         r"|aiohttp\.client_exceptions\.InvalidURL|httpx(?:\._exceptions)?\.UnsupportedProtocol",

@@ -20,7 +20,7 @@ import pytest
 import urllib3.exceptions as u3
 from aiohttp.client_reqrep import ConnectionKey
 from botocore.exceptions import ClientError
-from kubernetes.client.exceptions import ApiException
+from kubernetes.client.exceptions import ApiException, ApiValueError
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.normalize import from_exception, network
@@ -179,6 +179,18 @@ EXCEPTIONS: list[Any] = [
         None,
         C.PROVIDER_UNREACHABLE,
         id="remote-disconnected",
+    ),
+    pytest.param(
+        bce.EndpointResolutionError(msg="Invalid region"),
+        "ecs",
+        C.INVALID_CONFIGURATION,
+        id="endpoint-resolution",
+    ),
+    pytest.param(
+        ApiValueError("Missing the required parameter `namespace` when calling `create_namespaced_pod`"),
+        "kubernetes",
+        C.INVALID_CONFIGURATION,
+        id="kubernetes-client-side-validation",
     ),
     # A waiter that ran out of attempts: the work outlived the wait.
     pytest.param(
