@@ -104,12 +104,15 @@ API_RULES: tuple[Rule, ...] = (
         r"|(?:maximum|minimum) \S+ usage per (?:Container|Pod)|LimitRange",
         why="admission (webhook, policy, Pod Security, LimitRange) refused the object",
     ),
-    Rule(C.PROVIDER_TEMPORARILY_UNAVAILABLE, message=_TEMPORARY_WORDS),
+    Rule(C.CONFLICT, message=r"disruption budget", why="a 429 from the eviction API: a PDB holds the pod"),
     Rule(
-        C.CONFLICT,
-        message=r"object has been modified|Operation cannot be fulfilled|already exists"
-        r"|disruption budget",
+        C.PROVIDER_THROTTLED,
+        http_status={429},
+        why="the apiserver asks us to come back later, whatever it says why "
+        "('storage is (re)initializing'); Retry-After is kept",
     ),
+    Rule(C.PROVIDER_TEMPORARILY_UNAVAILABLE, message=_TEMPORARY_WORDS),
+    Rule(C.CONFLICT, message=r"object has been modified|Operation cannot be fulfilled|already exists"),
     Rule(
         C.PERMISSION_DENIED,
         message=r"cannot (?:get|list|watch|create|update|patch|delete|deletecollection|impersonate"

@@ -286,6 +286,22 @@ def test_429_keeps_the_retry_hint(build: Any) -> None:
     assert from_details.retry_after_seconds == 1.0
 
 
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        # https://github.com/stackabletech/stackablectl/issues/370
+        ("storage is (re)initializing", C.PROVIDER_THROTTLED),
+        # https://kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/
+        ("Cannot evict pod as it would violate the pod's disruption budget.", C.CONFLICT),
+    ],
+)
+def test_429_is_throttling_unless_a_disruption_budget_refused_an_eviction(
+    message: str, expected: ErrorCode
+) -> None:
+    body = status_body(429, "TooManyRequests", message)
+    assert k8s.from_api_exception(sync_api_exception(429, "Too Many Requests", body)).code is expected
+
+
 def test_status_zero_is_the_client_failing_to_connect() -> None:
     # kubernetes/client/rest.py wraps urllib3's SSLError as ApiException(status=0, reason=...)
     exc = ApiException(
