@@ -22,7 +22,7 @@ from airflow_compute_provider.state.models import (
     newest_generations,
 )
 from airflow_compute_provider.state.schema import SCHEMA_VERSION, StateSchemaError
-from airflow_compute_provider.state.sql import SqlTenantStateStore, TenantNotFoundError
+from airflow_compute_provider.state.sql import SqlTenantStateStore
 from airflow_compute_provider.state.status import (
     RESOURCE_TRANSITIONS,
     TENANT_TRANSITIONS,
@@ -30,6 +30,7 @@ from airflow_compute_provider.state.status import (
     OperationStatus,
     ResourceStatus,
     TenantEvent,
+    TenantNotFoundError,
     TenantStatus,
 )
 from airflow_compute_provider.state.store import TenantStateStore

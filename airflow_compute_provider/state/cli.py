@@ -22,11 +22,12 @@ from typing import Any, TextIO
 from airflow_compute_provider.errors import ComputeOperationError, ErrorCode
 from airflow_compute_provider.state.config import DEFAULT_CONN_ID, open_state_store
 from airflow_compute_provider.state.models import LedgerEntry, Operation, Tenant, to_json_dict
-from airflow_compute_provider.state.sql import SqlTenantStateStore, TenantNotFoundError
+from airflow_compute_provider.state.sql import SqlTenantStateStore
 from airflow_compute_provider.state.status import (
     IllegalTransitionError,
     OperationStatus,
     ResourceStatus,
+    TenantNotFoundError,
     TenantStatus,
 )
 from airflow_compute_provider.state.store import TenantStateStore
@@ -85,13 +86,12 @@ def main(
     *,
     out: TextIO | None = None,
     err: TextIO | None = None,
-    opener: Callable[[argparse.Namespace], TenantStateStore] | None = None,
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
     try:
-        store = (opener or _open)(args)
+        store = _open(args)
         try:
             _COMMANDS[args.command](store, args, out)
         finally:

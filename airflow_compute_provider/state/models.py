@@ -76,7 +76,7 @@ class LedgerEntry:
     execution_id: str
     provider: str
     conn_id: str | None
-    #: where the resource lives (region and cluster, or namespace), as the backend says
+    #: where the resource lives, as the backend's ``locator()`` says (opaque to the store)
     locator: Mapping[str, str]
     unit_index: int
     generation: int

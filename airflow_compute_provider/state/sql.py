@@ -49,6 +49,7 @@ from airflow_compute_provider.state.status import (
     OperationStatus,
     ResourceStatus,
     TenantEvent,
+    TenantNotFoundError,
     TenantStatus,
     check_tenant_transition,
     resource_move_allowed,
@@ -60,10 +61,6 @@ _WORK_MAY_OUTLIVE = (ErrorCode.OPERATION_TIMEOUT.value,)
 
 
 _log = logging.getLogger(__name__)
-
-
-class TenantNotFoundError(LookupError):
-    """The store has never seen this tenant."""
 
 
 def _now() -> datetime:
@@ -273,7 +270,7 @@ class SqlTenantStateStore(TenantStateStore):
         tenant = rows.tenant(conn, request.tenant_id)
         if tenant is None:
             # First sight. A racing first sight of the same tenant fails this INSERT on the
-            # primary key, and _write runs us again to find the winner's row.
+            # primary key, and Database.write runs us again to find the winner's row.
             conn.execute(
                 tenants.insert().values(
                     tenant_id=request.tenant_id,

@@ -7,10 +7,10 @@
     ResourceStatus      intended | launched | running | ... | cleaned (one ledger row)
     RESOURCE_TRANSITIONS status -> the statuses a ledger row may move to
 
-A tenant move missing from its table raises ``IllegalTransitionError``; a ledger move missing
-from its table is a stale observation and is not applied (see ``resource_move_allowed``).
-Who may make a move (which execution holds a tenant) is decided in ``rules.py``; these tables
-only say which moves exist.
+A tenant move missing from its table raises ``IllegalTransitionError`` (``TenantNotFoundError``
+for a tenant the store never saw); a ledger move missing from its table is a stale observation
+and is not applied (see ``resource_move_allowed``). Who may make a move (which execution holds
+a tenant) is decided in ``rules.py``; these tables only say which moves exist.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ class IllegalTransitionError(ValueError):
         self.subject = subject
         self.current = current
         self.requested = requested
+
+
+class TenantNotFoundError(LookupError):
+    """The store has never seen this tenant."""
 
 
 _T = TenantStatus

@@ -115,7 +115,7 @@ def optional_member(kind: type[E], value: Any, argument: str) -> E | None:
 
 
 def locator(value: Any, argument: str = "locator") -> dict[str, str]:
-    """Where a resource lives, as flat string pairs (region and cluster, or namespace)."""
+    """Where a resource lives, as flat string pairs (whatever the backend's ``locator()`` returns)."""
     if not isinstance(value, Mapping):
         raise ComputeConfigError(f"must be a mapping, got {type(value).__name__}", argument=argument)
     out: dict[str, str] = {}
