@@ -34,7 +34,9 @@ _SECRET_KEY = re.compile(
 )
 # Lists of {"name": ..., "value": ...} pairs: ECS container overrides' ``environment`` and a
 # pod's ``env``. Their values are user data that may hold secrets, so every one is hidden.
-_NAME_VALUE_LISTS = frozenset({"environment", "env"})
+_NAME_VALUE_LISTS = frozenset({"environment", "env", "env_vars"})
+# Mappings whose every value is user data that may be secret (an operator's ``env_vars``).
+_SECRET_MAPS = frozenset({"env_vars"})
 # Idempotency and pagination tokens match the pattern but are ours, not secrets; masking them
 # would hide execution keys throughout the logs.
 _NOT_SECRET = frozenset({"clienttoken", "nexttoken", "continue"})
@@ -157,6 +159,8 @@ def _collect_secrets(value: Any, found: list[str], *, key: str | None, depth: in
                 found.extend(
                     str(item["value"]) for item in v if isinstance(item, Mapping) and item.get("value")
                 )
+            elif str(k) in _SECRET_MAPS and isinstance(v, Mapping):
+                found.extend(str(item) for item in v.values() if item)
             else:
                 _collect_secrets(v, found, key=str(k), depth=depth + 1)
     elif isinstance(value, list | tuple):

@@ -60,6 +60,7 @@ from airflow_compute_provider.hooks.base import (
 )
 from airflow_compute_provider.hooks.ecs_retry import as_compute_error, async_retrying, retrying
 from airflow_compute_provider.normalize import ecs as normalize_ecs
+from airflow_compute_provider.observability import log_raw_response
 
 PROVIDER = "ecs"
 #: StopTask's ``reason`` is cut at 255 characters by ECS; we cut it first.
@@ -236,6 +237,7 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
             return _LaunchOutcome(unit, unit=Unit(unit.index, unit.generation, arn, dict(locator)))
         failures = normalize_ecs.from_run_task_response(response)
         if failures:
+            log_raw_response(self.log, response, what="ECS RunTask response with failures")
             return _LaunchOutcome(unit, error=self._with_context(failures[0], plan))
         error = ComputeError(
             code=ErrorCode.UNKNOWN_PROVIDER_ERROR,
@@ -378,8 +380,8 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         arns = {str(t["taskDefinitionArn"]) for t in tasks if ecs_status.needs_task_definition(t)}
         return sorted(arns - _essentials_cache.keys())
 
-    @staticmethod
     def _statuses(
+        self,
         units: Sequence[Unit],
         tasks: Mapping[str, Mapping[str, Any]],
         essentials: Mapping[str, frozenset[str] | None],
@@ -393,7 +395,10 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
                 continue
             td_arn = str(task.get("taskDefinitionArn") or "")
             essential = essentials.get(td_arn) or _essentials_cache.get(td_arn)
-            statuses.append(ecs_status.status_of(unit, task, essential))
+            status = ecs_status.status_of(unit, task, essential)
+            if status.error is not None:
+                log_raw_response(self.log, task, what="ECS task that failed (DescribeTasks)")
+            statuses.append(status)
         return statuses
 
     def _essentials(self, client: Any, task_definition_arn: str) -> frozenset[str] | None:
@@ -484,6 +489,8 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
             raise ComputeOperationError(self._error(exc)) from exc
 
     def _error(self, exc: BaseException, plan: LaunchPlan | None = None) -> ComputeError:
+        raw = exc.response if isinstance(exc, ClientError) else repr(exc)
+        log_raw_response(self.log, raw, what="ECS error response")
         return self._with_context(as_compute_error(exc), plan)
 
     @staticmethod

@@ -252,6 +252,29 @@ class BaseComputeOperator(BaseOperator):
             raise ComputeConfigError(f"must not be shorter than timeout ({timeout})", argument="max_timeout")
         return args
 
+    # -- rendering -------------------------------------------------------------------------------
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render as usual, with two additions: templates may read ``previous_compute_error``
+        (the last try's error, to change parameters on the next try), and every secret of the
+        rendered arguments is registered with Airflow's masker before Airflow stores or logs
+        the rendered fields."""
+        context["previous_compute_error"] = self._previous_error(context, jinja_env)
+        super().render_template_fields(context, jinja_env)
+        register_secrets(self.provider_arguments())
+
+    def _previous_error(self, context: Any, jinja_env: Any) -> dict[str, Any] | None:
+        try:
+            env = jinja_env or self.get_template_env()
+            tenant_id = self.render_template(self.tenant_id, context, env)
+            execution_id = self._execution_id(
+                context, {"execution_id": self.render_template(self.execution_id, context, env)}
+            )
+            error = self._store.last_error(str(tenant_id), execution_id)
+        except Exception:  # a template error surfaces where it belongs: in rendering itself
+            return None
+        return error.to_json_dict() if error is not None else None
+
     # -- the lifecycle --------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:

@@ -344,3 +344,57 @@ def test_access_denied_error_json_reaches_xcom_with_the_request_id(airflow_env, 
     assert (error["code"], error["classification"]) == ("PERMISSION_DENIED", "requires_manual_intervention")
     assert re.fullmatch(r"[0-9a-f-]{8,}", error["root_cause"]["request_id"] or "")
     assert open_state_store().get_tenant("denied").status is TenantStatus.NEEDS_INVESTIGATION
+
+
+# -- logs ------------------------------------------------------------------------------------------
+
+CANARY = "canary-7f3a9c1e-s3cr3t"
+
+
+def _records(text: str, event: str) -> list[str]:
+    return [line for line in text.splitlines() if event in line]
+
+
+def test_failure_logs_carry_context_at_the_level_of_airflows_decision(
+    airflow_env, ecs_env, fault_proxy
+) -> None:
+    proxy = fault_proxy(ecs_env.endpoint_url)
+    ecs_env.route_through(proxy.url)
+    proxy.add_rule(ecs_throttle(), operation="RunTask")  # every try throttled: a retry, then final
+    overrides = {
+        "containerOverrides": [{"name": "main", "environment": [{"name": "DB_PASSWORD", "value": CANARY}]}]
+    }
+    source = ecs_dag(
+        "ecs_logs",
+        network_configuration=ecs_env.network_configuration,
+        tenant_id="logs",
+        retries=1,
+        overrides=overrides,
+    )
+    # A worker with this provider's loggers at DEBUG (Airflow's own stay at INFO: at DEBUG its
+    # task-runner transport logs the MaskSecret message itself, secret included).
+    debug_ours = "airflow_compute_provider=DEBUG airflow.task.hooks.airflow_compute_provider=DEBUG"
+    child = airflow_env.run_dag_in_subprocess(
+        source, "ecs_logs", env={"AIRFLOW__LOGGING__NAMESPACE_LEVELS": debug_ours}
+    )
+    child.wait()
+    assert child.record.state() == "failed"
+    out = child.log_text()
+
+    retry = _records(out, "compute operation failed, retry follows")
+    final = [line for line in _records(out, "compute operation failed") if "retry follows" not in line]
+    assert len(retry) == 1 and "warning" in retry[0].split("]")[0]
+    assert len(final) == 1 and "error" in final[0].split("]")[0]
+    for line in retry + final:
+        for field in (
+            "tenant_id=logs",
+            "operation=provision",
+            "execution_id=ecs_logs:",
+            "code=PROVIDER_THROTTLED",
+            "classification=retriable",
+        ):
+            assert field in line, f"{field} missing from: {line}"
+    raw = _records(out, "ECS error response")
+    assert raw and all("debug" in line.split("]")[0] for line in raw)
+    assert "ThrottlingException" in raw[0]
+    assert CANARY not in out, "a secret from the launch request reached the log"
