@@ -171,7 +171,6 @@ class SqlTenantStateStore(TenantStateStore):
             .where(
                 operations.c.tenant_id == v.tenant_id(tenant_id),
                 operations.c.execution_id == v.execution_id(execution_id),
-                operations.c.error.is_not(None),
             )
             .order_by(operations.c.attempt.desc())
             .limit(1)

@@ -106,7 +106,11 @@ class TenantStateStore(abc.ABC):
 
     @abc.abstractmethod
     def last_error(self, tenant_id: str, execution_id: str) -> ComputeError | None:
-        """The error of the newest try of this execution that recorded one."""
+        """The error recorded for this execution's newest try; ``None`` while it has none.
+
+        Deliberately not an older try's error: a failure callback asking for the error of the
+        try that just failed must never get the previous try's instead.
+        """
 
     # -- the reconciler ------------------------------------------------------------------------
 

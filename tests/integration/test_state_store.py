@@ -234,6 +234,17 @@ def test_the_error_is_kept_with_the_operation_in_context(store: SqlTenantStateSt
     assert store.last_error("acme", OTHER_EXEC) is None
 
 
+def test_last_error_is_the_newest_trys_never_an_older_one(store: SqlTenantStateStore) -> None:
+    begin(store)
+    store.finish_operation("acme", EXEC, error(ErrorCode.PROVIDER_THROTTLED), will_retry=True)
+    begin(store, attempt=2)
+    assert store.last_error("acme", EXEC) is None  # try 2 has recorded nothing yet
+    store.record_outcome("acme", EXEC, error(ErrorCode.OUT_OF_MEMORY))
+    kept = store.last_error("acme", EXEC)
+    assert kept is not None
+    assert (kept.code, kept.attempt) == (ErrorCode.OUT_OF_MEMORY, 2)
+
+
 def test_record_outcome_keeps_the_error_but_leaves_the_tenant_for_finish(store: SqlTenantStateStore) -> None:
     begin(store)
     op = store.record_outcome("acme", EXEC, error(ErrorCode.INSUFFICIENT_CAPACITY))
