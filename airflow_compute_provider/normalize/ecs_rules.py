@@ -8,7 +8,7 @@
     STOPPED_TASK_RULES   facts of a stopped task: provider_code = stopCode, message =
                          stoppedReason, reason / exit_code = the failing container's
 
-Sources (quoted in tests/unit/normalize/test_ecs_rules.py next to each payload):
+Sources (quoted in tests/unit/normalize/test_ecs.py next to each payload):
 https://docs.aws.amazon.com/AmazonECS/latest/APIReference/CommonErrors.html,
 https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html (Errors),
 https://docs.aws.amazon.com/AmazonECS/latest/developerguide/api_failures_messages.html,
@@ -31,6 +31,12 @@ Decisions on ambiguous cases (each is a rule below):
   the network is PROVIDER_UNREACHABLE, the registry-auth variant IMAGE_PULL_FAILED (both
   retriable); one that was refused is PERMISSION_DENIED; one whose secret or log group does
   not exist is RESOURCE_NOT_FOUND.
+- A stop a person asked for ("Task stopped by user", "Container instance deregistration forced
+  by user") is CANCELLED, even when it took the host away; a host that went away on its own
+  (Spot, retirement, "Host EC2 (instance ...) terminated") is INFRASTRUCTURE_INTERRUPTED.
+- Exit code 137 is OUT_OF_MEMORY only with an OOM reason; alone it is CONTAINER_FAILED. Of
+  several failed essential containers, the one matched by the earliest rule explains the task,
+  so an exit the container chose (1, 2, 139) beats the 137 / 143 of a sibling stopped after it.
 """
 
 from __future__ import annotations

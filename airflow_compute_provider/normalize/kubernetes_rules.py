@@ -12,7 +12,7 @@
                      reason, message, exit_code; reason / exit_code of the last termination
                      for ``CrashLoopBackOff``; flag ``deleting`` when the pod is being deleted
 
-Sources (quoted in tests/unit/normalize/test_kubernetes_rules.py next to each payload):
+Sources (quoted in tests/unit/normalize/test_kubernetes.py next to each payload):
 https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/status/,
 https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/,
 https://kubernetes.io/docs/concepts/scheduling-eviction/node-pressure-eviction/,
@@ -27,12 +27,18 @@ Decisions on ambiguous cases (each is a rule below):
   it is INSUFFICIENT_CAPACITY: capacity can appear. When the only obstacles are static
   properties of the nodes the pod asks for (an untolerated taint other than the node
   lifecycle ones, node affinity / selector, volume node affinity), it is
-  INVALID_CONFIGURATION: no amount of waiting places it.
+  INVALID_CONFIGURATION: no amount of waiting places it. Where the scheduler's per-node
+  counts show the static reasons alone rule out every node ("10 node(s) didn't match node
+  selector, 4 Insufficient cpu" out of 10), it is INVALID_CONFIGURATION as well.
+- A 429 is PROVIDER_THROTTLED whatever its wording ("storage is (re)initializing"), except the
+  eviction API's "would violate the pod's disruption budget", which is CONFLICT.
 - A 403 "unable to create new content in namespace X because it is being terminated" is
   RESOURCE_NOT_FOUND: the namespace is going away.
 - A 403 is PERMISSION_DENIED when it names a user and a verb (RBAC, the node authorizer) or
   carries no message; "<object> is forbidden: <anything else>" is an admission plugin refusing
-  the object (SecurityContextDeny, PodSecurity, LimitRange), INVALID_CONFIGURATION.
+  the object (SecurityContextDeny, PodSecurity, LimitRange), INVALID_CONFIGURATION; one that
+  names something missing (a PriorityClass) is RESOURCE_NOT_FOUND, and "unable to validate
+  against any pod security policy: []" (no policy granted at all) is PERMISSION_DENIED.
 - A 410 Gone / Expired (a watch's resourceVersion is too old) is CONFLICT: a fresh read fixes it.
 - A pod evicted for exceeding its own ephemeral-storage limit is CONTAINER_FAILED (the work
   did it, like an exit), not INFRASTRUCTURE_INTERRUPTED (node pressure).
