@@ -36,7 +36,7 @@ from tests.harness.ports import LOOPBACK, free_port, port_accepts, wait_until
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "compute-admin"  # a throwaway local stack
-START_TIMEOUT = 240.0
+START_TIMEOUT = 180.0
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
 
@@ -173,6 +173,8 @@ class StandaloneStack:
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+                # standalone starts its components as `airflow ...` from PATH
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             }
         )
         env.update(extra)
@@ -204,9 +206,10 @@ class StandaloneStack:
             )
         try:
             wait_until(self._api_ready, START_TIMEOUT, "the Airflow api-server")
-        except Exception:
-            self.stop(keep_home=True)
-            raise RuntimeError(f"airflow standalone did not come up; log tail:\n{self.log_tail()}") from None
+        except Exception as exc:
+            tail = self.log_tail()
+            self.stop()
+            raise RuntimeError(f"airflow standalone did not come up ({exc}); log tail:\n{tail}") from None
 
     def _api_ready(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
@@ -225,7 +228,7 @@ class StandaloneStack:
             for part in ("metadatabase", "scheduler", "triggerer")
         )
 
-    def stop(self, keep_home: bool = False) -> None:
+    def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             pgid = self._proc.pid  # start_new_session: the group id is the leader's pid
             os.killpg(pgid, signal.SIGTERM)
@@ -237,8 +240,7 @@ class StandaloneStack:
             # children that outlived the leader
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-        if not keep_home:
-            shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def log_tail(self, chars: int = 6000) -> str:
         try:
