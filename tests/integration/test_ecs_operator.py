@@ -383,8 +383,10 @@ def test_failure_logs_carry_context_at_the_level_of_airflows_decision(
 
     retry = _records(out, "compute operation failed, retry follows")
     final = [line for line in _records(out, "compute operation failed") if "retry follows" not in line]
-    assert len(retry) == 1 and "warning" in retry[0].split("]")[0]
-    assert len(final) == 1 and "error" in final[0].split("]")[0]
+    assert len(retry) == 1
+    assert "warning" in retry[0].split("]")[0]
+    assert len(final) == 1
+    assert "error" in final[0].split("]")[0]
     for line in retry + final:
         for field in (
             "tenant_id=logs",
@@ -395,6 +397,7 @@ def test_failure_logs_carry_context_at_the_level_of_airflows_decision(
         ):
             assert field in line, f"{field} missing from: {line}"
     raw = _records(out, "ECS error response")
-    assert raw and all("debug" in line.split("]")[0] for line in raw)
+    assert raw
+    assert all("debug" in line.split("]")[0] for line in raw)
     assert "ThrottlingException" in raw[0]
     assert CANARY not in out, "a secret from the launch request reached the log"
