@@ -15,6 +15,8 @@ Scripting, all on ``ecs_env`` (types and presets in ``tests.harness.ecs_script``
                          where=lambda t: t.tags.get("unit") == "1")          # ...that matches
     ecs_env.default_script = RUNS_FOREVER                                    # unmatched tasks
     ecs_env.script_next_run_task(failures=[{"arn": ..., "reason": "RESOURCE:MEMORY"}])
+    ecs_env.script_next_run_task(failures=[...], times=None,                 # every RunTask
+                                 where=lambda body: "-u1-" in body.get("clientToken", ""))
     ecs_env.stop_task(arn, OOM_KILLED)             # STOPPED now (stopping=N: DEACTIVATING first)
     ecs_env.stop_task(arn, TaskOutcome(stop_code="SpotInterruption", stopped_reason="..."))
     ecs_env.hold_pending(arn); ecs_env.set_script(arn, TaskScript(...))
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,11 +194,19 @@ class EcsEnv:
         self._scripter.add_rule(script, where, count)
 
     def script_next_run_task(
-        self, failures: Sequence[Mapping[str, str]] = (), *, launch: int | None = None
+        self,
+        failures: Sequence[Mapping[str, str]] = (),
+        *,
+        launch: int | None = None,
+        where: Callable[[Mapping[str, Any]], bool] | None = None,
+        times: int | None = 1,
     ) -> None:
-        """The next RunTask call (queued in call order) answers these ``failures[]`` entries and
-        launches ``count - len(failures)`` tasks, or ``launch`` tasks when given."""
-        self._scripter.queue_run_task(RunTaskScript(failures=tuple(failures), launch=launch))
+        """The next ``times`` RunTask calls (None: all) whose request body ``where`` accepts
+        answer these ``failures[]`` entries and launch ``count - len(failures)`` tasks, or
+        ``launch`` tasks when given. Answers are consulted in the order they were scripted."""
+        self._scripter.queue_run_task(
+            RunTaskScript(failures=tuple(failures), launch=launch, where=where, times=times)
+        )
 
     def set_script(self, task_arn: str, script: TaskScript) -> None:
         """Replace a launched task's script; describes are counted again from now."""

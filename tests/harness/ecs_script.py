@@ -132,11 +132,14 @@ HOLD_PENDING = TaskScript(pending=None)
 
 @dataclass(frozen=True)
 class RunTaskScript:
-    """One RunTask answer: these ``failures[]`` entries, and ``count - len(failures)`` tasks
-    launched (never fewer than zero), unless ``launch`` says how many."""
+    """A RunTask answer: these ``failures[]`` entries, and ``count - len(failures)`` tasks
+    launched (never fewer than zero), unless ``launch`` says how many. It answers the next
+    ``times`` calls (None: all) whose request body ``where`` accepts (None: any)."""
 
     failures: tuple[Mapping[str, str], ...] = ()
     launch: int | None = None
+    where: Callable[[Mapping[str, Any]], bool] | None = None
+    times: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,12 @@ class _Rule:
     remaining: int | None
 
 
+@dataclass
+class _RunTaskRule:
+    script: RunTaskScript
+    remaining: int | None
+
+
 @dataclass(frozen=True)
 class _TokenRecord:
     fingerprint: str
@@ -300,7 +309,7 @@ class EcsScripter:
         self._lock = threading.RLock()
         self.default_script = TaskScript()
         self._rules: list[_Rule] = []
-        self._run_task_answers: list[RunTaskScript] = []
+        self._run_task_answers: list[_RunTaskRule] = []
         self._tasks: dict[str, _ScriptedTask] = {}
         self._tokens: dict[tuple[str, str], _TokenRecord] = {}
         self._launched = 0
@@ -312,7 +321,7 @@ class EcsScripter:
 
     def queue_run_task(self, answer: RunTaskScript) -> None:
         with self._lock:
-            self._run_task_answers.append(answer)
+            self._run_task_answers.append(_RunTaskRule(answer, answer.times))
 
     def rescript(self, task_arn: str, script: TaskScript) -> None:
         with self._lock:
@@ -337,9 +346,18 @@ class EcsScripter:
         raise KeyError(f"no task {task_arn} was launched in this test")
 
     # moto-facing
-    def next_run_task_answer(self) -> RunTaskScript | None:
+    def run_task_answer(self, request: Mapping[str, Any]) -> RunTaskScript | None:
+        """The first queued answer, in the order queued, that takes this request."""
         with self._lock:
-            return self._run_task_answers.pop(0) if self._run_task_answers else None
+            for rule in self._run_task_answers:
+                if rule.remaining == 0:
+                    continue
+                if rule.script.where is not None and not rule.script.where(request):
+                    continue
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                return rule.script
+            return None
 
     def adopt(self, task: Any, task_definition: Any) -> None:
         """A task moto just created: give it every container and a script."""
@@ -491,7 +509,7 @@ def _run_task(self: Any) -> Any:
         return ActionResult({"tasks": tasks, "failures": list(seen.failures)})
 
     count = int(body.get("count", 1))
-    answer = scripter.next_run_task_answer() or RunTaskScript()
+    answer = scripter.run_task_answer(body) or RunTaskScript()
     launch = answer.launch if answer.launch is not None else max(0, count - len(answer.failures))
     launch_type = body.get("launchType")
     uses_instances = launch_type == "EC2" or (

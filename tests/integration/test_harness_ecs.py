@@ -104,6 +104,24 @@ def test_run_task_partial_failure_launches_the_rest(ecs_env: EcsEnv) -> None:
     assert response["failures"] == [{"reason": "Capacity is unavailable at this time."}]
 
 
+def test_run_task_failures_for_the_requests_a_test_picks(ecs_env: EcsEnv) -> None:
+    ecs_env.script_next_run_task(
+        failures=[{"reason": "RESOURCE:CPU"}],
+        times=None,
+        where=lambda body: body.get("startedBy") == "unit-1",
+    )
+    units = ["unit-0", "unit-1", "unit-2", "unit-1"]
+    answers = [ecs_env.run_task(startedBy=unit) for unit in units]
+
+    assert [len(answer["tasks"]) for answer in answers] == [1, 0, 1, 0]
+    assert [answer["failures"] for answer in answers] == [
+        [],
+        [{"reason": "RESOURCE:CPU"}],
+        [],
+        [{"reason": "RESOURCE:CPU"}],
+    ]
+
+
 def test_client_token_is_idempotent_and_conflicts_on_other_parameters(ecs_env: EcsEnv) -> None:
     first = ecs_env.run_task(clientToken="exec-u0-g1", startedBy="exec")
     again = ecs_env.run_task(clientToken="exec-u0-g1", startedBy="exec")
