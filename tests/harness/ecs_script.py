@@ -169,7 +169,9 @@ class _Phase:
 
 @dataclass
 class _Timeline:
-    """Phases in order; ``view(n)`` is the phase the n-th describe since scripting sees."""
+    """Phases in order. ``current()`` is what DescribeTasks shows after ``describes_seen``
+    describes since (re)scripting: ``initial`` before the first one (the RunTask / StopTask
+    answer), then each phase for its count of describes, the last one for good."""
 
     initial: _Phase
     phases: list[_Phase]
@@ -203,8 +205,8 @@ def _timeline(script: TaskScript, initial: str | None) -> _Timeline:
         kept.append(phase)
         if phase.describes is None:
             break
-    first = next(p for p in kept)
-    start = _Phase(initial, "RUNNING", 0) if initial else first
+    # A rescripted task shows its first phase at once; a new one answers RunTask with `initial`.
+    start = _Phase(initial, "RUNNING", 0) if initial else kept[0]
     return _Timeline(initial=start, phases=kept, outcome=script.outcome)
 
 
