@@ -1,8 +1,12 @@
 """``ComputeStatusTrigger``: waits in the triggerer until an operation's units settle.
 
-The trigger is provider-agnostic: it rebuilds the backend from its plain config, polls unit
-statuses, and asks ``progress.assess`` whether the operation is settled. It yields exactly one
-event and stops:
+The trigger is provider-agnostic: it rebuilds the backend from its plain config, receives unit
+statuses, and asks ``progress.assess`` whether the operation is settled. It does not poll on its
+own: every trigger of one triggerer that watches the same backend (connection and region /
+cluster, or namespace) subscribes to one shared poller (``pollers.py``), which reads all their
+units in batched calls (ECS) or keeps them current from one watch (Kubernetes,
+``kube_watch.py``) and hands each trigger only its own units. It yields exactly one event and
+stops:
 
     {"kind": "settled", "statuses": [...]}             every unit satisfied, or one failed
     {"kind": "timeout", "statuses": [...]}             the operation's deadline passed first
@@ -17,27 +21,27 @@ would skip the operator's failure handling, so every failure becomes an event. I
 the work it watches, not at the deadline and not when the triggerer restarts; only a user's
 kill (``on_kill``, Airflow 3.3+) stops it, and only with ``on_kill_action="stop"``. Transient
 status errors (throttling, 5xx, network) are already retried inside the hooks; one that still
-escapes only delays the next poll, until the deadline.
+escapes slows the shared poller down and only delays the next status, until the deadline. The
+trigger leaves its poller before it yields, and when it is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_compute_provider.errors import Classification, ComputeError, ComputeOperationError
+from airflow_compute_provider.errors import ComputeError
 from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitStatus, backend_from_config
+from airflow_compute_provider.triggers import pollers
 from airflow_compute_provider.triggers.progress import Settlement, assess
-
-_MAX_BACKOFF_SECONDS = 60.0
 
 
 class ComputeStatusTrigger(BaseTrigger):
-    """Polls the units of one compute operation until they settle or its deadline passes."""
+    """Waits for the units of one compute operation to settle, or for its deadline."""
 
     def __init__(
         self,
@@ -62,6 +66,8 @@ class ComputeStatusTrigger(BaseTrigger):
         self.pending_grace_period = float(pending_grace_period)
         self.on_kill_action = on_kill_action
         self.resume = dict(resume or {})
+        #: the newest statuses seen, for the event that ends the wait
+        self._statuses: list[UnitStatus] = []
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -85,45 +91,75 @@ class ComputeStatusTrigger(BaseTrigger):
     def _units(self) -> list[Unit]:
         return [Unit.from_dict(u) for u in self.units]
 
+    #: Kubernetes statuses from one watch per namespace (zero polls while nothing changes);
+    #: ``False`` makes the shared poller list pods every interval instead.
+    kubernetes_watch: ClassVar[bool] = True
+
+    def _poller_key(self) -> Hashable:
+        return pollers.poller_key(self.provider, self.backend_config)
+
+    def _source(self) -> pollers.StatusSource:
+        """What the shared poller reads through; built once per poller, not per trigger."""
+        backend = self._backend()
+        if self.provider == "kubernetes" and self.kubernetes_watch:
+            from airflow_compute_provider.triggers.kube_watch import KubernetesWatchSource
+
+            return KubernetesWatchSource(backend)  # type: ignore[arg-type]
+        return pollers.BackendSource(backend)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        statuses: list[UnitStatus] = []
+        self._statuses = []
         try:
-            backend = self._backend()
             units = self._units()
             deadline = datetime.fromisoformat(self.deadline)
-            grace = timedelta(seconds=self.pending_grace_period)
-            backoff = self.poll_interval
-            while True:
-                now = datetime.now(UTC)
-                try:
-                    statuses = await backend.adescribe(units)
-                    backoff = self.poll_interval
-                except ComputeOperationError as exc:
-                    if exc.error.classification is not Classification.RETRIABLE:
-                        yield self._event("error", statuses, exc.error)
-                        return
-                    self.log.warning("status poll failed, will poll again: %s", exc)
-                    backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
-                else:
-                    progress = assess(
-                        statuses,
-                        wait_for=self.wait_for,
-                        now=now,
-                        deadline=deadline,
-                        pending_grace_period=grace,
-                    )
-                    if progress.state in (Settlement.SUCCEEDED, Settlement.FAILED):
-                        yield self._event("settled", statuses)
-                        return
-                if now >= deadline:
-                    yield self._event("timeout", statuses)
-                    return
-                remaining = (deadline - datetime.now(UTC)).total_seconds()
-                await asyncio.sleep(max(0.0, min(backoff, remaining)))
+            async with pollers.subscribe(
+                self._poller_key(), units, interval=self.poll_interval, source_factory=self._source
+            ) as subscription:
+                event = await self._wait(subscription, deadline)
+            # Out of the poller before the event leaves: a triggerer may never resume us.
+            yield event
         except Exception as exc:  # the last line of defence: a trigger must not raise
             from airflow_compute_provider.normalize import from_exception
 
-            yield self._event("error", statuses, from_exception(exc))
+            yield self._event("error", self._statuses, from_exception(exc))
+
+    async def _wait(self, subscription: pollers.Subscription, deadline: datetime) -> TriggerEvent:
+        """Judge every update for this trigger's units until one settles them, or the deadline."""
+        grace = timedelta(seconds=self.pending_grace_period)
+        final_look = False
+        while True:
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            if remaining > 0:
+                update = await subscription.next(timeout=remaining)
+                if update is None:
+                    continue  # the deadline came: take the final look below
+            else:
+                # As a poll at the deadline would: work that finished before we looked is
+                # never reported as a timeout. Bounded, as a throttled poller may not answer.
+                if not final_look:
+                    final_look = True
+                    subscription.refresh()
+                update = await subscription.next(timeout=self.poll_interval)
+                if update is None:
+                    return self._event("timeout", self._statuses)
+            now = datetime.now(UTC)
+            if update.error is not None:
+                if update.final:
+                    return self._event("error", self._statuses, update.error)
+                self.log.warning("status poll failed, will poll again: %s", update.error.message)
+            else:
+                self._statuses = list(update.statuses)
+                progress = assess(
+                    self._statuses,
+                    wait_for=self.wait_for,
+                    now=now,
+                    deadline=deadline,
+                    pending_grace_period=grace,
+                )
+                if progress.state in (Settlement.SUCCEEDED, Settlement.FAILED):
+                    return self._event("settled", self._statuses)
+            if now >= deadline:
+                return self._event("timeout", self._statuses)
 
     def _event(
         self, kind: str, statuses: Sequence[UnitStatus], error: ComputeError | None = None
