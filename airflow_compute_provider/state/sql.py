@@ -144,13 +144,21 @@ class SqlTenantStateStore(TenantStateStore):
         )
 
     def finish_operation(
-        self, tenant_id: str, execution_id: str, outcome: ComputeError | None, *, will_retry: bool
+        self,
+        tenant_id: str,
+        execution_id: str,
+        outcome: ComputeError | None,
+        *,
+        will_retry: bool,
+        note: str | None = None,
     ) -> Tenant:
         tenant_id, execution_id = v.tenant_id(tenant_id), v.execution_id(execution_id)
         outcome = _checked_outcome(outcome)
         will_retry = v.boolean(will_retry, "will_retry")
+        note = v.note(note) if note is not None else None
         return self._db.write(
-            "finish_operation", lambda conn: self._finish(conn, tenant_id, execution_id, outcome, will_retry)
+            "finish_operation",
+            lambda conn: self._finish(conn, tenant_id, execution_id, outcome, will_retry, note=note),
         )
 
     def timeouts_so_far(self, tenant_id: str, execution_id: str) -> int:
@@ -257,10 +265,16 @@ class SqlTenantStateStore(TenantStateStore):
         )
         return self._db.read(lambda conn: [rows.to_transition(r) for r in conn.execute(query)])
 
-    def release(self, tenant_id: str, note: str, *, force: bool = False) -> Tenant:
+    def release(
+        self, tenant_id: str, note: str, *, force: bool = False, expected_version: int | None = None
+    ) -> Tenant:
         tenant_id, note = v.tenant_id(tenant_id), v.note(note)
         force = v.boolean(force, "force")
-        return self._db.write("release", lambda conn: self._release(conn, tenant_id, note, force))
+        if expected_version is not None:
+            expected_version = v.non_negative_int(expected_version, "expected_version")
+        return self._db.write(
+            "release", lambda conn: self._release(conn, tenant_id, note, force, expected_version)
+        )
 
     # -- transitions (each runs inside one transaction) ----------------------------------------
 
@@ -455,6 +469,8 @@ class SqlTenantStateStore(TenantStateStore):
         execution_id: str,
         outcome: ComputeError | None,
         will_retry: bool,
+        *,
+        note: str | None = None,
     ) -> Tenant:
         tenant = self._require_tenant(conn, tenant_id)
         op = rows.newest_operation(conn, tenant_id, execution_id)
@@ -502,6 +518,7 @@ class SqlTenantStateStore(TenantStateStore):
             attempt=op.attempt,
             held=held,
             now=now,
+            note=note,
         )
         error = _in_context(outcome, op)
         self._update_operation(
@@ -558,8 +575,19 @@ class SqlTenantStateStore(TenantStateStore):
         )
         return rows.operation_by_id(conn, op.id)
 
-    def _release(self, conn: Connection, tenant_id: str, note: str, force: bool) -> Tenant:
+    def _release(
+        self, conn: Connection, tenant_id: str, note: str, force: bool, expected_version: int | None
+    ) -> Tenant:
         tenant = self._require_tenant(conn, tenant_id)
+        if expected_version is not None and tenant.version != expected_version:
+            raise IllegalTransitionError(
+                f"tenant {tenant_id!r} moved on (version {tenant.version}, {tenant.status.value} for "
+                f"execution {tenant.execution_id!r}) since it was read at version {expected_version}; "
+                "not released",
+                subject=tenant_id,
+                current=tenant.status.value,
+                requested=TenantStatus.READY.value,
+            )
         held = (TenantStatus.OPERATION_IN_PROGRESS, TenantStatus.RETRY_PENDING)
         if tenant.status in held and not force:
             raise IllegalTransitionError(

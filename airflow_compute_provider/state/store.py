@@ -90,14 +90,21 @@ class TenantStateStore(abc.ABC):
 
     @abc.abstractmethod
     def finish_operation(
-        self, tenant_id: str, execution_id: str, outcome: ComputeError | None, *, will_retry: bool
+        self,
+        tenant_id: str,
+        execution_id: str,
+        outcome: ComputeError | None,
+        *,
+        will_retry: bool,
+        note: str | None = None,
     ) -> Tenant:
         """End the current try and move the tenant.
 
         ``None`` -> ``ready``; an error with ``will_retry`` -> ``retry_pending`` (held for the
         retry); an error without -> ``needs_investigation`` when non-retriable or manual,
         ``retry_pending`` (free) when retriable. The error is kept with the operation.
-        Finishing the same try again with the same result changes nothing.
+        Finishing the same try again with the same result changes nothing. ``note`` lands in
+        the transition (the reconciler says why it finished a try whose worker never did).
         """
 
     @abc.abstractmethod
@@ -158,11 +165,16 @@ class TenantStateStore(abc.ABC):
         """Every status move of the tenant, newest first (release notes included)."""
 
     @abc.abstractmethod
-    def release(self, tenant_id: str, note: str, *, force: bool = False) -> Tenant:
+    def release(
+        self, tenant_id: str, note: str, *, force: bool = False, expected_version: int | None = None
+    ) -> Tenant:
         """An operator's way out of ``needs_investigation``: back to ``ready``, with a note.
 
         ``force`` also frees a tenant held by an execution that will never come back (its
-        worker died); that execution's unfinished try is marked abandoned.
+        worker died); that execution's unfinished try is marked abandoned. With
+        ``expected_version`` the release happens only while the tenant is still at that
+        version (``IllegalTransitionError`` otherwise): whoever decided on what they read
+        (the reconciler) never frees a tenant another execution took in the meantime.
         """
 
     def close(self) -> None:  # noqa: B027 - optional hook: stores without resources need none
