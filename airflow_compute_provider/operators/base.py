@@ -30,7 +30,11 @@ from typing import Any, ClassVar, NoReturn
 
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTimeout
+
+try:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTimeout
+except ImportError:  # Airflow < 3.2 keeps them in airflow.exceptions
+    from airflow.exceptions import AirflowFailException, AirflowTaskTimeout  # type: ignore[no-redef]
 
 from airflow_compute_provider.errors import (
     Classification,

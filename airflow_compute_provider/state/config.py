@@ -158,7 +158,11 @@ def _sqlite_path(url: sa.URL) -> str | None:
 
 def _connection_url(conn_id: str) -> str | None:
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:  # Airflow < 3.2 keeps it in airflow.exceptions
+        from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
 
     try:
         conn = BaseHook.get_connection(conn_id)
