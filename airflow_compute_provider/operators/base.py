@@ -36,6 +36,7 @@ try:
 except ImportError:  # Airflow < 3.2 keeps them in airflow.exceptions
     from airflow.exceptions import AirflowFailException, AirflowTaskTimeout  # type: ignore[no-redef]
 
+from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import (
     Classification,
     ComputeConfigError,
@@ -209,6 +210,8 @@ class BaseComputeOperator(BaseOperator):
         self.on_failure_callback = [*authors_failure, AfterAirflowDecided(will_retry=False)]
         self._active: _Try | None = None
         self._watching: list[Unit] = []
+        #: (unit index, generation) already timed by the launch-to-running metric
+        self._timed_running: set[tuple[int, int]] = set()
         #: the exceptions ``_fail`` raised: recorded already, so they pass through untouched
         self._raised: list[ComputeOperationError] = []
 
@@ -288,9 +291,9 @@ class BaseComputeOperator(BaseOperator):
             attempt = int(context["ti"].try_number)
             execution = ExecutionRef(args["tenant_id"], self._execution_id(context, args))
         except ComputeConfigError as exc:
-            self._push_error(
-                context, exc.error.with_context(provider=self.provider, operation=self.operation)
-            )
+            error = exc.error.with_context(provider=self.provider, operation=self.operation)
+            self._push_error(context, error)
+            metrics.error(error, provider=self.provider)
             raise self._exception_for(exc.error, context) from None
         t = self._new_try(execution, attempt, args)
         try:
@@ -449,6 +452,8 @@ class BaseComputeOperator(BaseOperator):
         ] + [ResourceUpdate(ul.index, ul.generation, ResourceStatus.FAILED, error=err) for ul, err in refused]
         if updates:
             store.record_resources(t.tenant_id, t.execution_id, updates)
+        metrics.launched(self.provider, len(launched))
+        metrics.adopted(self.provider, len(plan.adopted))
         if refused:
             self._fail_launch(
                 context,
@@ -498,12 +503,33 @@ class BaseComputeOperator(BaseOperator):
                     raise
                 t.log.warning("status poll failed, will poll again", code=exc.error.code.value)
             else:
+                self._time_launch_to_running(t, statuses)
                 progress = self._assess(t, done + statuses, deadline, now)
                 if progress.state in (Settlement.SUCCEEDED, Settlement.FAILED):
                     return statuses, False
             if now >= deadline:
                 return statuses, True
             time.sleep(max(0.0, min(float(t.args["poll_interval"]), (deadline - now).total_seconds())))
+
+    def _time_launch_to_running(self, t: _Try, statuses: Sequence[UnitStatus]) -> None:
+        """The launch-to-running metric, once per unit generation first seen running here: from
+        its ledger intent (written just before the launch request) to now. A unit the ledger
+        already saw running was timed by an earlier try."""
+        fresh = {
+            (s.unit.index, s.unit.generation)
+            for s in statuses
+            if s.phase is UnitPhase.RUNNING and (s.unit.index, s.unit.generation) not in self._timed_running
+        }
+        if not fresh:
+            return
+        self._timed_running |= fresh
+        now = datetime.now(UTC)
+        for entry in self._store.ledger(t.tenant_id, t.execution_id):
+            if (entry.unit_index, entry.generation) in fresh and entry.status in (
+                ResourceStatus.INTENDED,
+                ResourceStatus.LAUNCHED,
+            ):
+                metrics.launch_to_running(self.provider, now - entry.created_at)
 
     def _assess(self, t: _Try, statuses: Sequence[UnitStatus], deadline: datetime, now: datetime) -> Progress:
         return assess(
@@ -526,6 +552,7 @@ class BaseComputeOperator(BaseOperator):
     ) -> dict[str, Any]:
         everything = done + statuses
         progress = self._assess(t, everything, deadline, datetime.now(UTC))
+        self._time_launch_to_running(t, statuses)
         self._ledger_statuses(t, statuses)
         if progress.state is Settlement.SUCCEEDED:
             store = self._store
@@ -605,6 +632,8 @@ class BaseComputeOperator(BaseOperator):
         t.log.info(
             "rolled back compute units", stopped=len(units) - len(not_stopped), not_stopped=len(not_stopped)
         )
+        metrics.rolled_back(self.provider, len(units) - len(not_stopped))
+        metrics.cleanup(self.provider, len(not_stopped), "marked")
         if not not_stopped:
             return outcome.with_cleanup(
                 error, CleanupReport(action="rolled_back", resources=[u.resource_id for u in units])
@@ -637,6 +666,7 @@ class BaseComputeOperator(BaseOperator):
             provider=self.provider, execution_id=t.execution_id, tenant_id=t.tenant_id, attempt=t.attempt
         ).model_copy(update={"operation": t.args["operation"]})
         self._push_error(context, error)
+        metrics.error(error, provider=self.provider)
         if record:
             self._store.record_outcome(t.tenant_id, t.execution_id, error)
         log_raw_response(t.log, error.to_json_dict(), what="compute error (normalized), with its root cause")
