@@ -29,6 +29,9 @@ What failures become:
 
 Pod lists are read as raw JSON rather than through the client's models: the status poller
 reads many pods often, and building model objects for each costs more than the call itself.
+
+What the server said goes to the debug log (``observability.log_raw_response``, redacted):
+the status, headers and body of every API error, and the JSON of every failed or stuck pod.
 """
 
 from __future__ import annotations
@@ -70,9 +73,10 @@ from airflow_compute_provider.hooks.kubernetes_pods import (
     unit_of,
     unit_pod,
 )
-from airflow_compute_provider.hooks.kubernetes_retry import RetrySettings, async_retrying, retrying
+from airflow_compute_provider.hooks.kubernetes_retry import DEFAULT_RETRY, async_retrying, retrying
 from airflow_compute_provider.hooks.kubernetes_status import unit_status
 from airflow_compute_provider.normalize import from_exception
+from airflow_compute_provider.observability import log_raw_response
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +114,7 @@ class KubernetesComputeHook(BaseHook):
     hook_name = "Kubernetes compute"
 
     #: retries of transient API failures (every call of this hook)
-    retry_settings = RetrySettings()
+    retry_settings = DEFAULT_RETRY
     #: exec keys in one list call's selector; about 35 bytes each keeps the URL short
     max_keys_per_list = 100
 
@@ -343,7 +347,17 @@ class KubernetesComputeHook(BaseHook):
     def _statuses(
         self, units: Sequence[Unit], pods: Mapping[tuple[str, str], dict[str, Any]]
     ) -> list[UnitStatus]:
-        return [unit_status(unit, pods.get((self._namespace_of(unit), unit.resource_id))) for unit in units]
+        statuses = []
+        for unit in units:
+            pod = pods.get((self._namespace_of(unit), unit.resource_id))
+            status = unit_status(unit, pod)
+            if status.error is not None and pod is not None:
+                what = (
+                    "Kubernetes pod that failed" if status.phase.terminal else "Kubernetes pod stuck pending"
+                )
+                log_raw_response(self.log, pod, what=what)
+            statuses.append(status)
+        return statuses
 
     def _list(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         core = self.get_conn()
@@ -425,6 +439,7 @@ class KubernetesComputeHook(BaseHook):
         operation: str | None = None,
         resource_id: str | None = None,
     ) -> ComputeError:
+        log_raw_response(self.log, _raw_response(exc), what="Kubernetes API error response")
         error = from_exception(exc, PROVIDER).with_context(
             provider=PROVIDER,
             operation=operation,
@@ -456,6 +471,25 @@ def _without_transport_retries(api_client: k8s.ApiClient) -> None:
     pool_manager = api_client.rest_client.pool_manager
     pool_manager.connection_pool_kw["retries"] = urllib3.Retry(total=0, respect_retry_after_header=False)
     pool_manager.clear()  # pools made before this keep their own setting
+
+
+def _raw_response(exc: BaseException) -> Any:
+    """What the API server answered, for the debug log: status, headers and the body (the
+    ``Status`` object when it is JSON); anything that never got an answer as its repr."""
+    if not isinstance(exc, (k8s.ApiException, async_k8s.ApiException)):
+        return repr(exc)
+    body: Any = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        with contextlib.suppress(ValueError):
+            body = json.loads(body)
+    return {
+        "status": exc.status,
+        "reason": exc.reason,
+        "headers": dict(exc.headers or {}),
+        "body": body,
+    }
 
 
 def _status(exc: BaseException) -> int | None:

@@ -7,7 +7,9 @@ lifecycle needs around it:
 
     Pending    pending; when ``from_pod`` finds it stuck: its error and ``stuck_since``,
                so the lifecycle can wait out a grace period before giving up
-    Running    running; ``healthy`` is the Ready condition when a readiness probe exists
+    Running    running; ``healthy`` is False while the pod is not Ready (a container not
+               running yet, or failing its readiness probe), True when it is Ready behind a
+               readiness probe, None when it is Ready with no probe to vouch for it
     Succeeded  succeeded, with the exit code
     Failed     failed, with ``from_pod``'s error and the exit code
     Unknown    running but not healthy (the node stopped reporting; not over yet)
@@ -48,7 +50,9 @@ def unit_status(unit: Unit, pod: Mapping[str, Any] | None) -> UnitStatus:
         return UnitStatus(unit=unit, phase=UnitPhase.SUCCEEDED, exit_code=exit_code)
     if phase == "Failed":
         failure = error or _in_context(_unexplained_failure(unit, status, exit_code), pod, unit.resource_id)
-        return UnitStatus(unit=unit, phase=UnitPhase.FAILED, exit_code=exit_code, error=failure)
+        return UnitStatus(
+            unit=unit, phase=UnitPhase.FAILED, exit_code=exit_code, error=_with_exit_code(failure, exit_code)
+        )
     # "Unknown": the kubelet stopped reporting. The pod may still be running, so this is not
     # an end; the lifecycle sees an unhealthy running unit and its deadline still applies.
     return UnitStatus(unit=unit, phase=UnitPhase.RUNNING, healthy=False, error=error)
@@ -65,14 +69,27 @@ def _exit_code(status: Mapping[str, Any]) -> int | None:
 
 
 def _healthy(pod: Mapping[str, Any]) -> bool | None:
-    """The Ready condition, when some container defines a readiness probe; else ``None``."""
+    """Whether the pod is Ready, as ``wait_for="running"`` needs it.
+
+    A running pod is only running for the lifecycle once it is Ready: the phase turns Running
+    as soon as one container starts, while a sidecar may still be creating or a probe failing.
+    ``None`` (no health check) only when it is Ready and no readiness probe stands behind that.
+    """
     spec = pod.get("spec") or {}
-    if not any(c.get("readinessProbe") for c in spec.get("containers") or []):
-        return None
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False
+    probed = any(c.get("readinessProbe") for c in spec.get("containers") or [])
+    ready = next(
+        (
+            c.get("status")
+            for c in (pod.get("status") or {}).get("conditions") or []
+            if c.get("type") == "Ready"
+        ),
+        None,
+    )
+    if ready is not None and ready != "True":
+        return False
+    if probed:
+        return ready == "True"
+    return None
 
 
 def _stuck_since(pod: Mapping[str, Any]) -> str | None:
@@ -110,6 +127,16 @@ def _unexplained_failure(unit: Unit, status: Mapping[str, Any], exit_code: int |
             exit_code=exit_code,
             reason=status.get("reason"),
         ),
+    )
+
+
+def _with_exit_code(error: ComputeError | None, exit_code: int | None) -> ComputeError | None:
+    """A pod-level failure (eviction, deadline, node lost) names no container, so the normalizer
+    gives no exit code; the one its containers ended with still belongs in the root cause."""
+    if error is None or exit_code is None or error.root_cause.exit_code is not None:
+        return error
+    return error.model_copy(
+        update={"root_cause": error.root_cause.model_copy(update={"exit_code": exit_code})}
     )
 
 
