@@ -1,0 +1,598 @@
+"""KubernetesComputeOperator end to end: real Airflow (``dag.test()``), the real API server with
+kube-scheduler and the controller manager, the node simulator in the kubelet's place, the fault
+proxy on the wire, and the tenant state store on SQLite.
+
+Nothing is mocked. The simulator only writes the pod statuses a kubelet would write (running,
+Ready, exit codes, OOMKilled, eviction, image pull errors); pods are admitted or refused by the
+real admission chain (ResourceQuota, validation), scheduled or found unschedulable by the real
+scheduler, and deleted by the real API server.
+
+What this cluster cannot show, and how the tests deal with it:
+
+* authorization is ``AlwaysAllow``: an RBAC 403 is answered by the fault proxy, with the body a
+  real API server sends;
+* the ServiceAccount admission plugin is off (no pod here ever runs): a pod naming a service
+  account that does not exist is admitted. A cluster with the plugin on refuses it with a 403
+  "error looking up service account ... not found" (not a 404); the proxy answers that, so the
+  test shows what the operator makes of the real answer, not that this cluster gives it;
+* no container runtime: an image that does not exist, OOM kills and evictions are the
+  simulator's scripts (``sim.compute.test/script``), with the kubelet's own messages.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
+from airflow_compute_provider.hooks.kubernetes_pods import LABEL_GENERATION, LABEL_UNIT_INDEX
+from airflow_compute_provider.state.config import open_state_store
+from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
+from tests.harness.kubecluster import KubeCluster
+from tests.harness.nodesim import SCRIPT_ANNOTATION
+from tests.harness.proxy import FaultProxy, RequestInfo
+from tests.harness.proxy_faults import Reset, kube_error, kube_throttle, kube_unavailable
+from tests.integration.kubernetes_dags import Code, KubeEnv
+
+pytestmark = [pytest.mark.kube, pytest.mark.airflow]
+
+#: a pod create (POST) or list (GET, with its label selector in the query string)
+PODS = r"/namespaces/[^/]+/pods(\?|$)"
+HOOK_ATTEMPTS = KubernetesComputeHook.retry_settings.attempts
+
+
+@pytest.fixture
+def kube_env(
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    kube_core: Any,
+    node_simulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> KubeEnv:
+    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def proxied(kube_env: KubeEnv, fault_proxy: Callable[[str], FaultProxy]) -> FaultProxy:
+    """The Airflow connection goes through a fault proxy; the test's own reads do not."""
+    proxy = fault_proxy(kube_env.cluster.server)
+    kube_env.route_through(proxy.url)
+    return proxy
+
+
+def _run(airflow_env: Any, kube_env: KubeEnv, dag_id: str, **kwargs: Any) -> Any:
+    return airflow_env.run_dag(kube_env.dag(dag_id, **kwargs), dag_id)
+
+
+def _condition(pod: Any, kind: str) -> str | None:
+    return next((c.status for c in pod.status.conditions or [] if c.type == kind), None)
+
+
+def _two_containers(main: str, sidecar: str) -> dict[str, Any]:
+    """A pod template (API JSON) whose containers follow their own simulator scripts."""
+    container = {"image": "busybox:1.36", "resources": {"requests": {"cpu": "20m", "memory": "16Mi"}}}
+    return {
+        "metadata": {
+            "labels": {"app": "two-containers"},
+            "annotations": {f"{SCRIPT_ANNOTATION}.main": main, f"{SCRIPT_ANNOTATION}.sidecar": sidecar},
+        },
+        "spec": {
+            "containers": [{"name": "main", **container}, {"name": "sidecar", **container}],
+        },
+    }
+
+
+# -- success ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_completion_returns_every_unit_and_frees_the_tenant(airflow_env, kube_env, deferrable) -> None:
+    tenant = f"k-ok-{int(deferrable)}"
+    dag_id = f"kube_ok_{int(deferrable)}"
+    run = _run(
+        airflow_env,
+        kube_env,
+        dag_id,
+        tenant_id=tenant,
+        count=2,
+        script="run:1s,exit:0",
+        deferrable=deferrable,
+    )
+
+    assert run.state() == "success"
+    result = run.xcom("provision")
+    assert result["execution_id"] == f"{dag_id}:{run.run_id}:provision:-1"
+    assert [(u["index"], u["status"], u["exit_code"]) for u in result["units"]] == [
+        (0, "succeeded", 0),
+        (1, "succeeded", 0),
+    ]
+    pods = kube_env.pods_of(tenant)
+    assert {u["resource_id"] for u in result["units"]} == {p.metadata.name for p in pods}
+    assert {p.status.phase for p in pods} == {"Succeeded"}
+    assert {p.spec.containers[0].image for p in pods} == {"busybox:1.36"}
+    store = open_state_store()
+    assert store.get_tenant(tenant).status is TenantStatus.READY
+    assert {e.status for e in store.list_resources(tenant_id=tenant)} == {ResourceStatus.SUCCEEDED}
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_wait_for_running_returns_once_every_pod_is_ready(airflow_env, kube_env, deferrable) -> None:
+    tenant = f"k-running-{int(deferrable)}"
+    run = _run(
+        airflow_env,
+        kube_env,
+        f"kube_running_{int(deferrable)}",
+        tenant_id=tenant,
+        count=2,
+        pod_template=_two_containers(main="run:forever", sidecar="pending:500ms,run:forever"),
+        wait_for="running",
+        deferrable=deferrable,
+    )
+
+    assert run.state() == "success"
+    assert [u["status"] for u in run.xcom("provision")["units"]] == ["running", "running"]
+    pods = kube_env.pods_of(tenant)
+    assert [(p.status.phase, _condition(p, "Ready")) for p in pods] == [("Running", "True")] * 2
+    assert {p.metadata.labels["app"] for p in pods} == {"two-containers"}, "the template's labels stay"
+
+
+def test_a_running_pod_that_never_becomes_ready_is_not_running(airflow_env, kube_env) -> None:
+    # The pod's phase is Running as soon as its main container starts; its sidecar never does,
+    # so it is never Ready. Given as a V1Pod, the other form of pod_template.
+    template = Code(
+        "k8s.V1Pod(metadata=k8s.V1ObjectMeta(annotations={"
+        f"'{SCRIPT_ANNOTATION}.main': 'run:forever', '{SCRIPT_ANNOTATION}.sidecar': 'pending:forever'"
+        "}), spec=k8s.V1PodSpec(containers=["
+        "k8s.V1Container(name='main', image='busybox:1.36'), "
+        "k8s.V1Container(name='sidecar', image='busybox:1.36')]))"
+    )
+    run = _run(
+        airflow_env,
+        kube_env,
+        "kube_never_ready",
+        tenant_id="k-never-ready",
+        pod_template=template,
+        wait_for="running",
+        timeout=Code("timedelta(seconds=3)"),
+    )
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert error["code"] == "OPERATION_TIMEOUT"
+    assert [u["index"] for u in error["units"]["running"]] == [0]
+    assert error["cleanup"]["action"] == "left_running"
+    (pod,) = kube_env.pods_of("k-never-ready")
+    assert (pod.status.phase, _condition(pod, "Ready")) == ("Running", "False")
+    assert [c.name for c in pod.spec.containers] == ["main", "sidecar"]
+
+
+# -- idempotency ---------------------------------------------------------------------------------
+
+
+def test_retry_reuses_the_execution_id_and_launches_once(airflow_env, kube_env, proxied) -> None:
+    # Every create reaches the API server, but no answer ever comes back: the first try gives
+    # up with the pod created (its own retries meet a 409 they never hear either). The second
+    # try can only succeed by adopting that pod: a create from it would be lost as well.
+    proxied.add_rule(Reset(forward_first=True), method="POST", path=PODS)
+
+    run = _run(airflow_env, kube_env, "kube_idem", tenant_id="k-idem", script="run:1s,exit:0", retries=2)
+
+    assert run.state() == "success"
+    assert run.try_numbers()["provision"] == 2
+    assert len(kube_env.pods_of("k-idem")) == 1, "the retry adopted the pod instead of creating again"
+    assert proxied.count(method="POST", path=PODS) == HOOK_ATTEMPTS, "no create from the second try"
+    operations = open_state_store().operations("k-idem")
+    assert [op.attempt for op in operations] == [2, 1]
+    assert len({op.execution_id for op in operations}) == 1
+
+
+def test_worker_killed_after_the_create_leaves_exactly_one_pod(airflow_env, kube_env, proxied) -> None:
+    source = kube_env.dag("kube_crash", tenant_id="k-crash", script="run:forever", wait_for="running")
+    when = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+    child = airflow_env.run_dag_in_subprocess(source, "kube_crash", logical_date=when)
+    proxied.after_forward(lambda info, status: child.kill(), method="POST", path=PODS)
+    child.wait()
+    assert child.popen.returncode == -signal.SIGKILL
+    assert len(kube_env.pods_of("k-crash")) == 1  # created; the worker died before recording it
+
+    proxied.reset()
+    rerun = airflow_env.run_dag_in_subprocess(source, "kube_crash", logical_date=when)
+    assert rerun.wait() == 0, rerun.log_text()
+    assert rerun.record.state() == "success"
+    assert len(kube_env.pods_of("k-crash")) == 1, "the next try adopted the pod of the killed one"
+    assert proxied.count(method="POST", path=PODS) == 0
+
+
+# -- partial launch -------------------------------------------------------------------------------
+
+
+def test_partial_launch_rolls_back_by_default(airflow_env, kube_env) -> None:
+    kube_env.set_quota(pods=2)
+    run = _run(airflow_env, kube_env, "kube_rollback", tenant_id="k-rollback", count=3, script="run:forever")
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert (error["code"], error["classification"]) == ("PARTIAL_FAILURE", "non_retriable")
+    units = error["units"]
+    launched = units["pending"] + units["running"] + units["succeeded"]
+    assert sorted(u["index"] for u in launched) == [0, 1]
+    ((failed),) = units["failed"]
+    assert (failed["index"], failed["error"]["code"]) == (2, "QUOTA_EXCEEDED")
+    assert failed["error"]["root_cause"]["http_status"] == 403
+    assert "exceeded quota: pods" in failed["error"]["root_cause"]["provider_message"]
+    assert error["cleanup"]["action"] == "rolled_back"
+    assert sorted(error["cleanup"]["resources"]) == sorted(u["resource_id"] for u in launched)
+    kube_env.wait_until_gone("k-rollback")
+    ledger = open_state_store().list_resources(tenant_id="k-rollback")
+    assert sorted(e.status.value for e in ledger) == ["failed", "stopped", "stopped"]
+
+
+def test_partial_launch_with_retry_failed_relaunches_only_the_failed_unit(
+    airflow_env, kube_env, proxied
+) -> None:
+    kube_env.set_quota(pods=2)
+
+    def raise_the_quota(info: RequestInfo, status: int) -> None:
+        # An operator raises the quota right after it refused the third pod; the operator's
+        # next request waits until the quota controller made it effective.
+        if status == 403 and not raised:
+            raised.append(status)
+            kube_env.set_quota(pods=3)
+
+    raised: list[int] = []
+    proxied.after_forward(raise_the_quota, method="POST", path=PODS, times=None)
+    run = _run(
+        airflow_env,
+        kube_env,
+        "kube_retry_failed",
+        tenant_id="k-retry-failed",
+        count=3,
+        script="run:2s,exit:0",
+        on_partial_failure="retry_failed",
+        # QUOTA_EXCEEDED is not retriable by default; this workflow retries its partial failures.
+        retry_policy=Code(
+            "ComputeRetryPolicy(max_attempts=2, initial_delay=timedelta(0),"
+            " rules={'PARTIAL_FAILURE': Retry()})"
+        ),
+    )
+
+    assert run.state() == "success"
+    assert run.try_numbers()["provision"] == 2
+    assert raised == [403]
+    pods = kube_env.pods_of("k-retry-failed")
+    by_unit = {
+        int(p.metadata.labels[LABEL_UNIT_INDEX]): int(p.metadata.labels[LABEL_GENERATION]) for p in pods
+    }
+    assert by_unit == {0: 1, 1: 1, 2: 2}, "two kept from try 1, one relaunched in try 2"
+    assert proxied.count(method="POST", path=PODS) == 4
+
+
+# -- timeouts --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_timeout_leaves_the_pod_running_and_the_next_try_reattaches(
+    airflow_env, kube_env, deferrable
+) -> None:
+    # The pod runs 4 s: past the first try's 2 s, within the second try's 6 s.
+    tenant = f"k-timeout-{int(deferrable)}"
+    run = _run(
+        airflow_env,
+        kube_env,
+        f"kube_timeout_{int(deferrable)}",
+        tenant_id=tenant,
+        script="run:4s,exit:0",
+        timeout=Code("timedelta(seconds=2)"),
+        timeout_factor=3.0,
+        retries=1,
+        deferrable=deferrable,
+    )
+
+    assert run.state() == "success"
+    assert run.try_numbers()["provision"] == 2
+    (pod,) = kube_env.pods_of(tenant)
+    assert pod.status.phase == "Succeeded", "the second try reattached to the pod instead of creating one"
+    store = open_state_store()
+    operations = store.operations(tenant)
+    assert operations[1].error is not None
+    assert operations[1].error.code.value == "OPERATION_TIMEOUT"
+    assert operations[1].error.cleanup.action == "left_running"
+    assert operations[1].error.cleanup.resources == [pod.metadata.name]
+    assert store.timeouts_so_far(tenant, operations[0].execution_id) == 1
+    assert store.get_tenant(tenant).status is TenantStatus.READY
+
+
+def test_timeout_with_no_retry_fails_retriable_and_keeps_the_pod(airflow_env, kube_env) -> None:
+    run = _run(
+        airflow_env,
+        kube_env,
+        "kube_timeout_final",
+        tenant_id="k-timeout-final",
+        script="run:forever",
+        timeout=Code("timedelta(seconds=1)"),
+    )
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert (error["code"], error["classification"]) == ("OPERATION_TIMEOUT", "retriable")
+    assert [p.status.phase for p in kube_env.live_pods_of("k-timeout-final")] == ["Running"]
+    tenant = open_state_store().get_tenant("k-timeout-final")
+    assert tenant.status is TenantStatus.RETRY_PENDING  # retriable, given up: valid for a retry
+
+
+# -- failed and stuck pods ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "code", "exit_code", "reason"),
+    [
+        ("run:1s,exit:1", "CONTAINER_FAILED", 1, "Error"),
+        ("run:1s,exit:137,reason:OOMKilled", "OUT_OF_MEMORY", 137, "OOMKilled"),
+        ("run:1s,evict", "INFRASTRUCTURE_INTERRUPTED", 137, "Evicted"),
+    ],
+    ids=["exit-1", "oom-killed", "evicted"],
+)
+def test_a_failed_pod_becomes_its_code_with_exit_code_and_reason(
+    airflow_env, kube_env, script, code, exit_code, reason
+) -> None:
+    tenant = f"k-failed-{code.lower().replace('_', '-')}"
+    run = _run(airflow_env, kube_env, f"kube_failed_{code.lower()}", tenant_id=tenant, script=script)
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert error["code"] == code
+    assert error["root_cause"]["exit_code"] == exit_code
+    assert error["root_cause"]["reason"] == reason
+    (pod,) = kube_env.pods_of(tenant)
+    assert pod.status.phase == "Failed"
+    assert error["root_cause"]["resource_id"] == f"{kube_env.namespace}/{pod.metadata.name}"
+    assert (error["tenant_id"], error["operation"], error["provider"]) == (tenant, "provision", "kubernetes")
+    expected = (
+        TenantStatus.RETRY_PENDING
+        if error["classification"] == "retriable"
+        else TenantStatus.NEEDS_INVESTIGATION
+    )
+    assert open_state_store().get_tenant(tenant).status is expected
+
+
+@pytest.mark.parametrize(
+    ("pod", "code", "reason", "says"),
+    [
+        ({"script": "waiting:ErrImagePull"}, "IMAGE_NOT_FOUND", "ErrImagePull", ": not found"),
+        (
+            {"container_resources": {"requests": {"cpu": "64", "memory": "32Mi"}}},
+            "INSUFFICIENT_CAPACITY",
+            "Unschedulable",
+            "Insufficient cpu",
+        ),
+        (
+            {
+                "script": "waiting:CreateContainerConfigError",
+                "env_vars": [
+                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "t"}}}
+                ],
+            },
+            "INVALID_CONFIGURATION",
+            "CreateContainerConfigError",
+            'secret "missing" not found',
+        ),
+    ],
+    ids=["image-not-found", "unschedulable", "config-error"],
+)
+def test_a_pod_stuck_pending_fails_after_the_grace_period_and_is_deleted(
+    airflow_env, kube_env, pod, code, reason, says
+) -> None:
+    # The try's timeout is far away: only the one second grace period can end it this soon.
+    tenant = f"k-stuck-{code.lower().replace('_', '-')}"
+    run = _run(
+        airflow_env,
+        kube_env,
+        f"kube_stuck_{code.lower()}",
+        tenant_id=tenant,
+        timeout=Code("timedelta(minutes=5)"),
+        execution_timeout=Code("timedelta(seconds=60)"),
+        **pod,
+    )
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert error["code"] == code
+    cause = error["root_cause"]
+    assert cause["reason"] == reason
+    assert says in cause["provider_message"]
+    assert error["cleanup"]["action"] == "rolled_back"
+    assert [f"{kube_env.namespace}/{name}" for name in error["cleanup"]["resources"]] == [
+        cause["resource_id"]
+    ]
+    kube_env.wait_until_gone(tenant)
+    (entry,) = open_state_store().list_resources(tenant_id=tenant)
+    assert entry.status is ResourceStatus.STOPPED
+
+
+def test_a_pod_stuck_for_less_than_the_grace_period_is_not_a_failure(airflow_env, kube_env) -> None:
+    run = _run(
+        airflow_env,
+        kube_env,
+        "kube_stuck_briefly",
+        tenant_id="k-stuck-briefly",
+        script="waiting:ErrImagePull:1s,run:1s,exit:0",
+        pending_grace_period=Code("timedelta(seconds=20)"),
+    )
+
+    assert run.state() == "success"
+    assert run.try_numbers()["provision"] == 1
+
+
+# -- API errors on the wire -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "times"),
+    [
+        (kube_throttle(retry_after=0), 3 * HOOK_ATTEMPTS - 1),
+        (kube_unavailable(), HOOK_ATTEMPTS + 1),
+    ],
+    ids=["429", "503"],
+)
+def test_throttling_and_5xx_while_polling_do_not_fail_the_task(
+    airflow_env, kube_env, proxied, fault, times
+) -> None:
+    # From the first create on, pod lists fail more often in a row than the hook retries one
+    # call: some polls fail for good, and the operator polls again instead of failing.
+    def fault_the_polls(info: RequestInfo, status: int) -> None:
+        proxied.add_rule(fault, method="GET", path=PODS, times=times)
+
+    proxied.after_forward(fault_the_polls, method="POST", path=PODS)
+
+    run = _run(
+        airflow_env, kube_env, "kube_faulted_polls", tenant_id="k-faulted-polls", script="run:2s,exit:0"
+    )
+
+    assert run.state() == "success"
+    assert run.try_numbers()["provision"] == 1
+    assert proxied.count(method="GET", path=PODS, faulted=True) == times
+
+
+def test_rbac_forbidden_at_launch_fails_fast(airflow_env, kube_env, proxied) -> None:
+    # The cluster authorizes everything; this is the body a real API server sends.
+    message = (
+        'pods is forbidden: User "system:serviceaccount:airflow:worker" cannot create resource '
+        f'"pods" in API group "" in the namespace "{kube_env.namespace}"'
+    )
+    proxied.add_rule(kube_error(403, "Forbidden", message), method="POST", path=PODS)
+
+    run = _run(airflow_env, kube_env, "kube_forbidden", tenant_id="k-forbidden", retries=3)
+
+    assert run.state() == "failed"
+    assert run.try_numbers()["provision"] == 1, "manual intervention: no retry although retries=3"
+    error = run.xcom("provision", key="compute_error")
+    assert (error["code"], error["classification"]) == ("PERMISSION_DENIED", "requires_manual_intervention")
+    assert error["root_cause"]["http_status"] == 403
+    assert re.fullmatch(r"[0-9a-f-]{36}", error["root_cause"]["request_id"] or "")
+    assert proxied.count(method="POST", path=PODS) == 1, "one create, not retried"
+    assert open_state_store().get_tenant("k-forbidden").status is TenantStatus.NEEDS_INVESTIGATION
+
+
+def test_missing_service_account_fails_fast_as_not_found(airflow_env, kube_env, proxied) -> None:
+    # ServiceAccount admission is off in this cluster (see the module docstring): the proxy gives
+    # the 403 a cluster with it on sends. It is a missing resource, not a permission problem.
+    message = (
+        f'pods "pod" is forbidden: error looking up service account {kube_env.namespace}/builder: '
+        'serviceaccount "builder" not found'
+    )
+    proxied.add_rule(kube_error(403, "Forbidden", message), method="POST", path=PODS)
+
+    run = _run(
+        airflow_env, kube_env, "kube_no_sa", tenant_id="k-no-sa", service_account_name="builder", retries=3
+    )
+
+    assert run.state() == "failed"
+    assert run.try_numbers()["provision"] == 1
+    error = run.xcom("provision", key="compute_error")
+    assert (error["code"], error["classification"]) == ("RESOURCE_NOT_FOUND", "non_retriable")
+    assert error["root_cause"]["http_status"] == 403
+
+
+def test_an_invalid_pod_is_refused_with_422_and_fails_fast(airflow_env, kube_env) -> None:
+    run = _run(
+        airflow_env,
+        kube_env,
+        "kube_invalid",
+        tenant_id="k-invalid",
+        count=2,
+        labels={"app": "not a valid label value!"},
+        retries=3,
+    )
+
+    assert run.state() == "failed"
+    assert run.try_numbers()["provision"] == 1, "non-retriable: no retry although retries=3"
+    error = run.xcom("provision", key="compute_error")
+    assert (error["code"], error["classification"]) == ("INVALID_CONFIGURATION", "non_retriable")
+    assert [u["error"]["root_cause"]["http_status"] for u in error["units"]["failed"]] == [422, 422]
+    assert "metadata.labels" in error["root_cause"]["provider_message"]
+    assert kube_env.pods_of("k-invalid") == []
+    assert open_state_store().get_tenant("k-invalid").status is TenantStatus.NEEDS_INVESTIGATION
+
+
+def test_invalid_argument_fails_before_any_call_and_never_touches_the_tenant(
+    airflow_env, kube_env, proxied
+) -> None:
+    run = _run(
+        airflow_env,
+        kube_env,
+        "kube_bad_namespace",
+        tenant_id="k-bad-namespace",
+        namespace="{{ 'Not_A_Namespace' }}",
+        retries=2,
+    )
+
+    assert run.state() == "failed"
+    assert run.try_numbers()["provision"] == 1
+    error = run.xcom("provision", key="compute_error")
+    assert error["code"] == "INVALID_CONFIGURATION"
+    assert "'namespace'" in error["message"]
+    assert proxied.counts.total == 0
+    assert open_state_store().get_tenant("k-bad-namespace") is None
+
+
+# -- logs ------------------------------------------------------------------------------------------
+
+CANARY = "canary-5d1e8b2a-s3cr3t"
+
+
+def _records(text: str, event: str) -> list[str]:
+    return [line for line in text.splitlines() if event in line]
+
+
+def test_failure_logs_carry_context_and_raw_responses_without_secrets(airflow_env, kube_env, proxied) -> None:
+    # Try 1: every create throttled (a retry follows). Try 2: the pod is created and exits 1
+    # (final). Both the API error and the failed pod's JSON reach the debug log, redacted.
+    proxied.add_rule(kube_throttle(retry_after=0), method="POST", path=PODS, times=HOOK_ATTEMPTS)
+    source = kube_env.dag(
+        "kube_logs",
+        tenant_id="k-logs",
+        retries=1,
+        script="run:500ms,exit:1",
+        env_vars={"DB_PASSWORD": CANARY},
+    )
+    debug_ours = "airflow_compute_provider=DEBUG airflow.task.hooks.airflow_compute_provider=DEBUG"
+    child = airflow_env.run_dag_in_subprocess(
+        source, "kube_logs", env={"AIRFLOW__LOGGING__NAMESPACE_LEVELS": debug_ours}
+    )
+    child.wait()
+    assert child.record.state() == "failed"
+    out = child.log_text()
+
+    retry = _records(out, "compute operation failed, retry follows")
+    final = [line for line in _records(out, "compute operation failed") if "retry follows" not in line]
+    assert len(retry) == 1
+    assert "warning" in retry[0].split("]")[0]
+    assert len(final) == 1
+    assert "error" in final[0].split("]")[0]
+    assert "code=PROVIDER_THROTTLED" in retry[0]
+    assert "code=CONTAINER_FAILED" in final[0]
+    for line in retry + final:
+        for field in (
+            "tenant_id=k-logs",
+            "operation=provision",
+            "execution_id=kube_logs:",
+            "provider=kubernetes",
+        ):
+            assert field in line, f"{field} missing from: {line}"
+    api = _records(out, "Kubernetes API error response")
+    assert api
+    assert all("debug" in line.split("]")[0] for line in api)
+    assert "TooManyRequests" in api[0]
+    assert "Audit-Id" in api[0]
+    pods = _records(out, "Kubernetes pod that failed")
+    assert pods
+    assert all("debug" in line.split("]")[0] for line in pods)
+    assert "DB_PASSWORD" in pods[0], "the pod JSON, env names included"
+    assert CANARY not in out, "a secret from the launch request reached the log"
