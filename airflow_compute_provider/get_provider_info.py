@@ -48,4 +48,23 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [f"{_PACKAGE}.triggers.status"],
             }
         ],
+        "extra-links": [f"{_PACKAGE}.links.EcsTaskConsoleLink", f"{_PACKAGE}.links.KubernetesPodLink"],
+        "config": {
+            "compute_provider": {
+                "description": "The compute provider's operator links.",
+                "options": {
+                    "kubernetes_pod_url_template": {
+                        "description": (
+                            "The URL of a pod's page in the platform's Kubernetes console, with "
+                            "{namespace} and {name} placeholders; the Kubernetes pod link of "
+                            "KubernetesComputeOperator uses it. Unset: the Compute Health page."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "https://headlamp.example.com/c/main/pods/{namespace}/{name}",
+                        "default": None,
+                    }
+                },
+            }
+        },
     }

@@ -215,6 +215,11 @@ class BaseComputeOperator(BaseOperator):
         #: the exceptions ``_fail`` raised: recorded already, so they pass through untouched
         self._raised: list[ComputeOperationError] = []
 
+    @property
+    def compute_units(self) -> list[Unit]:
+        """The units this try launched, adopted or watches (the console links read them)."""
+        return list(self._watching)
+
     # -- what a provider operator supplies ------------------------------------------------------
 
     def make_backend(self) -> ComputeBackend:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from airflow_compute_provider.hooks.base import ComputeBackend
+from airflow_compute_provider.links import EcsTaskConsoleLink
 from airflow_compute_provider.operators.arguments import Validator, typed
 from airflow_compute_provider.operators.base import BaseComputeOperator
 
@@ -72,6 +73,7 @@ class EcsComputeOperator(BaseComputeOperator):
         "network_configuration",
         "tags",
     )
+    operator_extra_links = (EcsTaskConsoleLink(),)
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "overrides": "json",
         "network_configuration": "json",

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.hooks.base import ComputeBackend
+from airflow_compute_provider.links import KubernetesPodLink
 from airflow_compute_provider.operators.arguments import Validator, typed
 from airflow_compute_provider.operators.base import BaseComputeOperator
 
@@ -107,6 +108,7 @@ class KubernetesComputeOperator(BaseComputeOperator):
         "kubernetes_conn_id": typed(Annotated[str, Field(min_length=1, max_length=250)]),
     }
 
+    operator_extra_links = (KubernetesPodLink(),)
     template_fields: Sequence[str] = (
         *BaseComputeOperator.template_fields,
         "namespace",
