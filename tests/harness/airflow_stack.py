@@ -5,7 +5,8 @@
                       api-server on a free loopback port, small parallelism, every other port
                       moved off its default; started in its own process group and stopped by
                       that group's id
-    AirflowRestClient  JWT from ``/auth/token`` (simple auth manager, known admin password),
+    AirflowRestClient  JWT from ``/auth/token`` (simple auth manager, known admin password;
+                      a read-only ``viewer`` user exists too),
                       then the public API v2: wait for a DAG to be parsed, trigger a run, wait
                       for it, list task instances with their try numbers, read XComs
 
@@ -36,6 +37,9 @@ from tests.harness.ports import LOOPBACK, free_port, port_accepts, wait_until
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "compute-admin"  # a throwaway local stack
+#: a read-only user (the simple auth manager's viewer role), for authorization tests
+VIEWER_USER = "viewer"
+VIEWER_PASSWORD = "compute-viewer"
 START_TIMEOUT = 180.0
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
@@ -145,7 +149,7 @@ class StandaloneStack:
     def _environment(self, database_url: str, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         passwords = self.home / "simple_auth_manager_passwords.json"
-        passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+        passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD, VIEWER_USER: VIEWER_PASSWORD}))
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
@@ -155,7 +159,7 @@ class StandaloneStack:
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__FERNET_KEY": "8oEvcgbuJ6zd3CeIqN1ydzwq0qGDO4OcsHEZjP3JTLA=",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
                 "AIRFLOW__API__HOST": LOOPBACK,
