@@ -1,9 +1,12 @@
-# make test: everything CI runs, from a fresh machine (Python 3.11+ and apt are all it needs).
+# make demo: the example DAGs run for real, and a table of what happened.
+# make test: everything CI runs.
+# Both from a fresh machine: Python 3.11+ and apt are all they need.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: test lint venv test-deps clean
+.PHONY: demo test lint venv test-deps clean
 
 venv: $(VENV)/.installed
 
@@ -25,6 +28,12 @@ test-deps:
 
 test: lint test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The scenarios of dags/ through Airflow against moto (as ECS) and, when it is built or
+# DEMO_ARGS=--kube asks, the local Kubernetes API server. DEMO_ARGS=--ui keeps a web UI running
+# with the runs in it; DEMO_ARGS=--help lists the rest.
+demo: venv
+	$(PY) -m demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -91,6 +91,7 @@ with DAG(
         assert error is not None  # the branch routes here only on a recorded QUOTA_EXCEEDED
         return {
             "tenant": error.tenant_id,
+            "code": error.code.value,
             "what": "quota increase",
             "because": error.message,
             "provider_said": error.root_cause.provider_message,
