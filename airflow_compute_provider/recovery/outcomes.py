@@ -225,12 +225,12 @@ def stale_hold(
     op: Operation,
     entries: Sequence[LedgerEntry],
     *,
-    now: datetime,
+    idle: timedelta,
     stale_after: timedelta,
 ) -> StaleDecision:
-    """Whether a held tenant is to be released, and how. ``entries`` are the execution's ledger
+    """Whether a held tenant is to be released, and how. ``idle`` is how long the try showed no
+    sign of life before this run (``last_activity``); ``entries`` are the execution's ledger
     rows after this run's moves, so a unit still alive is one the provider says runs on."""
-    idle = now - last_activity(op, entries)
     if idle < stale_after:
         return StaleDecision("wait", None, f"its try was active {_ago(idle)} ago")
     units = eventual_outcome(entries)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -112,18 +112,19 @@ class _Run:
 
     def _stale_holds(self) -> None:
         held = [t for t in self._tenants() if t.held and t.execution_id is not None]
-        candidates: list[tuple[Tenant, Operation, list[LedgerEntry]]] = []
+        candidates: list[tuple[Tenant, Operation, list[LedgerEntry], timedelta]] = []
         for tenant in held:
             op = self._operation(tenant.tenant_id, str(tenant.execution_id), tenant.attempt)
             if op is None or not self.settings.covers(tenant.tenant_id, op.provider):
                 continue
             entries = self.store.ledger(tenant.tenant_id, op.execution_id)
             # Cheap test first: a try active recently needs no provider call.
-            if self.now - outcomes.last_activity(op, entries) < self.settings.stale_after:
+            idle = self.now - outcomes.last_activity(op, entries)
+            if idle < self.settings.stale_after:
                 continue
-            candidates.append((tenant, op, entries))
-        statuses, unobservable = self._observe(e for _, _, entries in candidates for e in entries)
-        for tenant, op, entries in candidates:
+            candidates.append((tenant, op, entries, idle))
+        statuses, unobservable = self._observe(e for _, _, entries, _ in candidates for e in entries)
+        for tenant, op, entries, idle in candidates:
             blind = [e for e in entries if e.id in unobservable]
             if blind:
                 self._item_tenant(
@@ -134,7 +135,7 @@ class _Run:
                 continue
             moved = self._move_rows(op.tenant_id, op.execution_id, entries, statuses)
             decision = outcomes.stale_hold(
-                tenant, op, moved, now=self.now, stale_after=self.settings.stale_after
+                tenant, op, moved, idle=idle, stale_after=self.settings.stale_after
             )
             self._act_on_stale(tenant, op, decision)
 

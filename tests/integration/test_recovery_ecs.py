@@ -28,7 +28,7 @@ from airflow_compute_provider.state.status import (
     TenantEvent,
     TenantStatus,
 )
-from tests.harness.ecs import CLUSTER_NAME, REGION, TASK_FAMILY, FAKE_CREDENTIALS
+from tests.harness.ecs import CLUSTER_NAME, FAKE_CREDENTIALS, REGION, TASK_FAMILY
 from tests.harness.ecs_script import RUNS_FOREVER, SUCCEEDED, exited
 from tests.harness.proxy_faults import ecs_error, ecs_unavailable
 from tests.integration.ecs_dags import Code, ecs_dag
@@ -144,3 +144,259 @@ def test_timed_out_work_that_later_succeeds_is_recorded_and_frees_the_tenant(
     assert "eventually succeeded" in (move.note or "")
     ready = [i for i in report["items"] if i["action"] == "tenant_ready"]
     assert [i["tenant_id"] for i in ready] == ["rec-timeout"]
+
+
+# -- a rollback whose stop failed -------------------------------------------------------------------
+
+
+def test_a_rollback_whose_stop_failed_is_cleaned_by_the_next_maintenance_run(
+    airflow_env, ecs_env, fault_proxy, state_store, monkeypatch
+) -> None:
+    proxy = _through_proxy(ecs_env, fault_proxy, monkeypatch)
+    ecs_env.default_script = RUNS_FOREVER
+    ecs_env.script_next_run_task(failures=[{"reason": "RESOURCE:MEMORY"}])
+    proxy.add_rule(ecs_unavailable(), operation="StopTask")  # every stop fails on the wire
+
+    run = _run_compute(airflow_env, ecs_env, "rec_rollback", tenant_id="rec-rollback", count=3)
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert (error["code"], error["cleanup"]["action"]) == ("CLEANUP_FAILED", "marked_for_cleanup")
+    pending = state_store.list_resources(tenant_id="rec-rollback", status=ResourceStatus.PENDING_CLEANUP)
+    assert sorted(e.resource_id for e in pending) == sorted(error["cleanup"]["resources"])
+    assert len(pending) == 2
+    assert {e.last_error.code.value for e in pending} == {"PROVIDER_TEMPORARILY_UNAVAILABLE"}
+    assert [t["desiredStatus"] for t in _tasks_of(ecs_env, "rec-rollback")] == ["RUNNING", "RUNNING"]
+
+    # StopTask still fails: each resource gets its attempts, then stays pending with its error.
+    failing = _maintain(airflow_env, "rec_rollback_maint_1", cleanup_attempts=2)
+    assert failing.state() == "failed"
+    assert failing.xcom("reconcile", key="compute_error")["code"] == "CLEANUP_FAILED"
+    report = failing.xcom("reconcile")
+    assert report["summary"]["resources_pending"] == 2
+    assert report["summary"]["resources_cleaned"] == 0
+    assert "rec-rollback" in report["tenants_needing_investigation"]
+    tried = [i for i in report["items"] if i["action"] == "cleanup_failed"]
+    assert len(tried) == 2
+    assert all("after 2 attempt(s)" in i["detail"] for i in tried)
+    assert {i["error_code"] for i in tried} == {"PROVIDER_TEMPORARILY_UNAVAILABLE"}
+    still = state_store.list_resources(tenant_id="rec-rollback", status=ResourceStatus.PENDING_CLEANUP)
+    assert len(still) == 2
+    assert [t["desiredStatus"] for t in _tasks_of(ecs_env, "rec-rollback")] == ["RUNNING", "RUNNING"]
+
+    proxy.reset()  # the endpoint recovers
+    cleaning = _maintain(airflow_env, "rec_rollback_maint_2")
+
+    assert cleaning.state() == "success"
+    summary = cleaning.xcom("reconcile")["summary"]
+    assert (summary["resources_cleaned"], summary["resources_pending"]) == (2, 0)
+    assert proxy.counts["StopTask"] == 2
+    ledger = state_store.list_resources(tenant_id="rec-rollback")
+    assert sorted(e.status.value for e in ledger) == ["cleaned", "cleaned", "failed"]
+    tasks = _tasks_of(ecs_env, "rec-rollback")
+    assert len(tasks) == 2
+    assert {t["desiredStatus"] for t in tasks} == {"STOPPED"}
+    # A human still looks at a CLEANUP_FAILED tenant: maintenance never releases it.
+    assert state_store.get_tenant("rec-rollback").status is TenantStatus.NEEDS_INVESTIGATION
+
+
+def test_a_retriable_stop_failure_is_retried_within_one_run(
+    airflow_env, ecs_env, fault_proxy, state_store, monkeypatch
+) -> None:
+    proxy = _through_proxy(ecs_env, fault_proxy, monkeypatch)
+    ecs_env.default_script = RUNS_FOREVER
+    hook = EcsComputeHook(cluster=CLUSTER_NAME)
+    execution = ExecutionRef("rec-retry", "maintenance:retry:1")
+    [unit] = hook.launch(_plan(ecs_env, execution, [0])).launched
+    _ledger_left_pending(state_store, hook, execution, {0: unit.resource_id})
+    # A retriable error the hook itself does not retry (it retries only transient ones): the
+    # first cleanup attempt fails, the second, after the backoff, goes through.
+    proxy.add_rule(
+        ecs_error("ConflictException", "Too many concurrent attempts to stop this task"),
+        operation="StopTask",
+        times=1,
+    )
+
+    run = _maintain(airflow_env, "rec_retry_maint", cleanup_attempts=3)
+
+    assert run.state() == "success"
+    [item] = [i for i in run.xcom("reconcile")["items"] if i["kind"] == "resource"]
+    assert (item["action"], item["result"]) == ("cleaned", "cleaned")
+    assert "after 2 attempt(s)" in item["detail"]
+    assert proxy.counts["StopTask"] == 2
+    assert ecs_env.describe_task(unit.resource_id)["desiredStatus"] == "STOPPED"
+
+
+def test_a_non_retriable_stop_failure_is_not_retried(
+    airflow_env, ecs_env, fault_proxy, state_store, monkeypatch
+) -> None:
+    proxy = _through_proxy(ecs_env, fault_proxy, monkeypatch)
+    ecs_env.default_script = RUNS_FOREVER
+    hook = EcsComputeHook(cluster=CLUSTER_NAME)
+    execution = ExecutionRef("rec-denied", "maintenance:denied:1")
+    [unit] = hook.launch(_plan(ecs_env, execution, [0])).launched
+    _ledger_left_pending(state_store, hook, execution, {0: unit.resource_id})
+    proxy.add_rule(
+        ecs_error("AccessDeniedException", "User is not authorized to perform: ecs:StopTask"),
+        operation="StopTask",
+    )
+
+    run = _maintain(airflow_env, "rec_denied_maint", cleanup_attempts=3)
+
+    assert run.state() == "failed"
+    assert proxy.counts["StopTask"] == 1
+    [entry] = state_store.list_resources(tenant_id="rec-denied")
+    assert entry.status is ResourceStatus.PENDING_CLEANUP
+    assert entry.last_error.code.value == "PERMISSION_DENIED"
+    [item] = [i for i in run.xcom("reconcile")["items"] if i["kind"] == "resource"]
+    assert "not retriable" in item["detail"]
+
+
+# -- never a decoy ----------------------------------------------------------------------------------
+
+
+def test_cleanup_never_touches_a_resource_whose_tags_name_another_tenant(
+    airflow_env, ecs_env, state_store
+) -> None:
+    ecs_env.default_script = RUNS_FOREVER
+    hook = EcsComputeHook(cluster=CLUSTER_NAME)
+    ours = ExecutionRef("rec-decoy", "maintenance:decoy:1")
+    # Another tenant with a similar name, the same execution id and the same unit numbers.
+    theirs = ExecutionRef("rec-decoy-2", "maintenance:decoy:1")
+    [own_unit] = hook.launch(_plan(ecs_env, ours, [0])).launched
+    [decoy] = hook.launch(_plan(ecs_env, theirs, [1])).launched
+    # The ledger says unit 1 of our execution is the decoy's task (a wrong row, as a bug or a
+    # hand edit could leave it): cleanup must refuse it.
+    _ledger_left_pending(state_store, hook, ours, {0: own_unit.resource_id, 1: decoy.resource_id})
+
+    run = _maintain(airflow_env, "rec_decoy_maint")
+
+    assert run.state() == "failed"
+    error = run.xcom("reconcile", key="compute_error")
+    assert error["code"] == "CLEANUP_FAILED"
+    assert error["cleanup"]["resources"] == [decoy.resource_id]
+    by_unit = {e.unit_index: e for e in state_store.list_resources(tenant_id="rec-decoy")}
+    assert by_unit[0].status is ResourceStatus.CLEANED
+    assert by_unit[1].status is ResourceStatus.PENDING_CLEANUP
+    assert by_unit[1].last_error.root_cause.reason == "identity_mismatch"
+    assert ecs_env.describe_task(own_unit.resource_id)["desiredStatus"] == "STOPPED"
+    decoy_task = ecs_env.describe_task(decoy.resource_id)
+    assert (decoy_task["desiredStatus"], decoy_task["lastStatus"]) == ("RUNNING", "RUNNING")
+    [refused] = [i for i in run.xcom("reconcile")["items"] if i["action"] == "refused"]
+    assert refused["resource_id"] == decoy.resource_id
+    assert "does not carry the identity" in refused["detail"]
+
+
+def test_a_dry_run_reports_and_changes_nothing(airflow_env, ecs_env, state_store) -> None:
+    ecs_env.default_script = RUNS_FOREVER
+    hook = EcsComputeHook(cluster=CLUSTER_NAME)
+    execution = ExecutionRef("rec-dry", "maintenance:dry:1")
+    [unit] = hook.launch(_plan(ecs_env, execution, [0])).launched
+    _ledger_left_pending(state_store, hook, execution, {0: unit.resource_id})
+    before = (state_store.list_resources(tenant_id="rec-dry"), state_store.transitions("rec-dry"))
+
+    source = _MAINTENANCE.format(dag_id="rec_dry_maint", arguments="")
+    run = airflow_env.run_dag(source, "rec_dry_maint", conf={"dry_run": True, "tenant_id": "rec-dry"})
+
+    assert run.state() == "success"
+    report = run.xcom("reconcile")
+    assert (report["dry_run"], report["tenant_id"]) == (True, "rec-dry")
+    [item] = [i for i in report["items"] if i["kind"] == "resource"]
+    assert (item["action"], item["applied"]) == ("cleaned", False)
+    assert (state_store.list_resources(tenant_id="rec-dry"), state_store.transitions("rec-dry")) == before
+    assert ecs_env.describe_task(unit.resource_id)["desiredStatus"] == "RUNNING"
+
+
+# -- stale holds -----------------------------------------------------------------------------------
+
+
+def test_a_stale_hold_is_released_to_its_proper_state_once_its_units_ended(
+    airflow_env, ecs_env, state_store
+) -> None:
+    ecs_env.default_script = RUNS_FOREVER
+    hook = EcsComputeHook(cluster=CLUSTER_NAME)
+    execution = ExecutionRef("rec-stale", "maintenance:stale:1")
+    [unit] = hook.launch(_plan(ecs_env, execution, [0])).launched
+    # What a worker that died mid-wait leaves: the try begun, its unit launched, nothing finished.
+    state_store.begin_operation(execution.tenant_id, execution.execution_id, "provision", "ecs", 1)
+    _ledger(state_store, hook, execution, {0: unit.resource_id})
+
+    fresh = _maintain(airflow_env, "rec_stale_maint_1")  # stale_after: 1 hour by default
+    assert fresh.state() == "success"
+    assert [i for i in fresh.xcom("reconcile")["items"] if i["kind"] == "tenant"] == []
+    assert state_store.get_tenant("rec-stale").status is TenantStatus.OPERATION_IN_PROGRESS
+
+    running = _maintain(airflow_env, "rec_stale_maint_2", stale_after=Code("timedelta(0)"))
+    assert running.state() == "success"
+    assert "units still run" in running.xcom("reconcile")["tenants_needing_investigation"]["rec-stale"]
+    assert state_store.get_tenant("rec-stale").status is TenantStatus.OPERATION_IN_PROGRESS
+
+    ecs_env.stop_task(unit.resource_id, exited(3))  # the work fails with nobody watching
+    ended = _maintain(airflow_env, "rec_stale_maint_3", stale_after=Code("timedelta(0)"))
+
+    assert ended.state() == "success"
+    tenant = state_store.get_tenant("rec-stale")
+    assert (tenant.status, tenant.held) == (TenantStatus.NEEDS_INVESTIGATION, False)
+    move = state_store.transitions("rec-stale")[0]
+    assert move.event is TenantEvent.FINISH
+    assert (move.note or "").startswith("compute maintenance: ")
+    [op] = state_store.list_operations(tenant_id="rec-stale")
+    assert (op.status, op.error_code.value, op.will_retry) == (
+        OperationStatus.FAILED,
+        "CONTAINER_FAILED",
+        False,
+    )
+    assert op.error.root_cause.exit_code == 3
+    assert state_store.list_resources(tenant_id="rec-stale")[0].status is ResourceStatus.FAILED
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _plan(ecs_env: Any, execution: ExecutionRef, indexes: list[int]) -> LaunchPlan:
+    request = {
+        "taskDefinition": TASK_FAMILY,
+        "launchType": "FARGATE",
+        "networkConfiguration": ecs_env.network_configuration,
+    }
+    return LaunchPlan(execution, [UnitLaunch(i, 1) for i in indexes], request, operation="provision")
+
+
+def _ledger(
+    store: SqlTenantStateStore, hook: EcsComputeHook, execution: ExecutionRef, resources: dict[int, str]
+) -> None:
+    """Intent and launch of each unit, as the lifecycle writes them."""
+    for index in resources:
+        store.record_intent(
+            execution.tenant_id,
+            execution.execution_id,
+            provider="ecs",
+            conn_id="aws_default",
+            locator=hook.locator(),
+            unit_index=index,
+            generation=1,
+            idempotency_token=UnitLaunch(index, 1).token(execution),
+        )
+    store.record_resources(
+        execution.tenant_id,
+        execution.execution_id,
+        [ResourceUpdate(i, 1, ResourceStatus.LAUNCHED, resource_id=r) for i, r in resources.items()],
+    )
+
+
+def _ledger_left_pending(
+    store: SqlTenantStateStore, hook: EcsComputeHook, execution: ExecutionRef, resources: dict[int, str]
+) -> None:
+    """The ledger as a rollback whose stops failed leaves it, and the try finished."""
+    from airflow_compute_provider.errors import ComputeError, ErrorCode
+
+    store.begin_operation(execution.tenant_id, execution.execution_id, "provision", "ecs", 1)
+    _ledger(store, hook, execution, resources)
+    failure = ComputeError(code=ErrorCode.PROVIDER_TEMPORARILY_UNAVAILABLE, message="StopTask failed")
+    store.record_resources(
+        execution.tenant_id,
+        execution.execution_id,
+        [ResourceUpdate(i, 1, ResourceStatus.PENDING_CLEANUP, error=failure) for i in resources],
+    )
+    error = ComputeError(code=ErrorCode.CLEANUP_FAILED, message="rollback could not stop its units")
+    store.finish_operation(execution.tenant_id, execution.execution_id, error, will_retry=False)
