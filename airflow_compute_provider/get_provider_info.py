@@ -48,6 +48,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [f"{_PACKAGE}.triggers.status"],
             }
         ],
+        "plugins": [
+            {
+                "name": "compute_health",
+                "plugin-class": f"{_PACKAGE}.plugins.compute_health.ComputeHealthPlugin",
+            }
+        ],
         "extra-links": [f"{_PACKAGE}.links.EcsTaskConsoleLink", f"{_PACKAGE}.links.KubernetesPodLink"],
         "config": {
             "compute_provider": {
