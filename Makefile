@@ -24,6 +24,7 @@ lint: venv
 # Debian packages and the Kubernetes binaries the integration tests start (cached after one build).
 test-deps:
 	scripts/ensure-postgres
+	scripts/ensure-chromium
 	scripts/build-kube
 
 test: lint test-deps
