@@ -401,3 +401,42 @@ def test_failure_logs_carry_context_at_the_level_of_airflows_decision(
     assert all("debug" in line.split("]")[0] for line in raw)
     assert "ThrottlingException" in raw[0]
     assert CANARY not in out, "a secret from the launch request reached the log"
+
+
+# -- execution_timeout, on_kill and templates ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("on_kill_action", "desired"), [("keep", "RUNNING"), ("stop", "STOPPED")])
+def test_execution_timeout_stops_units_only_when_asked(airflow_env, ecs_env, on_kill_action, desired) -> None:
+    ecs_env.default_script = RUNS_FOREVER
+    tenant = f"exec-timeout-{on_kill_action}"
+    run = _run(
+        airflow_env,
+        ecs_env,
+        f"ecs_exec_timeout_{on_kill_action}",
+        tenant_id=tenant,
+        execution_timeout=Code("timedelta(seconds=3)"),
+        on_kill_action=on_kill_action,
+    )
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert (error["code"], error["classification"]) == ("OPERATION_TIMEOUT", "retriable")
+    assert [t["desiredStatus"] for t in _tasks_of(ecs_env, tenant)] == [desired]
+    assert open_state_store().get_tenant(tenant).status is TenantStatus.RETRY_PENDING
+
+
+def test_templates_see_the_previous_tries_error(airflow_env, ecs_env) -> None:
+    ecs_env.script_tasks(TaskScript(outcome=SPOT_INTERRUPTED), count=1)  # only the first task
+    run = _run(
+        airflow_env,
+        ecs_env,
+        "ecs_previous_error",
+        tenant_id="previous-error",
+        retries=1,
+        tags={"previous-code": "{{ previous_compute_error.code if previous_compute_error else 'none' }}"},
+    )
+
+    assert run.state() == "success"
+    tasks = sorted(_tasks_of(ecs_env, "previous-error"), key=lambda t: int(_tag(t, GENERATION_TAG)))
+    assert [_tag(t, "previous-code") for t in tasks] == ["none", "INFRASTRUCTURE_INTERRUPTED"]
