@@ -60,19 +60,13 @@ class StackRun:
     def task_states(self) -> dict[str, str | None]:
         return {ti["task_id"]: ti["state"] for ti in self.client.task_instances(self.dag_id, self.run_id)}
 
-    def task_instance(self, task_id: str) -> dict[str, Any]:
-        instance: dict[str, Any] = self.client.request("GET", self._path(task_id))
-        return instance
-
     def tries(self, task_id: str) -> list[dict[str, Any]]:
         """Every try of the task, oldest first (the tries endpoint: history plus the current)."""
         listed = self.client.request("GET", f"{self._path(task_id)}/tries")["task_instances"]
         return sorted(listed, key=lambda t: int(t["try_number"]))
 
     def xcom(self, task_id: str, key: str = "return_value") -> Any:
-        value = self.client.xcom(self.dag_id, self.run_id, task_id, key)
-        # the API answers an XCom's JSON as stored; a string is JSON text of the value
-        return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+        return self.client.xcom(self.dag_id, self.run_id, task_id, key)
 
     def log_events(self, task_id: str, try_number: int) -> list[dict[str, Any]]:
         """The task log of one try as structured events (worker and triggerer alike)."""
@@ -122,6 +116,7 @@ class StackWorkflows:
         self.proxy = proxy
         self.home = stack.stack.home
         self.metadata_url = stack.stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        self._store: SqlTenantStateStore | None = None
 
     def point_aws_connection_at(self, endpoint_url: str) -> None:
         """Write the stack's ``aws_default``: this test's endpoint, fake credentials, and a fixed
@@ -189,7 +184,13 @@ class StackWorkflows:
     def store(self) -> SqlTenantStateStore:
         """The state store the stack's workers write: the embedded SQLite file of its home
         (LocalExecutor runs every task on this machine)."""
-        return SqlTenantStateStore(f"sqlite:///{self.home}/compute_state.db")
+        if self._store is None:
+            self._store = SqlTenantStateStore(f"sqlite:///{self.home}/compute_state.db")
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
 
 def parse_time(value: str) -> datetime:

@@ -16,6 +16,7 @@ with the task instance, and the scheduler acts on it; nothing of that is simulat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -44,11 +45,14 @@ def stack_with_dags(airflow_standalone: StandaloneHandle) -> StandaloneHandle:
 
 
 @pytest.fixture
-def workflows(stack_with_dags: StandaloneHandle, ecs_env: EcsEnv, fault_proxy: Any) -> StackWorkflows:
+def workflows(
+    stack_with_dags: StandaloneHandle, ecs_env: EcsEnv, fault_proxy: Any
+) -> Iterator[StackWorkflows]:
     proxy = fault_proxy(ecs_env.moto_url)
     flows = StackWorkflows(stack_with_dags, ecs_env, proxy)
     flows.point_aws_connection_at(proxy.url)
-    return flows
+    yield flows
+    flows.close()
 
 
 def decisions_logged(run: StackRun, try_number: int) -> list[tuple[str, str]]:
@@ -66,6 +70,12 @@ def triggerer_lines(run: StackRun, try_number: int) -> list[str]:
         for e in run.log_events("provision", try_number)
         if str(e.get("event", "")).startswith(f"trigger {name}") or str(e.get("name", "")).startswith(name)
     ]
+
+
+def tenant_status(workflows: StackWorkflows, tenant_id: str) -> TenantStatus:
+    tenant = workflows.store().get_tenant(tenant_id)
+    assert tenant is not None, f"the state store has no tenant {tenant_id!r}"
+    return tenant.status
 
 
 def launched_tasks(ecs_env: EcsEnv) -> list[str]:
@@ -106,7 +116,7 @@ def test_throttled_launch_is_retried_with_the_policys_delays_and_reasons(workflo
         (2, "PROVIDER_THROTTLED"),
         (1, "PROVIDER_THROTTLED"),
     ]
-    assert store.get_tenant("slow-throttled").status is TenantStatus.READY
+    assert tenant_status(workflows, "slow-throttled") is TenantStatus.READY
 
 
 def test_invalid_configuration_fails_on_the_first_try_with_retries_left(workflows: StackWorkflows) -> None:
@@ -128,7 +138,7 @@ def test_invalid_configuration_fails_on_the_first_try_with_retries_left(workflow
     assert (error["code"], error["classification"]) == ("INVALID_CONFIGURATION", "non_retriable")
     assert error["root_cause"]["provider_code"] == "InvalidParameterException"
     assert workflows.proxy.counts["RunTask"] == 1
-    assert workflows.store().get_tenant("slow-invalid").status is TenantStatus.NEEDS_INVESTIGATION
+    assert tenant_status(workflows, "slow-invalid") is TenantStatus.NEEDS_INVESTIGATION
 
 
 def test_timeout_is_retried_with_a_longer_timeout_and_reattaches_in_the_triggerer(
@@ -196,6 +206,7 @@ def test_timeout_is_retried_with_a_longer_timeout_and_reattaches_in_the_triggere
     assert launch["launched"] == []
     window = parse_time(launch["deadline"]) - parse_time(launch["timestamp"])
     assert window > timedelta(seconds=2), f"try 2 waited no longer than try 1 ({window})"
+    assert tenant_status(workflows, "slow-timeout") is TenantStatus.READY
 
 
 def test_quota_exceeded_goes_to_its_handler_and_the_run_stays_failed(workflows: StackWorkflows) -> None:
@@ -229,4 +240,4 @@ def test_quota_exceeded_goes_to_its_handler_and_the_run_stays_failed(workflows: 
     ]
     assert run.xcom("provision", key="compute_error")["code"] == "QUOTA_EXCEEDED"
     assert run.xcom("raise_quota") == "QUOTA_EXCEEDED"
-    assert workflows.store().get_tenant("slow-quota").status is TenantStatus.NEEDS_INVESTIGATION
+    assert tenant_status(workflows, "slow-quota") is TenantStatus.NEEDS_INVESTIGATION

@@ -10,7 +10,7 @@ they come in through the run's ``conf`` and are rendered into ``network_configur
     slow_policy_invalid     an EC2 launch into a cluster without instances: ECS answers
                             InvalidParameterException (INVALID_CONFIGURATION), no retry
     slow_policy_timeout     deferrable, 2s timeout: try 1 times out in the triggerer, try 2
-                            waits 3 times longer and completes by reattaching to the same task
+                            waits 5 times longer and completes by reattaching to the same task
     slow_branch_quota       RunTask refuses with a concurrent-task limit (QUOTA_EXCEEDED); the
                             branch follows its handler, a one_failed watcher keeps the run failed
 """
@@ -104,7 +104,8 @@ with DAG("slow_branch_quota", schedule=None, start_date=START, catchup=False):
     @task
     def raise_quota(**context: Any) -> str:
         # the handler reads the error it handles
-        return get_compute_error(context, "provision").code.value
+        error = get_compute_error(context, "provision")
+        return error.code.value if error is not None else "none"
 
     @task
     def fix_config() -> str:
