@@ -20,8 +20,12 @@ What failures become:
               name) refuses that unit, the others still launch; a 409 for a pod that *is*
               this unit and generation is adoption. A failure of the call itself (server
               unreachable, throttled beyond our retries, RBAC, missing namespace) stops the
-              launch: ``ComputeOperationError`` when nothing was launched yet, otherwise the
-              rest of the units are refused with it, so what did start is never lost.
+              launch: the units not created yet are not tried, and are refused with it, so
+              what did start is never lost. Only when nothing was launched and the server
+              never answered (unreachable: a create may have arrived) is it
+              ``ComputeOperationError`` instead, with no unit reported as refused. This is
+              how the ECS hook treats its answers too, so a throttled or forbidden launch
+              reports its units the same way on both providers.
     find, describe, adescribe
               one list call per namespace (label selector on the exec keys); transient
               failures retried, then ``ComputeOperationError``.
@@ -225,7 +229,7 @@ class KubernetesComputeHook(BaseHook):
             if outcome.code not in CALL_LEVEL_CODES:
                 refused.append((unit, outcome))
                 continue
-            if not launched:
+            if not launched and outcome.root_cause.http_status is None:
                 raise ComputeOperationError(outcome)
             refused.extend(
                 (rest, _for_resource(outcome, pod["metadata"]["name"], replace=True))
