@@ -305,18 +305,22 @@ def test_a_rejected_token_fails_the_whole_launch(
     (tmp_path / "kc").write_text(json.dumps(config))
     hook = KubernetesComputeHook(namespace=kube_namespace, config_file=str(tmp_path / "kc"))
 
-    with pytest.raises(ComputeOperationError) as caught:
-        hook.launch(_plan(_execution(), [0, 1], _template()))
-    assert caught.value.error.code is ErrorCode.AUTHENTICATION_FAILED
-    assert caught.value.error.root_cause.http_status == 401
+    # The server answered: nothing was created, so every unit is refused with the answer.
+    result = hook.launch(_plan(_execution(), [0, 1], _template()))
+    assert result.launched == []
+    assert [(u.index, e.code) for u, e in result.refused] == [
+        (0, ErrorCode.AUTHENTICATION_FAILED),
+        (1, ErrorCode.AUTHENTICATION_FAILED),
+    ]
+    assert result.refused[0][1].root_cause.http_status == 401
 
 
 @pytest.mark.kube
 def test_a_missing_namespace_fails_the_whole_launch(kube_airflow_conn: KubeAirflowConnection) -> None:
     missing = KubernetesComputeHook(kube_airflow_conn.conn_id, namespace="no-such-namespace")
-    with pytest.raises(ComputeOperationError) as caught:
-        missing.launch(_plan(_execution(), [0, 1], _template()))
-    assert caught.value.error.code is ErrorCode.RESOURCE_NOT_FOUND
+    result = missing.launch(_plan(_execution(), [0, 1], _template()))
+    assert result.launched == []
+    assert [e.code for _, e in result.refused] == [ErrorCode.RESOURCE_NOT_FOUND] * 2
 
 
 @pytest.mark.kube
