@@ -441,8 +441,9 @@ def test_a_pod_stuck_for_less_than_the_grace_period_is_not_a_failure(airflow_env
     ],
     ids=["429", "503"],
 )
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
 def test_throttling_and_5xx_while_polling_do_not_fail_the_task(
-    airflow_env, kube_env, proxied, fault, times
+    airflow_env, kube_env, proxied, fault, times, deferrable
 ) -> None:
     # From the first create on, pod lists fail more often in a row than the hook retries one
     # call: some polls fail for good, and the operator polls again instead of failing.
@@ -452,7 +453,12 @@ def test_throttling_and_5xx_while_polling_do_not_fail_the_task(
     proxied.after_forward(fault_the_polls, method="POST", path=PODS)
 
     run = _run(
-        airflow_env, kube_env, "kube_faulted_polls", tenant_id="k-faulted-polls", script="run:2s,exit:0"
+        airflow_env,
+        kube_env,
+        f"kube_faulted_polls_{int(deferrable)}",
+        tenant_id=f"k-faulted-polls-{int(deferrable)}",
+        script="run:2s,exit:0",
+        deferrable=deferrable,
     )
 
     assert run.state() == "success"
@@ -468,7 +474,7 @@ def test_rbac_forbidden_at_launch_fails_fast(airflow_env, kube_env, proxied) -> 
     )
     proxied.add_rule(kube_error(403, "Forbidden", message), method="POST", path=PODS)
 
-    run = _run(airflow_env, kube_env, "kube_forbidden", tenant_id="k-forbidden", retries=3)
+    run = _run(airflow_env, kube_env, "kube_forbidden", tenant_id="k-forbidden", count=2, retries=3)
 
     assert run.state() == "failed"
     assert run.try_numbers()["provision"] == 1, "manual intervention: no retry although retries=3"
@@ -476,7 +482,8 @@ def test_rbac_forbidden_at_launch_fails_fast(airflow_env, kube_env, proxied) -> 
     assert (error["code"], error["classification"]) == ("PERMISSION_DENIED", "requires_manual_intervention")
     assert error["root_cause"]["http_status"] == 403
     assert re.fullmatch(r"[0-9a-f-]{36}", error["root_cause"]["request_id"] or "")
-    assert proxied.count(method="POST", path=PODS) == 1, "one create, not retried"
+    assert [u["index"] for u in error["units"]["failed"]] == [0, 1], "every unit refused with the answer"
+    assert proxied.count(method="POST", path=PODS) == 1, "one create: neither retried nor repeated per unit"
     assert open_state_store().get_tenant("k-forbidden").status is TenantStatus.NEEDS_INVESTIGATION
 
 
