@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 
@@ -51,6 +50,7 @@ NOTE_PREFIX = "compute maintenance: "
 _OPEN = (R.LAUNCHED, R.RUNNING, R.STOPPING, R.PENDING_CLEANUP)
 
 Execution = tuple[str, str]
+_WORRYING = frozenset({Action.REFUSED, Action.CLEANUP_FAILED, Action.UNOBSERVABLE, Action.TENANT_FLAGGED})
 
 
 class Reconciler:
@@ -130,7 +130,7 @@ class _Run:
                 self._item_tenant(
                     tenant,
                     Action.TENANT_UNCHANGED,
-                    f"its units could not be observed: {unobservable[blind[0].id]}",
+                    f"its units could not be observed: {unobservable[blind[0].id].message}",
                 )
                 continue
             moved = self._move_rows(op.tenant_id, op.execution_id, entries, statuses)
@@ -209,7 +209,10 @@ class _Run:
             for entry in moved:
                 if entry.id in blind:
                     if entry.status is R.PENDING_CLEANUP:
-                        self._item_row(entry, Action.UNOBSERVABLE, str(unobservable[entry.id]))
+                        why = unobservable[entry.id]
+                        self._item_row(
+                            entry, Action.UNOBSERVABLE, f"could not be observed: {why.message}", why
+                        )
                     continue
                 if entry.status is R.PENDING_CLEANUP or (
                     entry.status is R.STOPPING and not _over(statuses.get(entry.id))
@@ -255,9 +258,12 @@ class _Run:
         else:
             target = R.PENDING_CLEANUP
             action = Action.REFUSED if result.verdict is Verdict.REFUSED else Action.CLEANUP_FAILED
-            self.report.flag(
-                entry.tenant_id, f"resource {result.resource_id} stays pending_cleanup: {result.detail}"
+            why = (
+                "refused: it does not carry this ledger row's tenant and execution"
+                if result.verdict is Verdict.REFUSED
+                else f"stop failed: {result.error.code.value if result.error else 'unknown'}"
             )
+            self.report.flag(entry.tenant_id, f"resource {result.resource_id} stays pending_cleanup ({why})")
         update = ResourceUpdate(
             entry.unit_index, entry.generation, target, resource_id=result.resource_id, error=result.error
         )
@@ -266,9 +272,12 @@ class _Run:
         self._item_row(recorded, action, detail, result.error, resource_id=result.resource_id)
         return recorded
 
-    def _settle(self, op: Operation, entries: Sequence[LedgerEntry], *, blind_error: Any) -> None:
+    def _settle(
+        self, op: Operation, entries: Sequence[LedgerEntry], *, blind_error: ComputeError | None
+    ) -> None:
         if blind_error is not None:
-            self._item_op(op, Action.STILL_RUNNING, f"its units could not be observed: {blind_error}")
+            why = f"its units could not be observed: {blind_error.message}"
+            self._item_op(op, Action.STILL_RUNNING, why, blind_error)
             return
         eventual = outcomes.eventual_outcome(entries)
         if eventual is outcomes.UNSETTLED:
@@ -307,11 +316,11 @@ class _Run:
 
     def _observe(
         self, entries: Iterable[LedgerEntry]
-    ) -> tuple[dict[int, UnitStatus], dict[int, ComputeError | str]]:
+    ) -> tuple[dict[int, UnitStatus], dict[int, ComputeError]]:
         """Describe every observable row, one call per backend group: statuses by row id, and
         why a row could not be observed."""
         statuses: dict[int, UnitStatus] = {}
-        unobservable: dict[int, ComputeError | str] = {}
+        unobservable: dict[int, ComputeError] = {}
         rows = [e for e in entries if outcomes.observable(e)]
         for key, group in group_by_backend(rows, lambda e: e).items():
             try:
@@ -346,7 +355,13 @@ class _Run:
         written = self._write_rows(tenant_id, execution_id, [m for _, m in moves], [e for e, _ in moves])
         by_id = {e.id: e for e in written}
         for entry in written:
-            self._item_row(entry, Action.OBSERVED, f"the provider says {statuses[entry.id].phase.value}")
+            failed = entry.status in (R.FAILED, R.PENDING_CLEANUP)
+            self._item_row(
+                entry,
+                Action.OBSERVED,
+                f"the provider says {statuses[entry.id].phase.value}",
+                entry.last_error if failed else None,
+            )
         return [by_id.get(e.id, e) for e in entries]
 
     def _write_rows(
@@ -435,7 +450,7 @@ class _Run:
                 resource_id=resource_id or entry.resource_id,
                 result=entry.status.value,
                 detail=detail,
-                error=error or (entry.last_error if action is not Action.OBSERVED else None),
+                error=error,
                 applied=not self.dry,
             )
         )
@@ -466,7 +481,9 @@ class _Run:
     def _add(self, item: Item) -> None:
         self.report.add(item)
         fields = {k: v for k, v in item.to_json().items() if k not in ("kind", "action")}
-        self.log.info(f"{item.kind} {item.action.value}", **fields)
+        # What a human must look at is a warning; everything else is the run's normal business.
+        level = "warning" if item.action in _WORRYING else "info"
+        getattr(self.log, level)(f"{item.kind} {item.action.value}", **fields)
 
 
 def _ex(entry: LedgerEntry) -> Execution:

@@ -400,3 +400,28 @@ def _ledger_left_pending(
     )
     error = ComputeError(code=ErrorCode.CLEANUP_FAILED, message="rollback could not stop its units")
     store.finish_operation(execution.tenant_id, execution.execution_id, error, will_retry=False)
+
+
+def test_a_provider_that_cannot_be_asked_leaves_everything_as_it_was(
+    airflow_env, ecs_env, fault_proxy, state_store, monkeypatch
+) -> None:
+    proxy = _through_proxy(ecs_env, fault_proxy, monkeypatch)
+    ecs_env.default_script = RUNS_FOREVER
+    hook = EcsComputeHook(cluster=CLUSTER_NAME)
+    execution = ExecutionRef("rec-blind", "maintenance:blind:1")
+    [unit] = hook.launch(_plan(ecs_env, execution, [0])).launched
+    _ledger_left_pending(state_store, hook, execution, {0: unit.resource_id})
+    proxy.add_rule(
+        ecs_error("AccessDeniedException", "User is not authorized to perform: ecs:DescribeTasks"),
+        operation="DescribeTasks",
+    )
+
+    run = _maintain(airflow_env, "rec_blind_maint")
+
+    assert run.state() == "failed", "a resource nobody could look at is still pending"
+    [item] = [i for i in run.xcom("reconcile")["items"] if i["kind"] == "resource"]
+    assert (item["action"], item["error_code"]) == ("unobservable", "PERMISSION_DENIED")
+    assert proxy.counts["StopTask"] == 0
+    [entry] = state_store.list_resources(tenant_id="rec-blind")
+    assert entry.status is ResourceStatus.PENDING_CLEANUP
+    assert ecs_env.describe_task(unit.resource_id)["desiredStatus"] == "RUNNING"
