@@ -26,6 +26,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.plugins import access
 from airflow_compute_provider.plugins.summary import health_summary, resource_lookup, task_instance_ref
 from airflow_compute_provider.state.status import IllegalTransitionError, TenantNotFoundError, TenantStatus
@@ -48,8 +49,16 @@ class ReleaseRequest(BaseModel):
     force: bool = False
 
 
-@cache
 def state_store() -> TenantStateStore:
+    """The store, or 503 naming what is missing (no state store connection, say)."""
+    try:
+        return _open_store()
+    except ComputeConfigError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+
+
+@cache
+def _open_store() -> TenantStateStore:
     """One store (one connection pool) per api-server process."""
     from airflow_compute_provider.state.config import open_state_store
 
