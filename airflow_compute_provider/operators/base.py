@@ -322,7 +322,9 @@ class BaseComputeOperator(BaseOperator):
         self._active = t
         self._watching = [Unit.from_dict(u) for u in units]
         with self._failures_as_compute_errors(context, t):
-            statuses = [UnitStatus.from_dict(s) for s in event.get("statuses", [])]
+            statuses = self._complete_statuses(
+                t, [UnitStatus.from_dict(s) for s in event.get("statuses", [])]
+            )
             if event.get("kind") == "error":
                 error = ComputeError.model_validate(event["error"])
                 self._fail(context, t, error.model_copy(update={"cleanup": _left_running(statuses)}))
@@ -334,6 +336,20 @@ class BaseComputeOperator(BaseOperator):
                 datetime.fromisoformat(deadline),
                 timed_out=event.get("kind") == "timeout",
             )
+
+    def _complete_statuses(self, t: _Try, statuses: list[UnitStatus]) -> list[UnitStatus]:
+        """Every watched unit's status. A trigger that started after its deadline (a busy
+        triggerer) fires before it polled; the units it never saw are described once here, so
+        the error still lists what was left running. If that fails too they count as pending."""
+        seen = {(s.unit.index, s.unit.generation) for s in statuses}
+        unseen = [u for u in self._watching if (u.index, u.generation) not in seen]
+        if not unseen:
+            return statuses
+        try:
+            return statuses + self.make_backend().describe(unseen)
+        except ComputeOperationError as exc:
+            t.log.warning("could not describe units the trigger never saw", code=exc.error.code.value)
+            return statuses + [UnitStatus(unit=u, phase=UnitPhase.PENDING) for u in unseen]
 
     def _new_try(self, execution: ExecutionRef, attempt: int, args: Mapping[str, Any]) -> _Try:
         log = operation_logger(

@@ -440,3 +440,29 @@ def test_templates_see_the_previous_tries_error(airflow_env, ecs_env) -> None:
     assert run.state() == "success"
     tasks = sorted(_tasks_of(ecs_env, "previous-error"), key=lambda t: int(_tag(t, GENERATION_TAG)))
     assert [_tag(t, "previous-code") for t in tasks] == ["none", "INFRASTRUCTURE_INTERRUPTED"]
+
+
+def test_timeout_fired_before_any_poll_still_lists_the_units_left_running(
+    airflow_env, ecs_env, fault_proxy
+) -> None:
+    # The trigger's first status poll fails for good (5 throttles: every attempt the hook makes)
+    # and its deadline has passed, so it fires a timeout having seen no unit at all.
+    ecs_env.default_script = RUNS_FOREVER
+    proxy = fault_proxy(ecs_env.endpoint_url)
+    ecs_env.route_through(proxy.url)
+    proxy.add_rule(ecs_throttle(), operation="DescribeTasks", times=5)
+    run = _run(
+        airflow_env,
+        ecs_env,
+        "ecs_timeout_unseen",
+        tenant_id="timeout-unseen",
+        deferrable=True,
+        timeout=Code("timedelta(milliseconds=1)"),
+    )
+
+    error = run.xcom("provision", key="compute_error")
+    assert error["code"] == "OPERATION_TIMEOUT"
+    arns = [t["taskArn"] for t in _tasks_of(ecs_env, "timeout-unseen")]
+    assert error["cleanup"] == {"action": "left_running", "resources": arns}
+    left = error["units"]["running"] + error["units"]["pending"]
+    assert [u["resource_id"] for u in left] == arns
