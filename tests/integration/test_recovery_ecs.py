@@ -425,3 +425,33 @@ def test_a_provider_that_cannot_be_asked_leaves_everything_as_it_was(
     [entry] = state_store.list_resources(tenant_id="rec-blind")
     assert entry.status is ResourceStatus.PENDING_CLEANUP
     assert ecs_env.describe_task(unit.resource_id)["desiredStatus"] == "RUNNING"
+
+
+def test_a_later_operation_on_the_tenant_is_never_undone(airflow_env, ecs_env, state_store) -> None:
+    ecs_env.default_script = RUNS_FOREVER
+    hook = EcsComputeHook(cluster=CLUSTER_NAME)
+    first = ExecutionRef("rec-later", "maintenance:later:1")
+    [unit] = hook.launch(_plan(ecs_env, first, [0])).launched
+    # The first execution timed out and gave up; a second one has begun on the tenant since.
+    from airflow_compute_provider.errors import ComputeError, ErrorCode
+
+    state_store.begin_operation(first.tenant_id, first.execution_id, "provision", "ecs", 1)
+    _ledger(state_store, hook, first, {0: unit.resource_id})
+    timeout = ComputeError(code=ErrorCode.OPERATION_TIMEOUT, message="did not settle in time")
+    state_store.finish_operation(first.tenant_id, first.execution_id, timeout, will_retry=False)
+    state_store.begin_operation(first.tenant_id, "maintenance:later:2", "provision", "ecs", 1)
+    moves_before = len(state_store.transitions("rec-later"))
+    ecs_env.stop_task(unit.resource_id, SUCCEEDED)
+
+    run = _maintain(airflow_env, "rec_later_maint")
+
+    assert run.state() == "success"
+    first_op = next(
+        op
+        for op in state_store.list_operations(tenant_id="rec-later")
+        if op.execution_id == first.execution_id
+    )
+    assert first_op.eventual_status is OperationStatus.SUCCEEDED
+    tenant = state_store.get_tenant("rec-later")
+    assert (tenant.status, tenant.execution_id) == (TenantStatus.OPERATION_IN_PROGRESS, "maintenance:later:2")
+    assert len(state_store.transitions("rec-later")) == moves_before
