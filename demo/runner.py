@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from demo.home import DAGS_FOLDER
@@ -42,11 +43,13 @@ class Observed:
         return not self.problems
 
 
-def run_scenario(scenario: Scenario, stage: Any) -> Observed:
+def run_scenario(scenario: Scenario, stage: Any, dags_folder: Path = DAGS_FOLDER) -> Observed:
+    """Run ``scenario`` on ``stage`` (an ``EcsStage`` or ``KubeStage``); ``dags_folder`` is the
+    DAG bundle Airflow is configured with, holding the example DAG's file."""
     scenario.arrange(stage)
     conf = {"tenant": scenario.tenant, **stage.params(), **scenario.params}
     print(f"\n===== scenario {scenario.key}: {scenario.title} ({scenario.dag_id}) =====", flush=True)
-    dag = load_dag(DAGS_FOLDER / f"{scenario.dag_id}.py", scenario.dag_id, DAGS_FOLDER)
+    dag = load_dag(dags_folder / f"{scenario.dag_id}.py", scenario.dag_id, dags_folder)
     run_id = run_dag_test(dag, datetime.now(UTC), conf)
     record = DagRunRecord(scenario.dag_id, run_id)
     return observe(scenario, record, Finished(stage, scenario.tenant, record))
