@@ -1,0 +1,175 @@
+"""The README says what the code does: checks that fail when the two drift apart.
+
+* the error code table is the catalog's (``docs/error_codes.py`` generates it);
+* the reference names every parameter of the operators and of the retry policy;
+* the migration guide names every parameter of the installed ``EcsRunTaskOperator`` and
+  ``KubernetesPodOperator`` (a provider release that adds one makes this fail until the guide says
+  where it went);
+* the quickstart's commands are Makefile targets, and ``.ci/run`` runs ``make test``;
+* the example DAG table lists every file of ``dags/``, with demo scenario keys that exist;
+* every relative link points at a file of the repository.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text()
+
+
+def _section(title: str, level: int = 2, within: str = README) -> str:
+    """The text of the first section of ``within`` whose heading starts with ``title``, up to the
+    next heading of the same level or above."""
+    heading = re.compile(rf"^{'#' * level} {re.escape(title)}.*$", re.M)
+    match = heading.search(within)
+    assert match is not None, f"README has no section {title!r}"
+    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(within, match.end())
+    return within[match.end() : end.start() if end else len(within)]
+
+
+def _mentioned(text: str) -> set[str]:
+    """Every name written in backticks."""
+    return set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", text))
+
+
+def _own_parameters(cls: type, stop_at: tuple[type, ...] = ()) -> set[str]:
+    """The keyword parameters of ``cls.__init__`` and its bases' up to (not including) ``stop_at``."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass in stop_at or klass is object:
+            break
+        if "__init__" in vars(klass):
+            names |= {
+                name
+                for name, p in inspect.signature(klass.__init__).parameters.items()
+                if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            }
+    return names
+
+
+def _load_docs_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("error_codes", REPO / "docs" / "error_codes.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_error_code_table_is_the_catalogs() -> None:
+    from airflow_compute_provider.errors import CATALOG
+
+    docs = _load_docs_module()
+    assert docs.current(README) == docs.table(), (
+        "README drifted from the catalog: run python docs/error_codes.py"
+    )
+    rows = [line for line in docs.table().splitlines() if line.startswith("| `")]
+    assert len(rows) == len(CATALOG)
+
+
+def test_the_generated_table_follows_a_catalog_change() -> None:
+    # The check above would pass on a frozen copy; the table must come from the catalog itself.
+    from airflow_compute_provider.errors import catalog
+
+    docs = _load_docs_module()
+    entry = catalog.CATALOG[catalog.ErrorCode.CONFLICT]
+    changed = {
+        **catalog.CATALOG,
+        catalog.ErrorCode.CONFLICT: catalog.CatalogEntry(entry.classification, "X."),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(catalog, "CATALOG", changed)
+        from airflow_compute_provider import errors
+
+        patch.setattr(errors, "CATALOG", changed)
+        assert docs.table() != docs.current(README)
+
+
+def test_the_reference_names_every_parameter() -> None:
+    from airflow.sdk import BaseOperator
+
+    from airflow_compute_provider.operators.base import BaseComputeOperator
+    from airflow_compute_provider.operators.branch import ComputeErrorBranchOperator
+    from airflow_compute_provider.operators.ecs import EcsComputeOperator
+    from airflow_compute_provider.operators.kubernetes import KubernetesComputeOperator
+    from airflow_compute_provider.policy import Abort, ComputeRetryPolicy, Retry
+
+    subsections: dict[str, set[str]] = {
+        "Parameters both compute operators take": _own_parameters(BaseComputeOperator, (BaseOperator,))
+        | {"retry_policy"},
+        "`EcsComputeOperator`": _own_parameters(EcsComputeOperator, (BaseComputeOperator,)),
+        "`KubernetesComputeOperator`": _own_parameters(KubernetesComputeOperator, (BaseComputeOperator,)),
+        "`ComputeErrorBranchOperator`": _own_parameters(
+            ComputeErrorBranchOperator, (ComputeErrorBranchOperator.__mro__[1],)
+        ),
+        "`ComputeRetryPolicy`, `Retry`, `Abort`": _own_parameters(ComputeRetryPolicy)
+        | (set(Retry.model_fields) - {"action"})
+        | (set(Abort.model_fields) - {"action"}),
+    }
+    reference = _section("Reference")
+    for title, parameters in subsections.items():
+        assert parameters, title
+        missing = parameters - _mentioned(_section(title, level=3, within=reference))
+        assert not missing, f"README's reference {title!r} does not name {sorted(missing)}"
+
+
+def _official_parameters(cls: Any) -> set[str]:
+    from airflow.sdk import BaseOperator
+
+    return _own_parameters(cls, (BaseOperator,))
+
+
+def test_the_migration_guide_names_every_parameter_of_the_official_operators() -> None:
+    from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    guide = _section("Migrating from")
+    for title, cls in (
+        ("`EcsRunTaskOperator`", EcsRunTaskOperator),
+        ("`KubernetesPodOperator`", KubernetesPodOperator),
+    ):
+        section = _section(title, level=3, within=guide)
+        official = _official_parameters(cls)
+        assert len(official) > 20, f"{cls.__name__}: the signature walk found too little"
+        first_column = {m for line in section.splitlines() for m in _mentioned(line.split(" | ")[0])}
+        missing = official - first_column
+        assert not missing, (
+            f"the migration guide from {cls.__name__} does not say where {sorted(missing)} went"
+        )
+
+
+def test_the_quickstart_commands_are_what_make_and_ci_run() -> None:
+    quickstart = _section("Quickstart")
+    makefile = (REPO / "Makefile").read_text()
+    for target in ("demo", "test"):
+        assert f"make {target}" in quickstart
+        assert re.search(rf"^{target}:", makefile, re.M), f"the Makefile has no {target} target"
+    assert re.search(r"^\s*exec make test\s*$", (REPO / ".ci" / "run").read_text(), re.M)
+    assert "docker compose up" in quickstart
+    assert (REPO / "docker-compose.yml").is_file()
+
+
+def test_the_example_dag_table_lists_every_dag_and_real_demo_scenarios() -> None:
+    from demo.scenarios import SCENARIOS
+
+    section = _section("Example DAGs")
+    rows = [line for line in section.splitlines() if line.startswith("| [`")]
+    files = {re.search(r"\(dags/([^)]+)\)", row).group(1) for row in rows}  # type: ignore[union-attr]
+    assert files == {p.name for p in (REPO / "dags").glob("*.py")}
+    keys = {k for row in rows for k in re.findall(r"`([a-z-]+)`", row.rsplit(" | ", 1)[-1])}
+    assert keys == {s.key for s in SCENARIOS}
+
+
+def test_every_relative_link_points_at_a_file() -> None:
+    for target in re.findall(r"\]\(([^)#\s]+)\)", README):
+        if "://" in target:
+            continue
+        assert (REPO / target).exists(), f"README links to {target}, which does not exist"
