@@ -441,6 +441,7 @@ class BaseComputeOperator(BaseOperator):
         existing = known_units(ledger, backend.find(t.execution))
         statuses = backend.describe(existing) if existing else []
         plan = plan_units(count, ledger, statuses, fresh_start=self._already_succeeded(t))
+        self._time_launch_to_running(t, plan.adopted)
         self._ledger_statuses(t, plan.adopted, backend)
         for launch in plan.to_launch:
             store.record_intent(
@@ -533,9 +534,9 @@ class BaseComputeOperator(BaseOperator):
             time.sleep(max(0.0, min(float(t.args["poll_interval"]), (deadline - now).total_seconds())))
 
     def _time_launch_to_running(self, t: _Try, statuses: Sequence[UnitStatus]) -> None:
-        """The launch-to-running metric, once per unit generation first seen running here: from
-        its ledger intent (written just before the launch request) to now. A unit the ledger
-        already saw running was timed by an earlier try."""
+        """The launch-to-running metric, once per unit generation first seen running (polling,
+        settling, or adopting it on a later try): from its ledger intent (written just before
+        the launch request) to now. A unit the ledger already saw running was timed before."""
         fresh = {
             (s.unit.index, s.unit.generation)
             for s in statuses
