@@ -277,9 +277,12 @@ class SharedPoller:
                 self._changed = False
                 for subscription in targets:
                     self._urgent.pop(subscription, None)
+                started = self._clock()
                 await self._round(targets)
                 if full:
-                    self._next_due = max(self._clock() + self.interval, self._backoff_until)
+                    # A fixed cadence from the start of a round: a unit is read every interval
+                    # however long a round of many batches takes.
+                    self._next_due = max(started + self.interval, self._backoff_until)
         finally:
             with contextlib.suppress(Exception):
                 await self.source.aclose()

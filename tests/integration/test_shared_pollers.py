@@ -441,3 +441,35 @@ def test_a_forbidden_watch_falls_back_to_polling(kube: KubeSetup, kube_core: Any
         assert phases(event) == {pod.resource_id: "succeeded"}
 
     run(scenario())
+
+
+# -- the benchmark, as a smoke test (counts only, never timings) ---------------------------------
+
+
+def test_the_benchmark_runs_and_ours_makes_fewer_requests_than_the_official_trigger(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    output = tmp_path / "bench.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(repo / "bench" / "triggers.py"),
+            *("--n", "20", "--intervals", "2", "--providers", "ecs", "--json", str(output)),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    results = json.loads(output.read_text())
+    assert set(results) == {"ecs"}
+    assert set(results["ecs"]) == {"ours", "official"}
+    for measured in results["ecs"].values():
+        for field in ("requests_per_interval", "cpu_seconds", "peak_rss_mb", "detect_delay_s"):
+            assert isinstance(measured[field], int | float), field
+        assert measured["fired_as_expected"] == 20
+    ours, official = results["ecs"]["ours"], results["ecs"]["official"]
+    # The official triggers make about one DescribeTasks each per interval; ours one per round.
+    assert official["requests_per_interval"] >= 10
+    assert ours["requests_per_interval"] * 5 <= official["requests_per_interval"]

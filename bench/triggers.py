@@ -1,0 +1,373 @@
+"""Benchmark: our shared-poller ``ComputeStatusTrigger`` against the official ECS and Kubernetes
+triggers, on the real endpoints, in one run.
+
+    python bench/triggers.py --n 1000 --intervals 3 --json results.json
+        [--providers ecs,kubernetes] [--interval SECONDS] [--warmup INTERVALS]
+
+For each provider it starts the endpoint (a moto server; etcd + kube-apiserver + scheduler +
+controller manager with the node simulator), puts a counting proxy in front of it
+(``tests.harness.proxy.FaultProxy``, no faults), and measures each side in turn:
+
+    1. N units that keep running (ECS tasks; pods, one execution each)
+    2. a child process (``runner.py``) starts N triggers in one event loop: ours
+       (``ComputeStatusTrigger``, one unit each) or the official ones (``TaskDoneTrigger``,
+       ``KubernetesPodTrigger``), all polling every ``--interval`` seconds
+    3. after ``--warmup`` intervals (every trigger made its first calls), ``--intervals``
+       intervals are measured: requests through the proxy, and the child's CPU time
+    4. every unit is finished at once (the time of each finish recorded), and the child
+       reports when each trigger fired, its total CPU time and its peak RSS
+
+The two sides never run at the same time and each watches its own fresh N units (ECS: moto is
+reset in between; Kubernetes: a namespace per side). Printed: a table per provider with the
+ratios ours / official; written (``--json``): ``{"ecs": {"ours": M, "official": M},
+"kubernetes": {...}}`` for the providers run, where each M has ``requests_per_interval``,
+``cpu_seconds`` (the child's CPU from the triggers' start until the last one fired),
+``peak_rss_mb``, ``detect_delay_s`` (the slowest unit: its trigger firing minus its finish) and
+a few more details (see README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO_ROOT = BENCH.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.harness.proxy import FaultProxy  # noqa: E402
+
+SIDES = ("ours", "official")
+STARTUP_TIMEOUT = 900.0
+FINISH_BATCHES = 10
+REQUIRED = ("requests_per_interval", "cpu_seconds", "peak_rss_mb", "detect_delay_s")
+
+
+# -- one side -----------------------------------------------------------------------------------
+
+
+class Runner:
+    """The child process running one side's triggers; JSON lines both ways."""
+
+    def __init__(self, spec: Mapping[str, Any], env: Mapping[str, str], workdir: Path) -> None:
+        spec_path = workdir / f"{spec['provider']}-{spec['side']}.json"
+        spec_path.write_text(json.dumps(spec))
+        self.log_path = workdir / f"{spec['provider']}-{spec['side']}.log"
+        with self.log_path.open("w") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, str(BENCH / "runner.py"), str(spec_path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                env={**os.environ, **env},
+                text=True,
+            )
+
+    def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"the runner exited early (code {self.process.wait()}):\n{tail}")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def ask(self, command: Mapping[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def measure(
+    *,
+    spec: dict[str, Any],
+    env: Mapping[str, str],
+    proxy: FaultProxy,
+    finish: Callable[[Sequence[str]], Mapping[str, float]],
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Run one side (see the module docstring) and return its measurements."""
+    units: list[str] = spec["units"]
+    interval: float = spec["interval"]
+    label = f"{spec['provider']}/{spec['side']}"
+    runner = Runner(spec, env, workdir)
+    try:
+        imported = runner.read()
+        proxy.reset_counts()
+        runner.read()  # every trigger started
+        # Warm up: every trigger's first poll made (the official triggers build a client each
+        # first, which takes a while for a thousand), then ``--warmup`` intervals of routine.
+        first = spec["first_requests"]
+        log(f"{label}: {len(units)} triggers started; waiting for their first {first} request(s)")
+        wait_until(lambda: proxy.counts.total >= first, timeout=STARTUP_TIMEOUT)
+        log(f"{label}: warming up for {args.warmup} interval(s)")
+        time.sleep(args.warmup * interval)
+        startup_requests = proxy.counts.total
+        proxy.reset_counts()
+        before = runner.ask({"op": "mark"})
+        time.sleep(args.intervals * interval)
+        counts = proxy.counts
+        after = runner.ask({"op": "mark"})
+        log(f"{label}: {counts.total} requests in {args.intervals} interval(s); finishing every unit")
+        finished = finish_spread(finish, units, spread=interval)
+        result = runner.ask({"op": "collect", "timeout": 3 * interval + 120})
+    finally:
+        runner.close()
+    fired: dict[str, list[Any]] = result["fired"]
+    delays = sorted(fired[u][0] - finished[u] for u in units if u in fired and u in finished)
+    return {
+        "requests_per_interval": counts.total / args.intervals,
+        "cpu_seconds": round(result["cpu"], 3),
+        "peak_rss_mb": round(result["peak_rss_mb"], 1),
+        "detect_delay_s": round(delays[-1], 3) if delays else None,
+        # details
+        "detect_delay_p50_s": round(statistics.median(delays), 3) if delays else None,
+        "cpu_seconds_per_interval": round((after["cpu"] - before["cpu"]) / args.intervals, 4),
+        "rss_after_imports_mb": round(imported["rss_mb"], 1),
+        "startup_requests": startup_requests,
+        "requests_by_operation": {op: counts[op] for op in sorted(counts.operations())},
+        "triggers": len(units),
+        "fired": len(fired),
+        "fired_as_expected": sum(1 for value in fired.values() if value[1]),
+        "interval_s": interval,
+        "intervals": args.intervals,
+    }
+
+
+# -- providers ----------------------------------------------------------------------------------
+
+
+def bench_ecs(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from ecs_endpoint import CREDENTIALS, EcsEndpoint
+
+    from airflow_compute_provider.hooks.ecs import EcsComputeHook
+
+    log("ecs: starting moto")
+    endpoint = EcsEndpoint.start()
+    proxy = FaultProxy(endpoint.url).start()
+    try:
+        connection = {
+            "conn_type": "aws",
+            "login": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "password": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            "extra": {"endpoint_url": proxy.url, "region_name": endpoint.region},
+        }
+        env = {**CREDENTIALS, **airflow_env(workdir), "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection)}
+        os.environ.update(env)  # the hook below reads the connection to name its region
+        config = EcsComputeHook(cluster=endpoint.cluster, region_name=endpoint.region).backend_config()
+        results = {}
+        for side in SIDES:
+            endpoint.reset()
+            log(f"ecs/{side}: creating {args.n} running tasks")
+            arns = endpoint.running(args.n)
+            spec = {
+                "provider": "ecs",
+                "side": side,
+                "units": arns,
+                "interval": args.interval,
+                "config": config,
+                "locator": {"region": endpoint.region, "cluster": endpoint.cluster},
+                "first_requests": first_requests("ecs", side, args.n),
+            }
+            results[side] = measure(
+                spec=spec, env=env, proxy=proxy, finish=endpoint.finish, args=args, workdir=workdir
+            )
+        return results
+    finally:
+        proxy.stop()
+        endpoint.stop()
+
+
+def bench_kubernetes(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from kube_endpoint import KubeEndpoint
+
+    log("kubernetes: starting the control plane and the node simulator")
+    endpoint = KubeEndpoint.start(pods_per_node=2 * args.n + 10)
+    proxy = FaultProxy(endpoint.server).start()
+    try:
+        kubeconfig = workdir / "proxied-kubeconfig"
+        kubeconfig.write_text(json.dumps(proxied_kubeconfig(proxy.url, endpoint.token)))
+        connection = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}
+        env = {**airflow_env(workdir), "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(connection)}
+        results = {}
+        for side in SIDES:
+            log(f"kubernetes/{side}: creating {args.n} running pods")
+            namespace, names = endpoint.running(args.n)
+            spec = {
+                "provider": "kubernetes",
+                "side": side,
+                "units": names,
+                "interval": args.interval,
+                "config": {"kubernetes_conn_id": "kubernetes_default", "namespace": namespace},
+                "locator": {"namespace": namespace},
+                "first_requests": first_requests("kubernetes", side, args.n),
+            }
+
+            def finish(units: Sequence[str], namespace: str = namespace) -> Mapping[str, float]:
+                return endpoint.finish(namespace, units)
+
+            results[side] = measure(
+                spec=spec, env=env, proxy=proxy, finish=finish, args=args, workdir=workdir
+            )
+        return results
+    finally:
+        proxy.stop()
+        endpoint.stop()
+
+
+def proxied_kubeconfig(server: str, token: str) -> dict[str, Any]:
+    """The proxy speaks plain HTTP on loopback; the cluster's bearer token goes through it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "bench", "cluster": {"server": server}}],
+        "users": [{"name": "bench", "user": {"token": token}}],
+        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
+        "current-context": "bench",
+    }
+
+
+def airflow_env(workdir: Path) -> dict[str, str]:
+    home = workdir / "airflow-home"
+    home.mkdir(exist_ok=True)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Both sides log at WARNING: the benchmark measures polling, not log formatting.
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+
+
+# -- reporting ----------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("requests_per_interval", "requests/interval", "{:.1f}"),
+    ("cpu_seconds", "CPU s", "{:.2f}"),
+    ("cpu_seconds_per_interval", "CPU s/interval", "{:.3f}"),
+    ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+    ("detect_delay_s", "detect max s", "{:.2f}"),
+    ("detect_delay_p50_s", "detect p50 s", "{:.2f}"),
+)
+
+
+def table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    header = ["provider", "side", *(title for _, title, _ in COLUMNS), "fired ok"]
+    rows = [header]
+    for provider, sides in results.items():
+        for side in SIDES:
+            m = sides[side]
+            cells = [_cell(fmt, m.get(key)) for key, _, fmt in COLUMNS]
+            rows.append([provider, side, *cells, f"{m['fired_as_expected']}/{m['triggers']}"])
+        ratios = [_ratio(sides["ours"].get(key), sides["official"].get(key)) for key, _, _ in COLUMNS]
+        rows.append([provider, "ours/official", *ratios, ""])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+
+def _cell(fmt: str, value: Any) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _ratio(ours: Any, official: Any) -> str:
+    if ours is None or not official:
+        return "-"
+    return f"{ours / official:.4f}"
+
+
+def finish_spread(
+    finish: Callable[[Sequence[str]], Mapping[str, float]],
+    units: Sequence[str],
+    spread: float,
+    batches: int = FINISH_BATCHES,
+) -> dict[str, float]:
+    """Finish the units in ``batches`` evenly spaced over ``spread`` seconds: finish times then
+    fall all over the poll cycle, as real work's do, for ours and the official triggers alike."""
+    finished: dict[str, float] = {}
+    start = time.monotonic()
+    for batch in range(batches):
+        time.sleep(max(0.0, start + spread * batch / batches - time.monotonic()))
+        finished.update(finish(units[batch::batches]))
+    return finished
+
+
+def wait_until(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the triggers did not make their first requests in time")
+        time.sleep(0.2)
+
+
+def first_requests(provider: str, side: str, n: int) -> int:
+    """Requests that show every trigger has polled once: ours read every unit in their first
+    round (DescribeTasks takes 100 tasks; one pod list), the official ones one request each."""
+    if side == "official":
+        return n
+    return math.ceil(n / 100) if provider == "ecs" else 1
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, required=True, help="triggers (and units) per side")
+    parser.add_argument("--intervals", type=int, default=3, help="poll intervals measured")
+    parser.add_argument(
+        "--interval",
+        type=int,
+        default=None,
+        help="poll interval in whole seconds (the official ECS trigger takes an int); "
+        "default: N/50, at least 2, so that the endpoints can answer N requests per interval",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="intervals after every trigger's first poll"
+    )
+    parser.add_argument("--providers", default="ecs,kubernetes", help="comma-separated: ecs, kubernetes")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    if args.interval is None:
+        args.interval = max(2, math.ceil(args.n / 50))
+    providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+    unknown = set(providers) - {"ecs", "kubernetes"}
+    if unknown:
+        parser.error(f"unknown providers: {', '.join(sorted(unknown))}")
+
+    results: dict[str, Any] = {}
+    # Airflow's logging setup (imported with the hooks) would print the proxy's access log.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-triggers-") as tmp:
+        workdir = Path(tmp)
+        if "ecs" in providers:
+            results["ecs"] = bench_ecs(args, workdir)
+        if "kubernetes" in providers:
+            results["kubernetes"] = bench_kubernetes(args, workdir)
+    print(f"N = {args.n}, poll interval {args.interval}s, {args.intervals} interval(s) measured")
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
