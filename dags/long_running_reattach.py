@@ -11,8 +11,9 @@ What it shows:
 * ``deferrable=True``: the wait happens in the triggerer (``ComputeStatusTrigger``), which at
   the deadline reports the timeout and stops watching; it never stops the work either.
 
-``make demo`` runs it with a task that needs longer than the first try's timeout: try 1 times
-out, try 2 (twice as long) reattaches to the same task and succeeds. ECS sees one RunTask.
+``make demo`` runs it with a task that outlives the first try's timeout and finishes once the
+second try has found it: try 1 times out, try 2 (twice as long) reattaches to the same task and
+succeeds. ECS sees one RunTask.
 """
 
 from __future__ import annotations

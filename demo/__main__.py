@@ -124,7 +124,7 @@ def _run_one(steps: Steps, scenario: Any, backend: Any) -> Any:
             traceback.print_exc()  # into the log
             seen = Observed(None, None, None, 0, "?", None, None, [f"crashed: {type(exc).__name__}: {exc}"])
         mark = "[green]as expected" if seen.as_expected else "[bold red]NOT as expected"
-        steps.note(task, f"{label}  {mark}")
+        steps.note(task, f"{label}  {mark}", ok=seen.as_expected)
     return seen
 
 

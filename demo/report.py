@@ -8,8 +8,8 @@ whatever the libraries print lands there.
     Terminal.open(log_file)   the console, with everything else going to the log
     Steps                     one progress line per step (setup, then each scenario), with a
                               spinner and the time it took
-    results_table()           scenario, provider, outcome, error code, classification,
-                              attempts, tenant state, and whether that is what was expected
+    results_table()           scenario (marked when as expected), provider, outcome, error
+                              code, classification, attempts, tenant state
     checks()                  below it, the fact each scenario checked, or what differed
 """
 
@@ -47,7 +47,7 @@ class Terminal:
         saved = os.dup(1), os.dup(2)
         stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8", errors="replace")
         # Not a terminal (CI, a pipe): wide enough for the table on one line per scenario.
-        console = Console(file=stream, width=None if stream.isatty() else 160)
+        console = Console(file=stream, width=None if stream.isatty() else 170)
         with open(log_file, "wb") as log:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
@@ -63,16 +63,18 @@ class Terminal:
 
 
 class Steps:
-    """Progress lines: ``with steps.step("starting moto"):`` shows a spinner, then the time."""
+    """Progress lines: ``with steps.step("starting moto"):`` shows a spinner, then ✓ or ✗ and
+    the time it took."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
-            SpinnerColumn(finished_text="[green]✓"),
+            SpinnerColumn(finished_text=""),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=console,
             transient=False,
         )
+        self._ok: dict[TaskID, bool] = {}
 
     def __enter__(self) -> Steps:
         self.progress.start()
@@ -84,14 +86,21 @@ class Steps:
     @contextmanager
     def step(self, description: str) -> Iterator[TaskID]:
         task = self.progress.add_task(description, total=1)
+        self._ok[task] = True
         try:
             yield task
         except BaseException:
-            self.progress.update(task, description=f"[red]{description}: failed")
+            self._ok[task] = False
+            self.note(task, f"{description}: failed", ok=False)
             raise
-        self.progress.update(task, completed=1)
+        finally:
+            shown = next(t.description for t in self.progress.tasks if t.id == task)
+            mark = "[green]✓[/] " if self._ok[task] else "[bold red]✗[/] "
+            self.progress.update(task, description=mark + shown, completed=1)
 
-    def note(self, task: TaskID, description: str) -> None:
+    def note(self, task: TaskID, description: str, *, ok: bool = True) -> None:
+        """Change a step's line; ``ok=False`` marks it ✗ when it ends."""
+        self._ok[task] = ok
         self.progress.update(task, description=description)
 
 
@@ -112,20 +121,19 @@ def results_table(results: Sequence[tuple[Scenario, Observed]]) -> Table:
     table.add_column("classification")
     table.add_column("attempts", justify="right", no_wrap=True)
     table.add_column("tenant state")
-    table.add_column("", no_wrap=True)
     for scenario, seen in results:
         outcome = Text(seen.dag_run or "?", style=_OUTCOME_STYLE.get(seen.dag_run or "", ""))
         if seen.route:
             outcome.append(f" -> {seen.route}")
+        mark = Text("✓ ", style="green") if seen.as_expected else Text("✗ ", style="bold red")
         table.add_row(
-            scenario.title,
+            mark + Text(scenario.title),
             scenario.provider,
             outcome,
             seen.code or "-",
             Text(seen.classification or "-", style=_CLASSIFICATION_STYLE.get(seen.classification or "", "")),
             str(seen.attempts),
             seen.tenant,
-            Text("✓", style="green") if seen.as_expected else Text("✗", style="bold red"),
         )
     return table
 

@@ -172,10 +172,22 @@ def _verify_partial(run: Finished) -> Verified:
 
 
 def _arrange_long_task(stage: EcsStage) -> None:
-    # ~10 status polls fit into the first try's 2 s; the task stops during the second try.
-    from tests.harness.ecs_script import TaskScript
+    # The task runs until the next try comes looking for it: the first ListTasks after the launch
+    # is the second try's reconcile (the first try lists before it launches). Then it exits 0.
+    # So the first try always times out and the second always finds the task done, however fast
+    # or slow the machine is.
+    from tests.harness.ecs_script import RUNS_FOREVER, exited
 
-    stage.env.default_script = TaskScript(running=16)
+    stage.env.default_script = RUNS_FOREVER
+    stopped: list[str] = []
+
+    def finish_when_the_next_try_looks(info: Any, status: int) -> None:
+        launched = stage.env.launched_task_arns()
+        if launched and not stopped:
+            stopped.append(launched[0])
+            stage.env.stop_task(launched[0], exited(0))
+
+    stage.proxy.after_forward(finish_when_the_next_try_looks, operation="ListTasks", times=None)
 
 
 def _verify_reattached(run: Finished) -> Verified:
