@@ -4,7 +4,9 @@ Each argument has a validator (``ARGUMENT_TYPES`` for the common ones; provider 
 add theirs): a pydantic ``TypeAdapter``'s ``validate_python``, or one of the state store's own
 checks where the store will see the value too, so both refuse exactly the same input.
 ``validate_arguments`` checks every argument it is given and raises one
-``ComputeConfigError`` naming the first bad one. Operators call it twice:
+``ComputeConfigError`` naming the first bad one, whatever the validator raised (pydantic's
+``ValidationError``, or a plain ``ValueError`` / ``TypeError`` from a hand-written check).
+Operators call it twice:
 
 * at DAG parse time, skipping values that are still Jinja templates (``"{{ ... }}"``);
 * at the start of ``execute``, after rendering, on every value.
@@ -85,6 +87,10 @@ def validate_arguments(
             validated[name] = check(value)
         except ValidationError as exc:
             raise ComputeConfigError(f"{_first_problem(exc)} (got {_shown(value)})", argument=name) from None
+        except (ValueError, TypeError) as exc:
+            # The provider operators' own checks (tags, strategies, pod templates) raise plain
+            # errors; they are argument errors all the same, and must name the argument.
+            raise ComputeConfigError(f"{exc} (got {_shown(value)})", argument=name) from None
     return validated
 
 
