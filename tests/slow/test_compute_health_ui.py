@@ -102,7 +102,7 @@ def _scale_out_unit_1(body: Any) -> bool:
 @pytest.fixture
 def failed_run(
     airflow_standalone: StandaloneHandle, ecs_env: EcsEnv, fault_proxy: Any, tmp_path: Path
-) -> tuple[StackWorkflows, str]:
+) -> Iterator[tuple[StackWorkflows, str]]:
     proxy = fault_proxy(ecs_env.moto_url)
     flows = StackWorkflows(airflow_standalone, ecs_env, proxy)
     flows.point_aws_connection_at(proxy.url)
@@ -117,7 +117,8 @@ def failed_run(
     airflow_standalone.client.wait_for_dag(DAG_ID)
     run = flows.run(DAG_ID)
     assert run.state == "failed"
-    return flows, run.run_id
+    yield flows, run.run_id
+    flows.close()
 
 
 @pytest.fixture
