@@ -12,10 +12,13 @@ controller manager with the node simulator), puts a counting proxy in front of i
     2. a child process (``runner.py``) starts N triggers in one event loop: ours
        (``ComputeStatusTrigger``, one unit each) or the official ones (``TaskDoneTrigger``,
        ``KubernetesPodTrigger``), all polling every ``--interval`` seconds
-    3. after ``--warmup`` intervals (every trigger made its first calls), ``--intervals``
-       intervals are measured: requests through the proxy, and the child's CPU time
-    4. every unit is finished at once (the time of each finish recorded), and the child
-       reports when each trigger fired, its total CPU time and its peak RSS
+    3. warm-up: until every trigger made its first request (a thousand official triggers take
+       a minute or more to build their clients), then ``--warmup`` more intervals
+    4. ``--intervals`` intervals are measured: requests through the proxy (all operations),
+       and the child's CPU time
+    5. the units are finished in ten batches spread over one interval (so that finish times
+       fall all over the poll cycle), the time of each finish recorded; the child reports when
+       each trigger fired, its total CPU time and its peak RSS
 
 The two sides never run at the same time and each watches its own fresh N units (ECS: moto is
 reset in between; Kubernetes: a namespace per side). Printed: a table per provider with the
