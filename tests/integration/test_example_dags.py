@@ -18,6 +18,7 @@ moto stands in for AWS itself, which cannot run here.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -40,6 +41,8 @@ pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
+#: the maintenance DAG (dags/compute_maintenance.py) is the recovery package's factory
+MAINTENANCE_DAG_ID = "compute_maintenance"
 EXAMPLE_DAG_IDS = {
     "tenant_provisioning_ecs",
     "tenant_provisioning_kubernetes",
@@ -62,11 +65,13 @@ def test_every_example_dag_imports_with_no_error_or_warning(airflow_home: Path) 
 
     assert bag.import_errors == {}
     assert bag.captured_warnings == {}
-    assert set(bag.dag_ids) >= EXAMPLE_DAG_IDS
+    assert set(bag.dag_ids) >= EXAMPLE_DAG_IDS | {MAINTENANCE_DAG_ID}
     for dag_id in EXAMPLE_DAG_IDS:
         dag = bag.dags[dag_id]
         assert "What it shows" in (dag.doc_md or ""), f"{dag_id} says what it shows"
         assert "example" in dag.tags
+    for path in DAGS.glob("*.py"):
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{path.name} has a docstring"
 
 
 def _unique(scenario: Scenario) -> Scenario:
@@ -140,6 +145,7 @@ def test_make_demo_prints_the_table_and_exits_zero(tmp_path: Path) -> None:
     assert "What happened" in out
     rows = [line for line in out.splitlines() if line.startswith("│")]
     assert len(rows) == 2
+    assert all(row.startswith("│ ✓ ") for row in rows), "each row is marked as expected"
     assert "success" in rows[0]
     assert "ready" in rows[0]
     for text in ("failed", "INVALID_CONFIGURATION", "non_retriable", "needs_investigation"):
