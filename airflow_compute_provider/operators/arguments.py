@@ -44,21 +44,34 @@ def typed(annotation: Any) -> Validator:
     return TypeAdapter(annotation).validate_python
 
 
+def no_booleans(check: Validator) -> Validator:
+    """``check``, refusing booleans first: to Python and to pydantic's lax mode True is 1 (one
+    unit, one second), but ``count=True`` or ``timeout=True`` is a mistake, not a number (the
+    state store refuses them likewise)."""
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number or a duration, not a boolean ({value!r})")
+        return check(value)
+
+    return validate
+
+
 Duration = Annotated[timedelta, AfterValidator(_positive)]
 
 ARGUMENT_TYPES: Mapping[str, Validator] = {
     "tenant_id": store_checks.tenant_id,
     "operation": lambda value: store_checks.text(value, "operation"),
     "execution_id": _optional(store_checks.execution_id),
-    "count": typed(Annotated[int, Field(ge=1, le=1000)]),
+    "count": no_booleans(typed(Annotated[int, Field(ge=1, le=1000)])),
     "wait_for": typed(Literal["completion", "running"]),
-    "timeout": typed(Duration),
-    "timeout_factor": typed(Annotated[float, Field(ge=1.0, le=100.0)]),
-    "max_timeout": typed(Duration | None),
+    "timeout": no_booleans(typed(Duration)),
+    "timeout_factor": no_booleans(typed(Annotated[float, Field(ge=1.0, le=100.0)])),
+    "max_timeout": no_booleans(typed(Duration | None)),
     "on_partial_failure": typed(Literal["rollback", "retry_failed"]),
     "on_kill_action": typed(Literal["keep", "stop"]),
-    "poll_interval": typed(Annotated[float, Field(gt=0, le=3600)]),
-    "pending_grace_period": typed(Annotated[timedelta, Field(ge=timedelta(0))]),
+    "poll_interval": no_booleans(typed(Annotated[float, Field(gt=0, le=3600)])),
+    "pending_grace_period": no_booleans(typed(Annotated[timedelta, Field(ge=timedelta(0))])),
     "state_conn_id": lambda value: store_checks.text(value, "state_conn_id"),
 }
 
