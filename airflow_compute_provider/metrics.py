@@ -19,14 +19,18 @@ also emitted under a name carrying its tag values (``compute.errors.<provider>.<
 default); turn it off where tags arrive and the named copies are noise.
 
 Metrics never break the work: an exception from the stats client is logged and dropped.
+Airflow 3.3 has the stats client in ``airflow.sdk.observability``; before that it is
+``airflow.stats.Stats`` (``_stats()`` picks whichever exists).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 from airflow_compute_provider.errors import ComputeError
 
@@ -71,8 +75,7 @@ def cleanup(provider: str, units: int, action: str) -> None:
 
 def launch_to_running(provider: str, elapsed: timedelta) -> None:
     try:
-        from airflow.sdk.observability import stats
-
+        stats = _stats()
         tags = {"provider": provider}
         stats.timing(LAUNCH_TO_RUNNING, elapsed, tags=tags)
         if _named_copies():
@@ -83,8 +86,7 @@ def launch_to_running(provider: str, elapsed: timedelta) -> None:
 
 def _incr(stat: str, count: int, tags: Mapping[str, str], *, named: tuple[str, ...]) -> None:
     try:
-        from airflow.sdk.observability import stats
-
+        stats = _stats()
         stats.incr(stat, count, tags=dict(tags))
         if _named_copies():
             stats.incr(".".join([stat, *(_name_part(part) for part in named)]), count)
@@ -92,17 +94,27 @@ def _incr(stat: str, count: int, tags: Mapping[str, str], *, named: tuple[str, .
         log.warning("could not emit %s", stat, exc_info=True)
 
 
-def _name_part(value: str) -> str:
-    """A tag value as one segment of a StatsD name: a dot would split it in two."""
-    from airflow.sdk.observability.stats import normalize_name_for_stats
+@cache
+def _stats() -> Any:
+    try:
+        from airflow.sdk.observability import stats
+    except ImportError:  # Airflow before 3.3
+        from airflow.stats import Stats as stats
+    return stats
 
-    return str(normalize_name_for_stats(value.replace(".", "_"), log_warning=False))
+
+def _name_part(value: str) -> str:
+    """A tag value as one segment of a StatsD name: a dot would split it in two, and StatsD
+    names keep to letters, digits and ``_ - .``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", value)
 
 
 @cache
 def _named_copies() -> bool:
-    from airflow.sdk.configuration import conf
-
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # Airflow before 3.3
+        from airflow.configuration import conf
     return bool(conf.getboolean("metrics", "legacy_names_on", fallback=True))
 
 
