@@ -57,6 +57,7 @@ from airflow_compute_provider.policy_rules import (
     match_rule,
     parse_rule_key,
     retry_after_hint,
+    rule_of,
 )
 
 try:
@@ -121,7 +122,10 @@ class ComputeRetryPolicy(RetryPolicy):
         rules: Mapping[str | RuleKey, Rule | Mapping[str, Any]] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        keyed = {parse_rule_key(key).value: rule for key, rule in (rules or {}).items()}
+        keyed: dict[str, Rule] = {}
+        for key, rule in (rules or {}).items():
+            name = parse_rule_key(key).value
+            keyed[name] = rule_of(rule, f"rules.{name}")
         try:
             self._spec = _PolicySpec(
                 max_attempts=max_attempts,

@@ -21,9 +21,9 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from airflow_compute_provider.errors import Classification, ComputeConfigError, ComputeError, ErrorCode
 
@@ -98,6 +98,24 @@ class Abort(_Rule):
 
 
 Rule = Retry | Abort
+
+_RULE: TypeAdapter[Rule] = TypeAdapter(Annotated[Retry | Abort, Field(discriminator="action")])
+
+
+def rule_of(value: Any, argument: str) -> Rule:
+    """A rule as ``Retry`` / ``Abort``, given as one or as its mapping (``{"action": "retry",
+    ...}``); a bad one is a ComputeConfigError naming where it sits (``rules.OOM.max_attempts``),
+    not the class the mapping would have become (``Retry.max_attempts``)."""
+    if isinstance(value, Retry | Abort):
+        return value
+    try:
+        return _RULE.validate_python(value)
+    except ValidationError as exc:
+        raise config_error(exc, prefix=argument) from None
+    except ComputeConfigError as exc:  # raised by the rule's own __init__, named after its class
+        field = (exc.argument or "").partition(".")[2]
+        detail = exc.error.message.removeprefix(f"invalid argument {exc.argument!r}: ")
+        raise ComputeConfigError(detail, argument=f"{argument}.{field}" if field else argument) from None
 
 
 @dataclass(frozen=True)
@@ -238,4 +256,5 @@ __all__ = [
     "match_rule",
     "parse_rule_key",
     "retry_after_hint",
+    "rule_of",
 ]
