@@ -2,7 +2,7 @@
 
     state_store    a tenant state store of the test's own (a SQLite file behind
                    ``AIRFLOW_CONN_COMPUTE_STATE_DEFAULT``, inherited by child processes), so
-                   audits see only what the test made
+                   audits see only what the test made; ``state_url`` is its SQLAlchemy URL
     ecs_proxied    the ECS endpoint of ``ecs_env`` behind a fault proxy: the Airflow connection
                    goes through it, ``ecs_env.ecs`` (the test's own reads) does not
     kube_env       one test's namespace (``tests.integration.kubernetes_dags.KubeEnv``), with
@@ -46,11 +46,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture
-def state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlTenantStateStore]:
+def state_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite:///{tmp_path / 'compute_state.db'}"
     conn = {"conn_type": "sqlite", "extra": {"sqlalchemy_url": url}}
     monkeypatch.setenv("AIRFLOW_CONN_COMPUTE_STATE_DEFAULT", json.dumps(conn))
-    store = SqlTenantStateStore(url)
+    return url
+
+
+@pytest.fixture
+def state_store(state_url: str) -> Iterator[SqlTenantStateStore]:
+    store = SqlTenantStateStore(state_url)
     yield store
     store.close()
 
