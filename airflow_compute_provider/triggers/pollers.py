@@ -58,6 +58,9 @@ MAX_RETRY_AFTER_SECONDS = 600.0
 #: After a wake-up, how long to gather more joins / changes before reading (one read for a
 #: burst of triggers starting together, not one each).
 COALESCE_SECONDS = 0.05
+#: Rounds a push source's news starts are at least this far apart: a namespace full of busy
+#: pods must not keep the poller reading back to back.
+CHANGE_GAP_SECONDS = 0.25
 
 #: Backend config keys that only matter for launching or stopping, not for reading status:
 #: two operators differing only in these share a poller.
@@ -211,6 +214,7 @@ class SharedPoller:
         self._changed = False
         self._wake = asyncio.Event()
         self._next_due = 0.0
+        self._last_round = -CHANGE_GAP_SECONDS
         self._backoff_until = 0.0
         self._failures_in_a_row = 0
         self._task: asyncio.Task[None] | None = None
@@ -277,7 +281,7 @@ class SharedPoller:
                 self._changed = False
                 for subscription in targets:
                     self._urgent.pop(subscription, None)
-                started = self._clock()
+                started = self._last_round = self._clock()
                 await self._round(targets)
                 if full:
                     # A fixed cadence from the start of a round: a unit is read every interval
@@ -291,7 +295,11 @@ class SharedPoller:
         while True:
             self._wake.clear()
             now = self._clock()
-            target = now if (self._changed or self._urgent) else self._next_due
+            target = self._next_due
+            if self._urgent:
+                target = now
+            elif self._changed:
+                target = min(target, self._last_round + CHANGE_GAP_SECONDS)
             delay = max(target, self._backoff_until) - now
             if delay <= 0:
                 return
