@@ -7,6 +7,8 @@ Three pieces, used by the operation lifecycle:
     log_failure(...)        one record per failure, its level chosen by what Airflow decided:
                             ``warning`` while a retry follows, ``error`` when the failure is final
     log_raw_response(...)   the provider's raw response at debug level, secrets redacted
+    redact_error(...)       a ComputeError with registered secrets masked in its text, before it
+                            is logged, pushed to XCom or stored (providers echo requests in errors)
 
 Redaction works twice over: values that look like secrets by their key (passwords, tokens,
 environment values) are replaced structurally, and every value registered with Airflow's
@@ -25,6 +27,8 @@ from airflow_compute_provider.errors import ComputeError
 
 LOGGER_NAME = "airflow_compute_provider"
 REDACTED = "***"
+#: how deep redaction looks into a payload (a pod's JSON, an error with its units' errors)
+_MAX_DEPTH = 32
 
 # Keys whose values are secret wherever they appear in a provider payload.
 _SECRET_KEY = re.compile(
@@ -102,6 +106,24 @@ def log_raw_response(logger: Any, payload: Any, *, what: str = "provider respons
     logger.debug(what, raw=redact_payload(payload))
 
 
+def redact_error(error: ComputeError) -> ComputeError:
+    """``error`` with every secret registered with Airflow's masker replaced in its text.
+
+    A provider may echo what a request carried (an environment value, a token) inside its error
+    message, and that message travels on in the error: to XCom, the state store and the logs.
+    Airflow masks registered secrets in the log lines its workers send; XCom values and the
+    state store it does not touch, so the error is masked before it goes anywhere."""
+    try:
+        from airflow.sdk.log import redact
+    except ImportError:  # pragma: no cover - Airflow is a dependency
+        return error
+    data = error.to_json_dict()
+    masked = _masked(redact, data)
+    if masked == data:
+        return error
+    return ComputeError.model_validate(masked)
+
+
 def redact_payload(payload: Any) -> Any:
     """A copy of ``payload`` with secret-looking values and registered secrets masked."""
     structural = _redact(payload, depth=0)
@@ -109,11 +131,20 @@ def redact_payload(payload: Any) -> Any:
         from airflow.sdk.log import redact
     except ImportError:  # pragma: no cover - Airflow is a dependency; keep logging safe anyway
         return structural
-    return redact(structural)
+    return _masked(redact, structural)
+
+
+def _masked(redact: Any, value: Any) -> Any:
+    # Airflow's masker stops at depth 5 by default and returns anything deeper as it is: a unit's
+    # error inside an error (units.failed[0].error.root_cause.provider_message) is deeper.
+    try:
+        return redact(value, max_depth=_MAX_DEPTH)
+    except TypeError:  # pragma: no cover - a masker without max_depth
+        return redact(value)
 
 
 def _redact(value: Any, *, depth: int, key: str | None = None) -> Any:
-    if depth > 32:
+    if depth > _MAX_DEPTH:
         return REDACTED
     if key is not None and _is_secret_key(key) and not isinstance(value, Mapping | list | tuple):
         return REDACTED if value not in (None, "") else value
@@ -151,7 +182,7 @@ def register_secrets(request: Any) -> int:
 
 
 def _collect_secrets(value: Any, found: list[str], *, key: str | None, depth: int) -> None:
-    if depth > 32:
+    if depth > _MAX_DEPTH:
         return
     if isinstance(value, Mapping):
         for k, v in value.items():

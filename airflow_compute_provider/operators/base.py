@@ -20,6 +20,7 @@ leaves its units running for the next try, or the reconciler, to pick up.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -58,6 +59,7 @@ from airflow_compute_provider.observability import (
     log_failure,
     log_raw_response,
     operation_logger,
+    redact_error,
     register_secrets,
 )
 from airflow_compute_provider.operators import outcome
@@ -296,7 +298,7 @@ class BaseComputeOperator(BaseOperator):
             attempt = int(context["ti"].try_number)
             execution = ExecutionRef(args["tenant_id"], self._execution_id(context, args))
         except ComputeConfigError as exc:
-            error = exc.error.with_context(provider=self.provider, operation=self.operation)
+            error = redact_error(exc.error.with_context(provider=self.provider, operation=self.operation))
             self._push_error(context, error)
             metrics.error(error, provider=self.provider)
             raise self._exception_for(exc.error, context) from None
@@ -473,7 +475,7 @@ class BaseComputeOperator(BaseOperator):
             for u in launched
         ] + [ResourceUpdate(ul.index, ul.generation, ResourceStatus.FAILED, error=err) for ul, err in refused]
         if updates:
-            store.record_resources(t.tenant_id, t.execution_id, updates)
+            self._record_resources(t, updates)
         metrics.launched(self.provider, len(launched))
         metrics.adopted(self.provider, len(plan.adopted))
         if refused:
@@ -625,20 +627,18 @@ class BaseComputeOperator(BaseOperator):
         """Stop ``units``; what cannot be stopped is marked for cleanup, and the error says so."""
         if not units:
             return error
-        store = self._store
-        store.record_resources(
-            t.tenant_id,
-            t.execution_id,
+        self._record_resources(
+            t,
             [
                 ResourceUpdate(u.index, u.generation, ResourceStatus.STOPPING, resource_id=u.resource_id)
                 for u in units
             ],
         )
         not_stopped = backend.stop(units, reason=f"rollback of {t.args['operation']} ({error.code.value})")
+        not_stopped = [(u, redact_error(e)) for u, e in not_stopped]
         stuck_ids = {u.resource_id for u, _ in not_stopped}
-        store.record_resources(
-            t.tenant_id,
-            t.execution_id,
+        self._record_resources(
+            t,
             [
                 ResourceUpdate(u.index, u.generation, ResourceStatus.STOPPED, resource_id=u.resource_id)
                 for u in units
@@ -683,10 +683,13 @@ class BaseComputeOperator(BaseOperator):
     def _record_failure(
         self, context: Any, t: _Try, error: ComputeError, *, record: bool = True
     ) -> ComputeError:
-        # The workflow's operation ("provision") replaces the API call a normalizer named.
-        error = error.with_context(
-            provider=self.provider, execution_id=t.execution_id, tenant_id=t.tenant_id, attempt=t.attempt
-        ).model_copy(update={"operation": t.args["operation"]})
+        # The workflow's operation ("provision") replaces the API call a normalizer named. From
+        # here on (XCom, the store, the logs, the exception) secrets the provider echoed are masked.
+        error = redact_error(
+            error.with_context(
+                provider=self.provider, execution_id=t.execution_id, tenant_id=t.tenant_id, attempt=t.attempt
+            ).model_copy(update={"operation": t.args["operation"]})
+        )
         self._push_error(context, error)
         metrics.error(error, provider=self.provider)
         if record:
@@ -715,10 +718,11 @@ class BaseComputeOperator(BaseOperator):
         if t is None:
             # The try never held the tenant (bad arguments, or the store refused it).
             if raised is not None:
+                raised = redact_error(raised)
                 log_failure(operation_logger(**_log_context(raised)), raised, final=not will_retry)
             return
         store = self._store
-        error = store.last_error(t.tenant_id, t.execution_id) or raised or _unexplained(context)
+        error = redact_error(store.last_error(t.tenant_id, t.execution_id) or raised or _unexplained(context))
         if not will_retry and error.cleanup is not None and error.cleanup.action == "left_running":
             error = self._roll_back_left_running(t, error)
         store.finish_operation(t.tenant_id, t.execution_id, error, will_retry=will_retry)
@@ -738,7 +742,7 @@ class BaseComputeOperator(BaseOperator):
             for e in newest.values()
             if e.resource_id and e.status in (ResourceStatus.LAUNCHED, ResourceStatus.RUNNING)
         ]
-        rolled = self._roll_back(t, self.make_backend(), error, running)
+        rolled = redact_error(self._roll_back(t, self.make_backend(), error, running))
         self._store.record_outcome(t.tenant_id, t.execution_id, rolled)
         return rolled
 
@@ -816,7 +820,14 @@ class BaseComputeOperator(BaseOperator):
                     ResourceUpdate(s.unit.index, s.unit.generation, target, s.unit.resource_id, s.error)
                 )
         if updates:
-            store.record_resources(t.tenant_id, t.execution_id, updates)
+            self._record_resources(t, updates)
+
+    def _record_resources(self, t: _Try, updates: Sequence[ResourceUpdate]) -> None:
+        """Ledger moves, with the secrets a provider echoed masked in each unit's error."""
+        masked = [
+            dataclasses.replace(u, error=redact_error(u.error)) if u.error is not None else u for u in updates
+        ]
+        self._store.record_resources(t.tenant_id, t.execution_id, masked)
 
 
 def _left_running(statuses: Sequence[UnitStatus]) -> CleanupReport:
