@@ -470,10 +470,17 @@ class BaseComputeOperator(BaseOperator):
         )
         launched = list(result.launched) if result else []
         refused = list(result.refused) if result else []
+        # A launch whose answer never came back (the connection dropped) may have started its
+        # unit: its row stays an intent, so the next try re-sends the same token or adopts what
+        # it finds, and the ledger can follow that unit (a failed row could not take it back).
         updates = [
             ResourceUpdate(u.index, u.generation, ResourceStatus.LAUNCHED, resource_id=u.resource_id)
             for u in launched
-        ] + [ResourceUpdate(ul.index, ul.generation, ResourceStatus.FAILED, error=err) for ul, err in refused]
+        ] + [
+            ResourceUpdate(ul.index, ul.generation, ResourceStatus.FAILED, error=err)
+            for ul, err in refused
+            if not _may_have_launched(err)
+        ]
         if updates:
             self._record_resources(t, updates)
         metrics.launched(self.provider, len(launched))
@@ -828,6 +835,12 @@ class BaseComputeOperator(BaseOperator):
             dataclasses.replace(u, error=redact_error(u.error)) if u.error is not None else u for u in updates
         ]
         self._store.record_resources(t.tenant_id, t.execution_id, masked)
+
+
+def _may_have_launched(error: ComputeError) -> bool:
+    """Whether a launch refused with ``error`` may have started its unit all the same: the
+    provider never answered (unreachable, no HTTP status), so the request may have arrived."""
+    return error.code is ErrorCode.PROVIDER_UNREACHABLE and error.root_cause.http_status is None
 
 
 def _left_running(statuses: Sequence[UnitStatus]) -> CleanupReport:
