@@ -1,0 +1,447 @@
+"""Tenant isolation: hostile tenant ids are refused, colliding ids are kept apart, and a tenant
+never finds, adopts, stops or cleans up another tenant's units.
+
+Two tenants of each pair run the same operation with the same execution-id template, so their
+execution ids are the same string. The decoy tenant's units run first and keep running; then
+the other tenant, in the same DAG run, goes through what touches units of an execution:
+
+    adopt     its first try's launch answer is lost (the fault proxy drops it after the
+              provider did the work), so its next try must find and adopt its own unit
+    rollback  a partial launch: its started units are stopped (ECS StopTask, pod deletes)
+    cleanup   its rollback's stops are refused, the units are marked for cleanup, and a
+              maintenance run (``recovery.Reconciler``) stops them afterwards
+
+and every time the decoy's units, with the same execution id and the same unit indexes, are
+right there. Afterwards the decoys still run, untouched, their ledger rows as they were, and
+each tenant's results name only its own units. Execution ids that ECS tags cannot hold as they
+are (``!`` becomes ``_``) are kept apart too, and ids that try label injection or path
+traversal are refused wherever a tenant id is accepted.
+
+moto plays ECS and the node simulator the kubelet; the rest is real.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+
+from airflow_compute_provider.errors import ComputeConfigError
+from airflow_compute_provider.hooks import ecs_tags
+from airflow_compute_provider.hooks.base import exec_key
+from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
+from airflow_compute_provider.hooks.kubernetes_pods import label_value
+from airflow_compute_provider.operators.ecs import EcsComputeOperator
+from airflow_compute_provider.operators.kubernetes import KubernetesComputeOperator
+from airflow_compute_provider.recovery import Reconciler, RecoverySettings
+from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
+from tests.harness.ecs import CLUSTER_NAME, TASK_FAMILY, aws_connection_json
+from tests.harness.ecs_script import RUNS_FOREVER
+from tests.harness.kube import kubernetes_connection_json, wait_for_quota
+from tests.harness.nodesim import SCRIPT_ANNOTATION
+from tests.harness.proxy import FaultProxy
+from tests.harness.proxy_faults import Reset, ecs_error, kube_error
+from tests.reliability.audit import audit, ecs_inventory, kube_inventory
+from tests.reliability.dags import Code, Task, compute_dag
+from tests.reliability.inputs import TENANT_IDS
+from tests.reliability.scenarios import QUOTA_REFUSAL
+from tests.reliability.tally import TALLY
+
+pytestmark = [pytest.mark.reliability, pytest.mark.airflow]
+
+SCENARIOS = ("adopt", "rollback", "cleanup")
+# two runs on one day: "{{ ds }}" renders the same for the decoys and the tenants they shadow
+DECOYS_RUN = datetime(2026, 8, 1, 1, tzinfo=UTC)
+TENANTS_RUN = datetime(2026, 8, 1, 2, tzinfo=UTC)
+HOSTILE_TENANT_IDS = (
+    "a,b=c",
+    "a=b",
+    "tenant in (a,b)",
+    "a!=b",
+    "../other",
+    "a/../../b",
+    "..",
+    "a/b",
+    "tenant\nx",
+    "Tenant",
+    "tenant_1",
+    "tenant.1",
+    "-tenant",
+    "tenant-",
+    "x" * 64,
+    "",
+)
+
+
+def _pair(scenario: str, prefix: str) -> tuple[str, str]:
+    """The tenant that runs ``scenario``, and its decoy."""
+    return f"{prefix}-{scenario}", f"{prefix}-{scenario}-decoy"
+
+
+def _execution_template(scenario: str) -> str:
+    # the same template for both tenants of a pair: the same execution id once rendered
+    return f"{{{{ ds }}}}:isolation:{scenario}"
+
+
+def _alive_of(units: list[Any], tenant: str) -> list[tuple[int, str]]:
+    return sorted((u.index, u.resource_id) for u in units if u.tenant_id == tenant and u.alive)
+
+
+def _ledger(store: Any, tenant: str) -> list[tuple[Any, ...]]:
+    return [
+        (e.unit_index, e.generation, e.resource_id, e.status, e.updated_at)
+        for e in store.list_resources(tenant_id=tenant)
+    ]
+
+
+# -- refused or kept distinct ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tenant_id", HOSTILE_TENANT_IDS)
+def test_hostile_tenant_ids_are_refused_wherever_a_tenant_id_is_taken(
+    tenant_id: str, state_store: Any
+) -> None:
+    attempts: dict[str, Callable[[], object]] = {
+        "ecs operator": lambda: EcsComputeOperator(
+            task_id="t", tenant_id=tenant_id, operation="o", cluster="c", task_definition="td"
+        ),
+        "kubernetes operator": lambda: KubernetesComputeOperator(
+            task_id="t", tenant_id=tenant_id, operation="o", namespace="ns", image="busybox"
+        ),
+        "state store": lambda: state_store.begin_operation(tenant_id, "e", "o", "ecs", 1),
+        "maintenance scope": lambda: RecoverySettings(tenant_id=tenant_id),
+    }
+    for where, attempt in attempts.items():
+        with pytest.raises(ComputeConfigError) as refused:
+            attempt()
+        assert refused.value.argument == "tenant_id", where
+    TALLY.add(inputs=len(attempts))
+    assert state_store.list_tenants() == []
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(first=TENANT_IDS.valid, second=TENANT_IDS.valid)
+def test_distinct_tenant_ids_stay_distinct_in_every_provider_side_name(first: str, second: str) -> None:
+    """A valid tenant id is its own label value and tag value, unchanged: two tenants never
+    collide after normalization, and their executions' keys differ even for one execution id."""
+    TALLY.add(inputs=2)
+    for tenant in (first, second):
+        assert label_value(tenant) == tenant
+        assert ecs_tags.tag_value(tenant) == tenant
+    if first != second:
+        assert exec_key(first, "same:execution") != exec_key(second, "same:execution")
+
+
+# -- ECS ----------------------------------------------------------------------------------------------
+
+
+def test_ecs_tenants_with_colliding_execution_ids_never_touch_each_others_units(
+    airflow_env: Any,
+    ecs_env: Any,
+    fault_proxy: Callable[[str], FaultProxy],
+    state_store: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prefix = "iso-e"
+    common = {
+        "operation": "provision",
+        "cluster": CLUSTER_NAME,
+        "task_definition": TASK_FAMILY,
+        "launch_type": "FARGATE",
+        "network_configuration": ecs_env.network_configuration,
+        "poll_interval": 0.1,
+        "retry_delay": Code("timedelta(0)"),
+    }
+    ecs_env.default_script = RUNS_FOREVER
+    decoys = [
+        Task(
+            f"decoy_{s}",
+            "EcsComputeOperator",
+            {
+                **common,
+                "tenant_id": _pair(s, prefix)[1],
+                "execution_id": _execution_template(s),
+                "count": 3,
+                "wait_for": "running",
+            },
+        )
+        for s in SCENARIOS
+    ]
+    decoy_run = airflow_env.run_dag(
+        compute_dag("isolation_ecs_decoys", decoys), "isolation_ecs_decoys", logical_date=DECOYS_RUN
+    )
+    assert set(decoy_run.task_states().values()) == {"success"}
+    decoy_tenants = [_pair(s, prefix)[1] for s in SCENARIOS]
+    before = {t: _ledger(state_store, t) for t in decoy_tenants}
+    decoy_units = {t: _alive_of(ecs_inventory(ecs_env.ecs, CLUSTER_NAME), t) for t in decoy_tenants}
+    assert all(len(units) == 3 for units in decoy_units.values())
+
+    # adopt: every RunTask of the first try reaches ECS, its answer never comes back
+    adopt = fault_proxy(ecs_env.moto_url)
+    adopt.add_rule(Reset(forward_first=True), operation="RunTask")
+    # cleanup: the rollback's stops are refused, until the maintenance run
+    cleanup = fault_proxy(ecs_env.moto_url)
+    cleanup.add_rule(
+        ecs_error("AccessDeniedException", "not authorized to perform ecs:StopTask"), operation="StopTask"
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_ADOPT", aws_connection_json(adopt.url))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_CLEANUP", aws_connection_json(cleanup.url))
+    for scenario in ("rollback", "cleanup"):
+        tenant = _pair(scenario, prefix)[0]
+        ecs_env.script_next_run_task(
+            failures=[{"reason": QUOTA_REFUSAL}],
+            where=lambda body, t=tenant: (
+                _tag(body, ecs_tags.TENANT_ID_TAG) == t and _tag(body, ecs_tags.UNIT_INDEX_TAG) == "2"
+            ),
+            times=None,
+        )
+    tasks = [
+        Task(
+            "adopt",
+            "EcsComputeOperator",
+            {
+                **common,
+                "tenant_id": _pair("adopt", prefix)[0],
+                "execution_id": _execution_template("adopt"),
+                "wait_for": "running",
+                "aws_conn_id": "aws_adopt",
+                "retries": 1,
+            },
+        ),
+        Task(
+            "rollback",
+            "EcsComputeOperator",
+            {
+                **common,
+                "tenant_id": _pair("rollback", prefix)[0],
+                "execution_id": _execution_template("rollback"),
+                "count": 3,
+            },
+        ),
+        Task(
+            "cleanup",
+            "EcsComputeOperator",
+            {
+                **common,
+                "tenant_id": _pair("cleanup", prefix)[0],
+                "execution_id": _execution_template("cleanup"),
+                "count": 3,
+                "aws_conn_id": "aws_cleanup",
+            },
+        ),
+        # one tenant, two execution ids that are the same ECS tag value ("!" is not allowed)
+        Task(
+            "norm_1",
+            "EcsComputeOperator",
+            {**common, "tenant_id": f"{prefix}-norm", "execution_id": "norm!1", "wait_for": "running"},
+        ),
+        Task(
+            "norm_2",
+            "EcsComputeOperator",
+            {**common, "tenant_id": f"{prefix}-norm", "execution_id": "norm_1", "wait_for": "running"},
+        ),
+    ]
+    run = airflow_env.run_dag(compute_dag("isolation_ecs", tasks), "isolation_ecs", logical_date=TENANTS_RUN)
+    cleanup.reset()
+    report = Reconciler(state_store).run(RecoverySettings(cleanup_backoff=timedelta(seconds=0.1)))
+    TALLY.add(operations=len(decoys) + len(tasks))
+
+    states = run.task_states()
+    assert states == {
+        "adopt": "success",
+        "rollback": "failed",
+        "cleanup": "failed",
+        "norm_1": "success",
+        "norm_2": "success",
+    }
+    assert run.try_numbers()["adopt"] == 2
+    assert adopt.counts.passed.get("RunTask", 0) == 0, "the second try adopted, it did not launch"
+    assert run.xcom("cleanup", key="compute_error")["code"] == "CLEANUP_FAILED"
+    assert report.to_json()["summary"]["resources_cleaned"] == 2, report.to_json()
+    units = ecs_inventory(ecs_env.ecs, CLUSTER_NAME)
+    _check_isolated(run, units, state_store, prefix, decoy_units, before, "ecs")
+    norm = [run.xcom(t)["units"][0]["resource_id"] for t in ("norm_1", "norm_2")]
+    assert len(set(norm)) == 2, "the second execution adopted the first one's task"
+    assert sorted(u.resource_id for u in units if u.tenant_id == f"{prefix}-norm") == sorted(norm)
+
+
+def _tag(body: Any, key: str) -> str | None:
+    return next((t["value"] for t in body.get("tags") or [] if t["key"] == key), None)
+
+
+def _check_isolated(
+    run: Any,
+    units: list[Any],
+    store: Any,
+    prefix: str,
+    decoy_units: dict[str, list[tuple[int, str]]],
+    before: dict[str, list[tuple[Any, ...]]],
+    provider: str,
+) -> None:
+    for scenario in SCENARIOS:
+        tenant, decoy = _pair(scenario, prefix)
+        assert _alive_of(units, decoy) == decoy_units[decoy], f"{scenario}: the decoy's units were touched"
+        assert _ledger(store, decoy) == before[decoy], f"{scenario}: the decoy's ledger rows changed"
+        assert store.get_tenant(decoy).status is TenantStatus.READY
+        mine = {u.resource_id for u in units if u.tenant_id == tenant}
+        assert not mine & {r for _, r in decoy_units[decoy]}, f"{scenario}: a decoy's unit counted as its own"
+        if scenario != "adopt":
+            assert _alive_of(units, tenant) == [], f"{scenario}: its own units still run"
+            statuses = {e.status for e in store.list_resources(tenant_id=tenant)}
+            assert statuses <= {ResourceStatus.STOPPED, ResourceStatus.CLEANED, ResourceStatus.FAILED}, (
+                statuses
+            )
+    adopted = {u["resource_id"] for u in run.xcom("adopt")["units"]}
+    assert adopted == {u.resource_id for u in units if u.tenant_id == _pair("adopt", prefix)[0]}
+    result = audit(units, store.list_resources(), provider=provider)
+    result.record(TALLY)
+    assert result.clean, result.problems()
+
+
+# -- Kubernetes ----------------------------------------------------------------------------------------
+
+
+def test_kubernetes_tenants_with_colliding_execution_ids_never_touch_each_others_units(
+    airflow_env: Any,
+    kube_env: Any,
+    fault_proxy: Callable[[str], FaultProxy],
+    state_store: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    prefix = "iso-k"
+    core = kube_env.core
+    quota_ns = kube_env.cluster.new_namespace("iso-quota")
+    try:
+        core.create_namespaced_resource_quota(
+            quota_ns, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "5"}}}
+        )
+        wait_for_quota(core, quota_ns, "pods")
+        namespaces = {"adopt": kube_env.namespace, "rollback": quota_ns, "cleanup": kube_env.namespace}
+        common = {
+            "operation": "provision",
+            "image": "busybox:1.36",
+            "container_resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+            "poll_interval": 0.1,
+            "retry_delay": Code("timedelta(0)"),
+            "pending_grace_period": Code("timedelta(seconds=1)"),
+        }
+        decoys = [
+            Task(
+                f"decoy_{s}",
+                "KubernetesComputeOperator",
+                {
+                    **common,
+                    "tenant_id": _pair(s, prefix)[1],
+                    "execution_id": _execution_template(s),
+                    "namespace": namespaces[s],
+                    "count": 3,
+                    "wait_for": "running",
+                    "annotations": {SCRIPT_ANNOTATION: "run:forever"},
+                },
+            )
+            for s in SCENARIOS
+        ]
+        decoy_run = airflow_env.run_dag(
+            compute_dag("isolation_kube_decoys", decoys), "isolation_kube_decoys", logical_date=DECOYS_RUN
+        )
+        assert set(decoy_run.task_states().values()) == {"success"}
+        decoy_tenants = [_pair(s, prefix)[1] for s in SCENARIOS]
+        before = {t: _ledger(state_store, t) for t in decoy_tenants}
+        inventory = lambda: kube_inventory(core, [kube_env.namespace, quota_ns])  # noqa: E731
+        decoy_units = {t: _alive_of(inventory(), t) for t in decoy_tenants}
+        assert all(len(units) == 3 for units in decoy_units.values())
+
+        adopt = fault_proxy(kube_env.cluster.server)
+        # every attempt of the first create reaches the server, no answer comes back
+        adopt.add_rule(
+            Reset(forward_first=True),
+            method="POST",
+            path=r"/pods$",
+            times=KubernetesComputeHook.retry_settings.attempts,
+        )
+        cleanup = fault_proxy(kube_env.cluster.server)
+        cleanup.add_rule(
+            kube_error(403, "Forbidden", 'pods "x" is forbidden: cannot delete'), method="DELETE"
+        )
+        for name, proxy in (("adopt", adopt), ("cleanup", cleanup)):
+            path = tmp_path / f"{name}.kubeconfig"
+            path.write_text(json.dumps(_kubeconfig(proxy.url, kube_env.cluster.token)))
+            monkeypatch.setenv(
+                f"AIRFLOW_CONN_KUBERNETES_{name.upper()}",
+                kubernetes_connection_json(path, kube_env.namespace),
+            )
+        tasks = [
+            Task(
+                "adopt",
+                "KubernetesComputeOperator",
+                {
+                    **common,
+                    "tenant_id": _pair("adopt", prefix)[0],
+                    "execution_id": _execution_template("adopt"),
+                    "namespace": namespaces["adopt"],
+                    "count": 2,
+                    "wait_for": "running",
+                    "annotations": {SCRIPT_ANNOTATION: "run:forever"},
+                    "kubernetes_conn_id": "kubernetes_adopt",
+                    "retries": 1,
+                },
+            ),
+            # a partial launch: the quota has room for two of its three pods
+            Task(
+                "rollback",
+                "KubernetesComputeOperator",
+                {
+                    **common,
+                    "tenant_id": _pair("rollback", prefix)[0],
+                    "execution_id": _execution_template("rollback"),
+                    "namespace": namespaces["rollback"],
+                    "count": 3,
+                    "annotations": {SCRIPT_ANNOTATION: "run:forever"},
+                },
+            ),
+            # stuck on a missing image, rolled back, and the deletes refused
+            Task(
+                "cleanup",
+                "KubernetesComputeOperator",
+                {
+                    **common,
+                    "tenant_id": _pair("cleanup", prefix)[0],
+                    "execution_id": _execution_template("cleanup"),
+                    "namespace": namespaces["cleanup"],
+                    "count": 2,
+                    "annotations": {SCRIPT_ANNOTATION: "waiting:ErrImagePull"},
+                    "kubernetes_conn_id": "kubernetes_cleanup",
+                },
+            ),
+        ]
+        run = airflow_env.run_dag(
+            compute_dag("isolation_kube", tasks), "isolation_kube", logical_date=TENANTS_RUN
+        )
+        cleanup.reset()
+        report = Reconciler(state_store).run(RecoverySettings(cleanup_backoff=timedelta(seconds=0.1)))
+        TALLY.add(operations=len(decoys) + len(tasks))
+
+        assert run.task_states() == {"adopt": "success", "rollback": "failed", "cleanup": "failed"}
+        assert run.try_numbers()["adopt"] == 2
+        assert run.xcom("rollback", key="compute_error")["code"] == "PARTIAL_FAILURE"
+        assert run.xcom("cleanup", key="compute_error")["code"] == "CLEANUP_FAILED"
+        assert report.to_json()["summary"]["resources_cleaned"] == 2, report.to_json()
+        _check_isolated(run, inventory(), state_store, prefix, decoy_units, before, "kubernetes")
+    finally:
+        kube_env.cluster.delete_namespace(quota_ns)
+
+
+def _kubeconfig(server: str, token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "proxy", "cluster": {"server": server}}],
+        "users": [{"name": "admin", "user": {"token": token}}],
+        "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "admin"}}],
+        "current-context": "proxy",
+    }
