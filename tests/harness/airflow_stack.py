@@ -4,7 +4,8 @@
                       several processes writing at once is what PostgreSQL is for), the
                       api-server on a free loopback port, small parallelism, every other port
                       moved off its default; started in its own process group and stopped by
-                      that group's id
+                      that group's id; ``start_component("triggerer")`` starts one more
+                      component (standalone never restarts one that died), stopped with it
     AirflowRestClient  JWT from ``/auth/token`` (simple auth manager, known admin password;
                       a read-only ``viewer`` user exists too),
                       then the public API v2: wait for a DAG to be parsed, trigger a run, wait
@@ -144,6 +145,8 @@ class StandaloneStack:
         self.base_url = f"http://{LOOPBACK}:{self.port}"
         self.env = self._environment(database_url, dict(extra_env or {}))
         self._proc: subprocess.Popen[bytes] | None = None
+        #: components started on their own after the stack (``start_component``)
+        self._components: list[subprocess.Popen[bytes]] = []
         self.log_path = self.home / "standalone.log"
 
     def _environment(self, database_url: str, extra: dict[str, str]) -> dict[str, str]:
@@ -215,6 +218,29 @@ class StandaloneStack:
             self.stop()
             raise RuntimeError(f"airflow standalone did not come up ({exc}); log tail:\n{tail}") from None
 
+    @property
+    def pid(self) -> int | None:
+        """The ``airflow standalone`` process; its components are its children."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start_component(
+        self, command: str, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start one more component (``"triggerer"``: ``airflow standalone`` never restarts one
+        that died) with the stack's environment; ``stop()`` ends it with the stack."""
+        log = open(self.home / f"{command}-{len(self._components)}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", command],
+            env={**self.env, **(extra_env or {})},
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self._components.append(process)
+        return process
+
     def _api_ready(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
             raise RuntimeError(f"airflow standalone exited with {self._proc.returncode}")
@@ -233,6 +259,14 @@ class StandaloneStack:
         )
 
     def stop(self) -> None:
+        for component in self._components:
+            if component.poll() is None:
+                os.killpg(component.pid, signal.SIGTERM)
+                try:
+                    component.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(component.pid, signal.SIGKILL)
+                    component.wait(timeout=30)
         if self._proc is not None and self._proc.poll() is None:
             pgid = self._proc.pid  # start_new_session: the group id is the leader's pid
             os.killpg(pgid, signal.SIGTERM)
