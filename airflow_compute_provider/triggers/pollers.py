@@ -69,12 +69,13 @@ LAUNCH_ONLY_KEYS: Mapping[str, frozenset[str]] = {
     "kubernetes": frozenset({"delete_grace_period_seconds"}),
 }
 
-UnitKey = tuple[str, tuple[tuple[str, str], ...]]
+UnitKey = tuple[str, int, int, tuple[tuple[str, str], ...]]
 
 
 def unit_key(unit: Unit) -> UnitKey:
-    """Two triggers watching the same unit share one read of it."""
-    return unit.resource_id, tuple(sorted(unit.locator.items()))
+    """Two triggers watching the same unit share one read of it (and each gets its own
+    ``Unit`` back: index and generation are part of the key)."""
+    return unit.resource_id, unit.index, unit.generation, tuple(sorted(unit.locator.items()))
 
 
 def poller_key(provider: str, config: Mapping[str, Any]) -> tuple[str, str]:
