@@ -64,6 +64,17 @@ MIX: Mapping[Scenario, int] = {
 }
 
 
+#: unit counts fixed by the scenario; the others alternate between one and two units. A failure
+#: of one unit while another still runs is a partial failure by design: the failure scenarios
+#: have one unit, so their outcome does not depend on which pod the kubelet finishes first.
+_COUNTS: Mapping[Scenario, int] = {
+    Scenario.PARTIAL_ROLLBACK: 3,
+    Scenario.PARTIAL_RETRY_FAILED: 3,
+    Scenario.CONTAINER_FAILED: 1,
+    Scenario.IMAGE_MISSING: 1,
+}
+
+
 @dataclass(frozen=True)
 class Op:
     number: int
@@ -101,8 +112,7 @@ def plan(provider: str, prefix: str, mix: Mapping[Scenario, int] = MIX) -> list[
                 continue
             queues[scenario] -= 1
             number = len(ops)
-            partial = scenario in (Scenario.PARTIAL_ROLLBACK, Scenario.PARTIAL_RETRY_FAILED)
-            count = 3 if partial else 1 + number % 2
+            count = _COUNTS.get(scenario, 1 + number % 2)
             ops.append(Op(number, provider, scenario, count, deferrable=number % 2 == 0, prefix=prefix))
     return ops
 

@@ -12,8 +12,10 @@ then are the ECS tasks allowed to finish.
 Afterwards: every operation completed (success on its first try), none launched a unit twice (the
 provider holds exactly ``count`` units per tenant, the ledger the same), and the one whose unit
 never ends timed out at its deadline, not before: the deadline travels with the trigger as an
-absolute time and a restart does not move it. The stack stays usable for the tests after this
-one: the new triggerer runs until the stack stops.
+absolute time and a restart does not move it. The triggerer stays dead until that deadline has
+passed, so the restarted trigger fires at once, having seen nothing: the task's error must still
+list the unit it left running (the operator describes what the trigger never saw). The stack
+stays usable for the tests after this one: the new triggerer runs until the stack stops.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from tests.harness.proxy import FaultProxy
 from tests.reliability.audit import audit, ecs_inventory, kube_inventory
 from tests.reliability.stack_dags import reliability_triggerer_restart as dag
 from tests.reliability.tally import TALLY
-from tests.slow.stack_runs import StackWorkflows, parse_time
+from tests.slow.stack_runs import StackRun, StackWorkflows, parse_time
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.kube]
 
@@ -140,6 +142,12 @@ def test_triggerer_killed_while_operations_wait_every_operation_completes_once(
     psutil.wait_procs(old, timeout=30)
     assert not [p for p in old if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     TALLY.add(crashes=1)
+    # nobody watches until the timeout task's deadline has passed: its trigger starts too late
+    # to have seen its unit, and must still report it left running, and never the others early
+    waiting = StackRun(workflows.client, dag.DAG_ID, run_id, "running", workflows.metadata_url)
+    (launched,) = waiting.logged(dag.TIMEOUT_TASK, 1, "compute units launched")
+    deadline = parse_time(launched["deadline"])
+    _wait_until(lambda: datetime.now(UTC) > deadline, dag.TIMEOUT_SECONDS + 30, "the timeout task's deadline")
     assert set(states().values()) == {"deferred"}, "a task left the triggerer without it"
 
     new = stack.start_component(
@@ -187,12 +195,13 @@ def test_triggerer_killed_while_operations_wait_every_operation_completes_once(
                 u.resource_id for u in units
             )
 
-    # the timeout fired at its deadline, after the restart, not before
+    # the timeout fired after its deadline, in the new triggerer, and names the unit it left running
     error = run.xcom(dag.TIMEOUT_TASK, key="compute_error")
     assert error["code"] == "OPERATION_TIMEOUT"
-    assert error["cleanup"]["action"] == "left_running"
-    (launched,) = run.logged(dag.TIMEOUT_TASK, 1, "compute units launched")
-    assert parse_time(error["occurred_at"]) >= parse_time(launched["deadline"])
+    assert parse_time(error["occurred_at"]) >= deadline
+    (left,) = [u.resource_id for u in ecs_units if u.tenant_id == _tenant(dag.TIMEOUT_TASK)]
+    assert error["cleanup"] == {"action": "left_running", "resources": [left]}
+    assert [u["resource_id"] for u in error["units"]["running"] + error["units"]["pending"]] == [left]
 
     tenants = {_tenant(t) for t in TASKS}
     ledger = [e for e in store.list_resources() if e.tenant_id in tenants]
