@@ -13,10 +13,11 @@ What the kill left is checked (nothing launched; launched but not in the ledger;
 and waiting; stops sent, rows still ``stopping``). Then the next try runs, in this process,
 for the same DAG run and so the same execution id; then one maintenance run
 (``recovery.Reconciler``), as the maintenance DAG would. Afterwards: the outcome the scenario
-dictates (success for the first three, the scenario's failure for the fourth), exactly one unit
-per index launched by the tries that succeed, no unit alive after a failure, the tenant in the
-state its outcome leads to, no try left in progress, no ledger row left open, and the audit
-(nothing lost, duplicated or leaked).
+dictates (for the first three, every unit running: ``wait_for="running"``, so a next try that
+launched instead of adopting would leave two live generations; for the fourth, the scenario's
+failure), exactly one unit per index for the tries that succeed, followed by the ledger, no unit
+alive after a failure and no ledger row left open, the tenant in the state its outcome leads to,
+no try left in progress, and the audit (nothing lost, duplicated or leaked).
 
 moto plays ECS and the node simulator the kubelet; the rest is real.
 """
@@ -151,9 +152,10 @@ def _converged(crash: Crash, run: Any, store: Any, units: Sequence[Any], code: s
     tries = store.operations(case.tenant_id)
     assert not [op for op in tries if op.status is OperationStatus.IN_PROGRESS], (case, tries)
     mine = [u for u in units if u.tenant_id == case.tenant_id]
-    assert not [r for r in store.list_resources(tenant_id=case.tenant_id) if r.status in _OPEN], case
+    rows = store.list_resources(tenant_id=case.tenant_id)
     assert not tenant.held, case
     if case.fails:
+        assert not [r for r in rows if r.status in _OPEN], case
         assert run.state() == "failed", case
         assert run.xcom("provision", key="compute_error")["code"] == code, case
         assert [u.resource_id for u in mine if u.alive] == [], f"{case}: units alive after the failure"
@@ -161,10 +163,15 @@ def _converged(crash: Crash, run: Any, store: Any, units: Sequence[Any], code: s
         return
     assert run.state() == "success", case
     result = run.xcom("provision")
-    assert sorted((u["index"], u["status"]) for u in result["units"]) == [(0, "succeeded"), (1, "succeeded")]
-    # exactly one set: the killed try and the next one launched one unit per index between them
-    assert sorted((u.index, u.generation) for u in mine) == [(0, 1), (1, 1)], f"{case}: {mine}"
+    assert sorted((u["index"], u["status"]) for u in result["units"]) == [(0, "running"), (1, "running")]
+    # exactly one set: the killed try and the next one launched one unit per index between them,
+    # and it runs on, followed by the ledger
+    assert sorted((u.index, u.generation, u.alive) for u in mine) == [(0, 1, True), (1, 1, True)], mine
     assert {u["resource_id"] for u in result["units"]} == {u.resource_id for u in mine}, case
+    assert sorted((r.unit_index, r.generation, r.status) for r in rows) == [
+        (0, 1, ResourceStatus.RUNNING),
+        (1, 1, ResourceStatus.RUNNING),
+    ], case
     assert tenant.status is TenantStatus.READY, case
 
 
@@ -215,6 +222,7 @@ def test_ecs_worker_killed_at_every_step_converges_on_the_next_try(
             count=COUNT,
             deferrable=case.deferrable,
             timeout=Code("timedelta(seconds=60)"),
+            wait_for="completion" if case.fails else "running",
         )
         key = case.tenant_id
 
@@ -231,7 +239,7 @@ def test_ecs_worker_killed_at_every_step_converges_on_the_next_try(
             )
             ecs_env.script_tasks(RUNS_FOREVER, count=None, where=mine)
         else:
-            ecs_env.script_tasks(TaskScript(pending=1, running=2), count=None, where=mine)
+            ecs_env.script_tasks(TaskScript(pending=1, running=None), count=None, where=mine)
         crashes.append(
             Crash(case, proxy, KillSwitch(proxy, "ecs", case.step), aws_connection_json(proxy.url), source)
         )
@@ -263,7 +271,7 @@ def test_kubernetes_worker_killed_at_every_step_converges_on_the_next_try(
         kubeconfig = tmp_path / f"{case.dag_id}.kubeconfig"
         kubeconfig.write_text(json.dumps(_kubeconfig(proxy.url, kube_env.cluster.token)))
         # the outcome step: both pods stuck on a missing image, rolled back after the grace period
-        script = "waiting:ErrImagePull" if case.fails else "run:1s,exit:0"
+        script = "waiting:ErrImagePull" if case.fails else "pending:200ms,run:forever"
         source = kube_dag(
             case.dag_id,
             namespace=kube_env.namespace,
@@ -272,6 +280,7 @@ def test_kubernetes_worker_killed_at_every_step_converges_on_the_next_try(
             count=COUNT,
             deferrable=case.deferrable,
             timeout=Code("timedelta(seconds=60)"),
+            wait_for="completion" if case.fails else "running",
         )
         switch = KillSwitch(proxy, "kubernetes", case.step, stops=COUNT)
         connection = kubernetes_connection_json(kubeconfig, kube_env.namespace)
