@@ -210,4 +210,12 @@ def _metadata_url() -> str | None:
         value = conf.get("database", "sql_alchemy_conn", fallback=None)
     except Exception:
         return None  # a worker may have no metadata database configured at all
-    return str(value) if value else None
+    if not value:
+        return None
+    try:
+        sa.make_url(str(value))
+    except sa.exc.ArgumentError:
+        # An Airflow 3 task runs with its database access blocked: the supervisor sets the URL to
+        # "airflow-db-not-allowed:///", which is no URL. There is no metadata database to avoid.
+        return None
+    return str(value)
