@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 import pytest
 
+from airflow_compute_provider.state import SqlTenantStateStore
 from airflow_compute_provider.state.status import ResourceStatus
 from tests.harness.airflow_env import StandaloneHandle
 from tests.harness.ecs import CLUSTER_NAME
@@ -76,8 +77,24 @@ def workflows(
             ),
         },
     )
+    _write_connection(
+        flows,
+        {
+            "connection_id": dag.STATE_CONN_ID,
+            "conn_type": "sqlite",
+            "extra": json.dumps({"sqlalchemy_url": f"sqlite:///{tmp_path / 'state.db'}"}),
+        },
+    )
     yield flows
     flows.close()
+
+
+@pytest.fixture
+def store(workflows: StackWorkflows, tmp_path: Path) -> Iterator[SqlTenantStateStore]:
+    """The run's tenant state store (its own SQLite file, written by the stack's workers)."""
+    opened = SqlTenantStateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    yield opened
+    opened.close()
 
 
 def _write_connection(flows: StackWorkflows, connection: dict[str, Any]) -> None:
@@ -104,16 +121,16 @@ def _triggerers(stack_pid: int) -> list[psutil.Process]:
     return list({p.pid: p for p in [*found, *descendants]}.values())
 
 
-def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+def _wait_until(check: Callable[[], bool], timeout: float, what: Callable[[], str] | str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
+            raise TimeoutError(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.5)
 
 
 def test_triggerer_killed_while_operations_wait_every_operation_completes_once(
-    workflows: StackWorkflows, ecs_env: Any, kube_env: Any
+    workflows: StackWorkflows, store: SqlTenantStateStore, ecs_env: Any, kube_env: Any
 ) -> None:
     stack = workflows.stack.stack
     ecs_env.default_script = RUNS_FOREVER
@@ -131,7 +148,7 @@ def test_triggerer_killed_while_operations_wait_every_operation_completes_once(
     _wait_until(
         lambda: set(states().values()) == {"deferred"} and len(states()) == len(TASKS),
         150,
-        "every task deferred",
+        lambda: f"every task deferred: {states()}",
     )
     assert stack.pid is not None
     old = _triggerers(stack.pid)
@@ -180,7 +197,6 @@ def test_triggerer_killed_while_operations_wait_every_operation_completes_once(
     expected = {t: ("success", 1) for t in TASKS}
     expected[dag.TIMEOUT_TASK] = ("failed", 1)
     assert tries == expected
-    store = workflows.store()
     ecs_units = ecs_inventory(ecs_env.ecs, CLUSTER_NAME)
     kube_units = kube_inventory(kube_env.core, [kube_env.namespace])
     for task, count in {**dag.ECS_COUNTS, **dag.KUBE_COUNTS, dag.TIMEOUT_TASK: 1}.items():

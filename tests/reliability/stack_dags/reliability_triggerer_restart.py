@@ -8,7 +8,9 @@ local API server and node simulator), all waiting in the triggerer when it is ki
     kube_1, kube_2    1 or 2 pods each, running for 20 s
 
 The subnet, security group and namespace exist only in the test's moto and cluster, so they come
-in through the run's ``conf``.
+in through the run's ``conf``. The operations keep their state in a store of their own
+(connection ``reliability_state``, written by the test): the stack's default store is what the
+Compute Health tests read, and they must not see these tenants.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ NETWORK = {
         "assignPublicIp": "DISABLED",
     }
 }
+#: a tenant state store of this test's own: the stack's default one is read by other tests
+STATE_CONN_ID = "reliability_state"
 COMMON: dict[str, Any] = {
     "operation": "restart",
     "deferrable": True,
     "poll_interval": 0.5,
     "retries": 0,
+    "state_conn_id": STATE_CONN_ID,
 }
 
 with DAG(DAG_ID, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False):
