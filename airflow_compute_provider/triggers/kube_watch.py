@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,10 @@ WATCH_TIMEOUT_SECONDS = 300
 #: Backoff of the watch after a transient failure (doubling), unless the server says longer.
 WATCH_RETRY_SECONDS = 1.0
 WATCH_RETRY_MAX_SECONDS = 60.0
+#: A cache that heard nothing (no list, no event, no bookmark) for this long is listed again
+#: before it is read: a watch connection can stall without failing (a proxy holding it open),
+#: and a stale cache would let an operation time out on a unit that long finished.
+STALE_AFTER_SECONDS = 15.0
 
 
 class _Gone(Exception):
@@ -90,6 +95,8 @@ class KubernetesWatchSource:
         unknown: list[tuple[int, Unit]] = []
         for namespace, members in by_namespace.items():
             cache = await self._cache(namespace)
+            if cache.watching and cache.stale():
+                await cache.resync()
             for position, unit in members:
                 status = cache.status(unit) if cache.watching else None
                 if status is None:
@@ -146,6 +153,8 @@ class _NamespaceCache:
         self._statuses: dict[str, tuple[str, UnitStatus]] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        #: when the cache last heard from the server (monotonic seconds)
+        self.heard_at = time.monotonic()
 
     # reading
 
@@ -162,6 +171,15 @@ class _NamespaceCache:
         return status
 
     # the list
+
+    def stale(self) -> bool:
+        return time.monotonic() - self.heard_at > STALE_AFTER_SECONDS
+
+    async def resync(self) -> None:
+        """List again now, whatever the watch says (it may have stalled)."""
+        async with self._lock:
+            if self.stale():
+                await self._relist()
 
     async def ensure_synced(self) -> None:
         """A fresh list when the cache cannot be trusted; ``ComputeOperationError`` if it fails."""
@@ -188,6 +206,7 @@ class _NamespaceCache:
         self._statuses = {k: v for k, v in self._statuses.items() if k in self.pods}
         self.resource_version = str((data.get("metadata") or {}).get("resourceVersion") or "") or None
         self.synced = True
+        self.heard_at = time.monotonic()
         if self.lists > 1:
             self.source.changed()  # a relist: what changed while we were not watching
 
@@ -276,12 +295,15 @@ class _NamespaceCache:
             if obj.get("code") == 410:
                 raise _Gone
             raise _status_exception(obj)
+        self.heard_at = time.monotonic()
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if version:
             self.resource_version = str(version)
         if kind == "BOOKMARK":
             return
         name = _name(obj)
+        if _older(obj, self.pods.get(name)):
+            return  # the watch lags a resync's list: keep the newer state
         if kind == "DELETED":
             self.pods.pop(name, None)
             self._statuses.pop(name, None)
@@ -309,6 +331,19 @@ def _status_exception(status: Mapping[str, Any]) -> async_k8s.ApiException:
     error = async_k8s.ApiException(status=int(status.get("code") or 500), reason=str(status.get("reason")))
     error.body = json.dumps(dict(status))
     return error
+
+
+def _older(pod: Mapping[str, Any], cached: Mapping[str, Any] | None) -> bool:
+    """Whether ``pod`` is an older version than ``cached`` (etcd revisions are integers in
+    practice; anything else counts as not older)."""
+    if cached is None:
+        return False
+    try:
+        new = int((pod.get("metadata") or {}).get("resourceVersion") or "")
+        old = int((cached.get("metadata") or {}).get("resourceVersion") or "")
+    except ValueError:
+        return False
+    return new < old
 
 
 def _name(pod: Mapping[str, Any]) -> str:

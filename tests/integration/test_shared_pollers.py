@@ -32,7 +32,7 @@ import pytest
 from airflow_compute_provider.hooks.base import ExecutionRef, LaunchPlan, Unit, UnitLaunch
 from airflow_compute_provider.hooks.ecs import EcsComputeHook
 from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
-from airflow_compute_provider.triggers import pollers
+from airflow_compute_provider.triggers import kube_watch, pollers
 from airflow_compute_provider.triggers.kube_watch import KubernetesWatchSource
 from airflow_compute_provider.triggers.status import ComputeStatusTrigger
 from tests.harness.ecs import REGION, EcsEnv
@@ -40,7 +40,7 @@ from tests.harness.ecs_script import RUNS_FOREVER, SUCCEEDED, exited
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.nodesim import SCRIPT_ANNOTATION, NodeSimulator
 from tests.harness.proxy import FaultProxy
-from tests.harness.proxy_faults import Respond, ecs_throttle, kube_error, kube_throttle
+from tests.harness.proxy_faults import Delay, Respond, ecs_throttle, kube_error, kube_throttle
 
 INTERVAL = 0.5
 EVENT_TIMEOUT = 60.0
@@ -389,6 +389,25 @@ def test_a_410_gone_watch_relists_and_keeps_reporting(kube: KubeSetup, kube_core
 
     run(scenario())
     assert kube.proxy.counts.faulted == {f"GET /api/v1/namespaces/{kube.namespace}/pods": 1}
+
+
+@pytest.mark.kube
+def test_a_stalled_watch_is_outlived_by_a_relist(kube: KubeSetup, kube_core: Any, monkeypatch) -> None:
+    # The proxy holds every watch request open without an answer: the watch never fails, it
+    # only stays silent. A cache that heard nothing for STALE_AFTER_SECONDS lists again.
+    monkeypatch.setattr(kube_watch, "STALE_AFTER_SECONDS", 1.0)
+    ((pod,),) = launch_pods(kube.launcher, 1)
+    kube.proxy.add_rule(Delay(120.0), method="GET", path=r"[?&]watch=")
+
+    async def scenario() -> None:
+        waiting = asyncio.create_task(first_event(kube.trigger([pod])))
+        await until(lambda: kube.pod_lists() >= 1, "the first list")
+        finish_pod(kube_core, kube.namespace, pod)
+        event = await asyncio.wait_for(waiting, EVENT_TIMEOUT)
+        assert phases(event) == {pod.resource_id: "succeeded"}
+
+    run(scenario())
+    assert kube.pod_lists() >= 2, "the finish was seen by a relist, not by the stalled watch"
 
 
 @pytest.mark.kube
