@@ -24,7 +24,6 @@ moto plays ECS and the node simulator the kubelet; the rest is real.
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from tests.harness.proxy import FaultProxy
 from tests.integration.ecs_dags import Code, ecs_dag
 from tests.integration.kubernetes_dags import kube_dag
 from tests.reliability.audit import audit, ecs_inventory, kube_inventory
+from tests.reliability.connections import proxied_kubeconfig
 from tests.reliability.crashes import KillSwitch, Step, child_database, kill_group
 from tests.reliability.tally import TALLY
 
@@ -268,8 +268,9 @@ def test_kubernetes_worker_killed_at_every_step_converges_on_the_next_try(
     crashes = []
     for case in _cases("kubernetes"):
         proxy = fault_proxy(kube_env.cluster.server)
-        kubeconfig = tmp_path / f"{case.dag_id}.kubeconfig"
-        kubeconfig.write_text(json.dumps(_kubeconfig(proxy.url, kube_env.cluster.token)))
+        kubeconfig = proxied_kubeconfig(
+            tmp_path / f"{case.dag_id}.kubeconfig", proxy.url, kube_env.cluster.token
+        )
         # the outcome step: both pods stuck on a missing image, rolled back after the grace period
         script = "waiting:ErrImagePull" if case.fails else "pending:200ms,run:forever"
         source = kube_dag(
@@ -297,14 +298,3 @@ def test_kubernetes_worker_killed_at_every_step_converges_on_the_next_try(
         lambda: kube_inventory(kube_env.core, [kube_env.namespace]),
         "IMAGE_NOT_FOUND",
     )
-
-
-def _kubeconfig(server: str, token: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "proxy", "cluster": {"server": server}}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "admin"}}],
-        "current-context": "proxy",
-    }

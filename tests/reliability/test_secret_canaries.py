@@ -44,6 +44,7 @@ from tests.harness.kube import AIRFLOW_CONN_ENV
 from tests.harness.postgres import PostgresServer
 from tests.harness.proxy import FaultProxy
 from tests.harness.proxy_faults import ecs_error, kube_error
+from tests.reliability.connections import proxied_kubeconfig
 from tests.reliability.dags import Code, Task, compute_dag
 from tests.reliability.tally import TALLY
 from tests.unit.state.support import snapshot
@@ -145,19 +146,7 @@ def test_no_canary_reaches_a_log_an_xcom_or_the_state_store(
         method="POST",
         path=r"/pods$",
     )
-    echo_kubeconfig = tmp_path / "echo.kubeconfig"
-    echo_kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "p", "cluster": {"server": kube_echo.url}}],
-                "users": [{"name": "admin", "user": {"token": kube_env.cluster.token}}],
-                "contexts": [{"name": "p", "context": {"cluster": "p", "user": "admin"}}],
-                "current-context": "p",
-            }
-        )
-    )
+    echo_kubeconfig = proxied_kubeconfig(tmp_path / "echo.kubeconfig", kube_echo.url, kube_env.cluster.token)
     store_url = postgres_server.create_database("canaries")
     host_part = store_url.split("@", 1)[1]
     host, rest = host_part.split(":", 1)

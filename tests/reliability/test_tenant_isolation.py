@@ -22,7 +22,6 @@ moto plays ECS and the node simulator the kubelet; the rest is real.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +45,7 @@ from tests.harness.nodesim import SCRIPT_ANNOTATION
 from tests.harness.proxy import FaultProxy
 from tests.harness.proxy_faults import Reset, ecs_error, kube_error
 from tests.reliability.audit import audit, ecs_inventory, kube_inventory
+from tests.reliability.connections import proxied_kubeconfig
 from tests.reliability.dags import Code, Task, compute_dag
 from tests.reliability.inputs import TENANT_IDS
 from tests.reliability.scenarios import QUOTA_REFUSAL
@@ -369,8 +369,7 @@ def test_kubernetes_tenants_with_colliding_execution_ids_never_touch_each_others
             kube_error(403, "Forbidden", 'pods "x" is forbidden: cannot delete'), method="DELETE"
         )
         for name, proxy in (("adopt", adopt), ("cleanup", cleanup)):
-            path = tmp_path / f"{name}.kubeconfig"
-            path.write_text(json.dumps(_kubeconfig(proxy.url, kube_env.cluster.token)))
+            path = proxied_kubeconfig(tmp_path / f"{name}.kubeconfig", proxy.url, kube_env.cluster.token)
             monkeypatch.setenv(
                 f"AIRFLOW_CONN_KUBERNETES_{name.upper()}",
                 kubernetes_connection_json(path, kube_env.namespace),
@@ -434,14 +433,3 @@ def test_kubernetes_tenants_with_colliding_execution_ids_never_touch_each_others
         _check_isolated(run, inventory(), state_store, prefix, decoy_units, before, "kubernetes")
     finally:
         kube_env.cluster.delete_namespace(quota_ns)
-
-
-def _kubeconfig(server: str, token: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "proxy", "cluster": {"server": server}}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "admin"}}],
-        "current-context": "proxy",
-    }
