@@ -287,9 +287,11 @@ def check(op: Op, ended: Ended) -> list[str]:
         expect("exit code", (error.get("root_cause") or {}).get("exit_code"), 1)
     if scenario is Scenario.PARTIAL_ROLLBACK:
         expect("cleanup", (error.get("cleanup") or {}).get("action"), "rolled_back")
-        failed = [
-            (u["index"], (u.get("error") or {}).get("code"))
-            for u in (error.get("units") or {}).get("failed", [])
-        ]
-        expect("failed units", failed, [(2, "QUOTA_EXCEEDED")])
+        units = error.get("units") or {}
+        failed = {u["index"]: (u.get("error") or {}).get("code") for u in units.get("failed", [])}
+        # unit 2 meets the limit; on Kubernetes a create retried after a lost answer is charged
+        # against the quota again until the quota controller catches up, so unit 1 may meet it too
+        expect("unit 2's failure", failed.get(2), "QUOTA_EXCEEDED")
+        expect("failure codes", set(failed.values()), {"QUOTA_EXCEEDED"})
+        expect("a partial launch", len(failed) < op.count, True)
     return wrong
