@@ -64,7 +64,12 @@ from airflow_compute_provider.observability import (
 )
 from airflow_compute_provider.operators import outcome
 from airflow_compute_provider.operators.arguments import ARGUMENT_TYPES, Validator, validate_arguments
-from airflow_compute_provider.operators.reconcile import known_units, plan_units
+from airflow_compute_provider.operators.reconcile import (
+    claim_unheard,
+    known_units,
+    may_have_launched,
+    plan_units,
+)
 from airflow_compute_provider.policy import (
     apply_policy_arguments,
     find_compute_policy,
@@ -468,8 +473,12 @@ class BaseComputeOperator(BaseOperator):
             if plan.to_launch
             else None
         )
-        launched = list(result.launched) if result else []
-        refused = list(result.refused) if result else []
+        launched, refused = claim_unheard(
+            backend,
+            t.execution,
+            list(result.launched) if result else [],
+            list(result.refused) if result else [],
+        )
         # A launch whose answer never came back (the connection dropped) may have started its
         # unit: its row stays an intent, so the next try re-sends the same token or adopts what
         # it finds, and the ledger can follow that unit (a failed row could not take it back).
@@ -479,7 +488,7 @@ class BaseComputeOperator(BaseOperator):
         ] + [
             ResourceUpdate(ul.index, ul.generation, ResourceStatus.FAILED, error=err)
             for ul, err in refused
-            if not _may_have_launched(err)
+            if not may_have_launched(err)
         ]
         if updates:
             self._record_resources(t, updates)
@@ -835,12 +844,6 @@ class BaseComputeOperator(BaseOperator):
             dataclasses.replace(u, error=redact_error(u.error)) if u.error is not None else u for u in updates
         ]
         self._store.record_resources(t.tenant_id, t.execution_id, masked)
-
-
-def _may_have_launched(error: ComputeError) -> bool:
-    """Whether a launch refused with ``error`` may have started its unit all the same: the
-    provider never answered (unreachable, no HTTP status), so the request may have arrived."""
-    return error.code is ErrorCode.PROVIDER_UNREACHABLE and error.root_cause.http_status is None
 
 
 def _left_running(statuses: Sequence[UnitStatus]) -> CleanupReport:

@@ -14,16 +14,31 @@ describes them, and then decides per unit index, looking only at the unit's newe
 
 A try of an execution that already succeeded (a cleared task) launches a new generation of
 every unit: the DAG author asked for the work to run again.
+
+After the launch, ``claim_unheard`` looks for the units whose request went out but whose answer
+never came back: the provider may have started them. One it finds is launched, not refused, so
+the try waits for it, or stops it when it rolls back; left out, it would run on unseen.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from airflow_compute_provider.hooks.base import Unit, UnitLaunch, UnitPhase, UnitStatus
+from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
+from airflow_compute_provider.hooks.base import (
+    ComputeBackend,
+    ExecutionRef,
+    Unit,
+    UnitLaunch,
+    UnitPhase,
+    UnitStatus,
+)
 from airflow_compute_provider.state.models import LedgerEntry
 from airflow_compute_provider.state.status import ResourceStatus
+
+log = logging.getLogger(__name__)
 
 FIRST_GENERATION = 1
 
@@ -120,3 +135,40 @@ def _usable(status: UnitStatus | None) -> bool:
 def _from_ledger(entry: LedgerEntry) -> UnitStatus:
     unit = Unit(entry.unit_index, entry.generation, entry.resource_id or "", dict(entry.locator))
     return UnitStatus(unit=unit, phase=UnitPhase.SUCCEEDED)
+
+
+def may_have_launched(error: ComputeError) -> bool:
+    """Whether a launch refused with ``error`` may have started its unit all the same: the
+    provider never answered (unreachable, no HTTP status), so the request may have arrived."""
+    return error.code is ErrorCode.PROVIDER_UNREACHABLE and error.root_cause.http_status is None
+
+
+def claim_unheard(
+    backend: ComputeBackend,
+    execution: ExecutionRef,
+    launched: Sequence[Unit],
+    refused: Sequence[tuple[UnitLaunch, ComputeError]],
+) -> tuple[list[Unit], list[tuple[UnitLaunch, ComputeError]]]:
+    """Move the refusals whose unit the provider did start into ``launched``.
+
+    Only refusals without an answer are looked for, with one ``find``. If that fails too, they
+    stay refused: their ledger rows stay intents, which the next try re-sends with the same
+    token or adopts, and the reconciler lists.
+    """
+    unheard = {(ul.index, ul.generation) for ul, err in refused if may_have_launched(err)}
+    if not unheard:
+        return list(launched), list(refused)
+    try:
+        found = {
+            (u.index, u.generation): u for u in backend.find(execution) if (u.index, u.generation) in unheard
+        }
+    except (ComputeOperationError, OSError):
+        log.warning("Could not look for the units whose launch went unanswered", exc_info=True)
+        return list(launched), list(refused)
+    if found:
+        log.info(
+            "Launches whose answer was lost did start: %s", sorted(u.resource_id for u in found.values())
+        )
+    claimed = [found[(ul.index, ul.generation)] for ul, _ in refused if (ul.index, ul.generation) in found]
+    still_refused = [(ul, err) for ul, err in refused if (ul.index, ul.generation) not in found]
+    return [*launched, *claimed], still_refused

@@ -37,7 +37,7 @@ from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.nodesim import SCRIPT_ANNOTATION
 from tests.harness.proxy import FaultProxy, RequestInfo
-from tests.harness.proxy_faults import Reset, kube_error, kube_throttle, kube_unavailable
+from tests.harness.proxy_faults import Delay, Reset, kube_error, kube_throttle, kube_unavailable
 from tests.integration.kubernetes_dags import Code, KubeEnv
 
 pytestmark = [pytest.mark.kube, pytest.mark.airflow]
@@ -232,6 +232,31 @@ def test_partial_launch_rolls_back_by_default(airflow_env, kube_env) -> None:
     kube_env.wait_until_gone("k-rollback")
     ledger = open_state_store().list_resources(tenant_id="k-rollback")
     assert sorted(e.status.value for e in ledger) == ["failed", "stopped", "stopped"]
+
+
+def test_a_rollback_stops_the_unit_whose_create_went_unanswered(airflow_env, kube_env, proxied) -> None:
+    # The first create is answered; every attempt at the second reaches the API server but its
+    # answer is lost. The pod exists all the same, and the hook gives up on it (and on the third,
+    # never sent). The try must look for it: a rollback that stopped only the pods it heard of
+    # would leave this one running, in no report and stopped by no one.
+    proxied.add_rule(Delay(0.0), method="POST", path=PODS, times=1)
+    proxied.add_rule(Reset(forward_first=True), method="POST", path=PODS, times=HOOK_ATTEMPTS)
+    run = _run(airflow_env, kube_env, "kube_unheard", tenant_id="k-unheard", count=3, script="run:forever")
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert error["code"] == "PARTIAL_FAILURE"
+    launched = error["units"]["pending"] + error["units"]["running"] + error["units"]["succeeded"]
+    assert sorted(u["index"] for u in launched) == [0, 1]
+    assert [u["index"] for u in error["units"]["failed"]] == [2]
+    assert error["cleanup"]["action"] == "rolled_back"
+    assert len(error["cleanup"]["resources"]) == 2
+    kube_env.wait_until_gone("k-unheard")
+    ledger = {e.unit_index: e for e in open_state_store().list_resources(tenant_id="k-unheard")}
+    assert (ledger[1].status, ledger[1].resource_id) == (
+        ResourceStatus.STOPPED,
+        error["cleanup"]["resources"][1],
+    )
 
 
 def test_partial_launch_with_retry_failed_relaunches_only_the_failed_unit(

@@ -9,6 +9,10 @@ so that, request by request, ``rate`` of them are faulted in all, shared out as:
     lost answer  10%   the server did the work, the connection dropped before the answer
     latency      15%   the request forwarded late
 
+Launch requests (ECS RunTask, Kubernetes pod creates) see one more rule ahead of the mix: half
+the rate again as lost answers. A lost answer is the one fault that can make a launch happen
+twice, and at the mix's 2% a run of 50 operations might meet none; with it, every run does.
+
 The proxy lets the first rule that fires decide, so each rule's own probability is its share
 of what the rules before it left over. Every rule has its own seed (derived from ``seed``):
 a run repeats. A Kubernetes watch is never given a "lost answer": the proxy would wait for the
@@ -33,6 +37,10 @@ from tests.harness.proxy_faults import (
 )
 
 NOT_A_WATCH = r"^(?!.*[?&]watch=(1|true))"
+LAUNCHES = {
+    "ecs": {"operation": "RunTask"},
+    "kubernetes": {"method": "POST", "path": r"^/api/v1/namespaces/[^/]+/pods(\?|$)"},
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ def _shares(provider: str) -> list[_Share]:
 
 def add_chaos(proxy: FaultProxy, provider: str, *, rate: float = 0.2, seed: int = 0) -> None:
     """Fault ``rate`` of the requests through ``proxy``, mixed as the module docstring says."""
+    proxy.add_rule(Reset(forward_first=True), **LAUNCHES[provider], probability=rate / 2, seed=seed - 1)
     left = 1.0
     for number, item in enumerate(_shares(provider)):
         absolute = rate * item.share
