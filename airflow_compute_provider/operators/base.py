@@ -1,30 +1,37 @@
 """``BaseComputeOperator``: the lifecycle of one compute operation, written once for every provider.
 
 A provider operator (``ecs.py``, ``kubernetes.py``) only says *what* to launch: its arguments,
-its launch request and its backend. Everything else happens here, in this order:
+its launch request and its backend. Everything else happens in this order, driven from here;
+the column on the right names the module that does the step's work:
 
-    1. validate   arguments, before any provider call (ComputeConfigError, never retried)
-    2. begin      the tenant's state store records the try; a held tenant refuses it
-    3. reconcile  adopt what this execution already launched; relaunch only what failed
-    4. launch     intent in the ledger first, then the request with its idempotency token;
-                  a partial launch is rolled back, or kept for ``retry_failed``
-    5. wait       deferred to ComputeStatusTrigger, or polling here: same deadline either way
-    6. settle     success -> XCom result; failure -> XCom ``compute_error``, the error kept
-                  with the operation, and ComputeOperationError raised
+    1. validate   arguments, before any provider call (ComputeConfigError,   arguments.py
+                  never retried)
+    2. begin      the tenant's state store records the try (a ``Try``); a    tries.py
+                  held tenant refuses it
+    3. reconcile  adopt what this execution already launched; relaunch only  launch.py,
+                  what failed                                                reconcile.py
+    4. launch     intent in the ledger first, then the request with its      launch.py,
+                  idempotency token; a partial launch is rolled back, or     ledger.py,
+                  kept for ``retry_failed``                                  rollback.py
+    5. wait       deferred to ComputeStatusTrigger, or polling here: same    wait.py
+                  deadline either way
+    6. settle     success -> XCom result; failure -> XCom ``compute_error``, outcome.py,
+                  the error kept with the operation, and                     failure.py,
+                  ComputeOperationError raised                               rollback.py
 
 Airflow then decides whether a retry follows (``retry_policy`` on 3.3+). The tenant's state and
 the log level follow that decision, in the retry and failure callbacks this operator adds
-beside the DAG author's own. Work is never stopped because time ran out: a timed-out try
-leaves its units running for the next try, or the reconciler, to pick up.
+beside the DAG author's own (``decisions.py``). Work is never stopped because time ran out: a
+timed-out try leaves its units running for the next try, or the reconciler, to pick up.
+
+``XCOM_ERROR_KEY`` (``xcom.py``) and ``ComputeTaskAborted`` (``failure.py``) are importable
+from here too, where DAG files have imported them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar, NoReturn
@@ -33,109 +40,38 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 try:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTimeout
-except ImportError:  # Airflow < 3.2 keeps them in airflow.exceptions
-    from airflow.exceptions import AirflowFailException, AirflowTaskTimeout  # type: ignore[no-redef]
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+except ImportError:  # Airflow < 3.2 keeps it in airflow.exceptions
+    from airflow.exceptions import AirflowTaskTimeout  # type: ignore[no-redef]
 
 from airflow_compute_provider import metrics
-from airflow_compute_provider.errors import (
-    Classification,
-    ComputeConfigError,
-    ComputeError,
-    ComputeOperationError,
-    ErrorCode,
-)
+from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import CleanupReport
-from airflow_compute_provider.hooks.base import (
-    ComputeBackend,
-    ExecutionRef,
-    LaunchPlan,
-    Unit,
-    UnitLaunch,
-    UnitPhase,
-    UnitStatus,
-)
-from airflow_compute_provider.observability import (
-    log_failure,
-    log_raw_response,
-    operation_logger,
-    redact_error,
-    register_secrets,
-)
-from airflow_compute_provider.operators import outcome
+from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
+from airflow_compute_provider.observability import redact_error, register_secrets
+from airflow_compute_provider.operators import decisions, outcome
 from airflow_compute_provider.operators.arguments import ARGUMENT_TYPES, Validator, validate_arguments
-from airflow_compute_provider.operators.reconcile import (
-    claim_unheard,
-    known_units,
-    may_have_launched,
-    plan_units,
+from airflow_compute_provider.operators.decisions import AfterAirflowDecided
+from airflow_compute_provider.operators.failure import (
+    ComputeTaskAborted,
+    exception_for,
+    push_error,
+    record_failure,
 )
-from airflow_compute_provider.policy import (
-    apply_policy_arguments,
-    find_compute_policy,
-    operator_aborts,
-    take_policy_arguments,
+from airflow_compute_provider.operators.launch import launch_failure, reconcile_and_launch
+from airflow_compute_provider.operators.ledger import LaunchTimer, follow_statuses
+from airflow_compute_provider.operators.rollback import handle_partial, left_running, roll_back
+from airflow_compute_provider.operators.tries import Try
+from airflow_compute_provider.operators.wait import (
+    assess_try,
+    complete_statuses,
+    poll_until_settled,
+    status_trigger,
 )
-from airflow_compute_provider.state.models import ResourceUpdate
-from airflow_compute_provider.state.status import RESOURCE_TRANSITIONS, OperationStatus, ResourceStatus
+from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
+from airflow_compute_provider.policy import apply_policy_arguments, find_compute_policy, take_policy_arguments
 from airflow_compute_provider.state.store import TenantStateStore
-from airflow_compute_provider.triggers.progress import Progress, Settlement, assess
-from airflow_compute_provider.triggers.status import ComputeStatusTrigger
-
-XCOM_ERROR_KEY = "compute_error"
-
-_PHASE_TO_LEDGER = {
-    UnitPhase.PENDING: ResourceStatus.LAUNCHED,
-    UnitPhase.RUNNING: ResourceStatus.RUNNING,
-    UnitPhase.SUCCEEDED: ResourceStatus.SUCCEEDED,
-    UnitPhase.FAILED: ResourceStatus.FAILED,
-}
-
-
-class AfterAirflowDecided:
-    """The retry / failure callback every compute operator adds beside the author's own.
-
-    It finds the operator through the callback's context rather than holding it: Airflow runs
-    callbacks on the task object it executed, which is a copy of the one the DAG file built.
-    """
-
-    def __init__(self, *, will_retry: bool) -> None:
-        self.will_retry = will_retry
-
-    def __call__(self, context: Any) -> None:
-        task = context.get("task") or getattr(context.get("ti"), "task", None)
-        if isinstance(task, BaseComputeOperator):
-            task.finish_after_decision(context, will_retry=self.will_retry)
-
-    def __repr__(self) -> str:
-        return f"AfterAirflowDecided(will_retry={self.will_retry})"
-
-
-class ComputeTaskAborted(ComputeOperationError, AirflowFailException):
-    """A compute failure that no retry can fix; Airflow fails the task without retrying.
-
-    Raised for invalid arguments and for non-retriable and manual-intervention errors when the
-    task has no ``retry_policy``. With a policy on Airflow 3.3+ the policy decides and this is
-    never raised (it would bypass the policy); before 3.3 it is raised when the policy says FAIL.
-    """
-
-
-@dataclass(frozen=True)
-class _Try:
-    """One try of one execution, as execute() and its resumption see it."""
-
-    execution: ExecutionRef
-    attempt: int
-    args: Mapping[str, Any]
-    log: Any
-
-    @property
-    def tenant_id(self) -> str:
-        return self.execution.tenant_id
-
-    @property
-    def execution_id(self) -> str:
-        return self.execution.execution_id
+from airflow_compute_provider.triggers.progress import Settlement
 
 
 class BaseComputeOperator(BaseOperator):
@@ -215,10 +151,9 @@ class BaseComputeOperator(BaseOperator):
         authors_failure: list[Any] = list(getattr(self, "on_failure_callback", None) or [])
         self.on_retry_callback = [*authors_retry, AfterAirflowDecided(will_retry=True)]
         self.on_failure_callback = [*authors_failure, AfterAirflowDecided(will_retry=False)]
-        self._active: _Try | None = None
+        self._active: Try | None = None
         self._watching: list[Unit] = []
-        #: (unit index, generation) already timed by the launch-to-running metric
-        self._timed_running: set[tuple[int, int]] = set()
+        self._launch_timer = LaunchTimer()
         #: the exceptions ``_fail`` raised: recorded already, so they pass through untouched
         self._raised: list[ComputeOperationError] = []
 
@@ -304,10 +239,10 @@ class BaseComputeOperator(BaseOperator):
             execution = ExecutionRef(args["tenant_id"], self._execution_id(context, args))
         except ComputeConfigError as exc:
             error = redact_error(exc.error.with_context(provider=self.provider, operation=self.operation))
-            self._push_error(context, error)
+            push_error(context, error)
             metrics.error(error, provider=self.provider)
             raise self._exception_for(exc.error, context) from None
-        t = self._new_try(execution, attempt, args)
+        t = Try.start(execution, attempt, args, provider=self.provider)
         try:
             self._store.begin_operation(
                 execution.tenant_id, execution.execution_id, args["operation"], self.provider, attempt
@@ -325,16 +260,21 @@ class BaseComputeOperator(BaseOperator):
         tenant_id, execution_id = resume["tenant_id"], resume["execution_id"]
         units, done, deadline = resume["units"], resume["done"], resume["deadline"]
         args = self._validated(skip_templates=False)
-        t = self._new_try(ExecutionRef(tenant_id, execution_id), int(context["ti"].try_number), args)
+        t = Try.start(
+            ExecutionRef(tenant_id, execution_id), int(context["ti"].try_number), args, provider=self.provider
+        )
         self._active = t
         self._watching = [Unit.from_dict(u) for u in units]
         with self._failures_as_compute_errors(context, t):
-            statuses = self._complete_statuses(
-                t, [UnitStatus.from_dict(s) for s in event.get("statuses", [])]
+            statuses = complete_statuses(
+                t,
+                self._watching,
+                [UnitStatus.from_dict(s) for s in event.get("statuses", [])],
+                self.make_backend,
             )
             if event.get("kind") == "error":
                 error = ComputeError.model_validate(event["error"])
-                self._fail(context, t, error.model_copy(update={"cleanup": _left_running(statuses)}))
+                self._fail(context, t, error.model_copy(update={"cleanup": left_running(statuses)}))
             return self._settle(
                 context,
                 t,
@@ -344,38 +284,14 @@ class BaseComputeOperator(BaseOperator):
                 timed_out=event.get("kind") == "timeout",
             )
 
-    def _complete_statuses(self, t: _Try, statuses: list[UnitStatus]) -> list[UnitStatus]:
-        """Every watched unit's status. A trigger that started after its deadline (a busy
-        triggerer) fires before it polled; the units it never saw are described once here, so
-        the error still lists what was left running. If that fails too they count as pending."""
-        seen = {(s.unit.index, s.unit.generation) for s in statuses}
-        unseen = [u for u in self._watching if (u.index, u.generation) not in seen]
-        if not unseen:
-            return statuses
-        try:
-            return statuses + self.make_backend().describe(unseen)
-        except ComputeOperationError as exc:
-            t.log.warning("could not describe units the trigger never saw", code=exc.error.code.value)
-            return statuses + [UnitStatus(unit=u, phase=UnitPhase.PENDING) for u in unseen]
-
-    def _new_try(self, execution: ExecutionRef, attempt: int, args: Mapping[str, Any]) -> _Try:
-        log = operation_logger(
-            tenant_id=execution.tenant_id,
-            operation=args["operation"],
-            execution_id=execution.execution_id,
-            provider=self.provider,
-            attempt=attempt,
-        )
-        return _Try(execution=execution, attempt=attempt, args=args, log=log)
-
     @contextmanager
-    def _failures_as_compute_errors(self, context: Any, t: _Try) -> Iterator[None]:
+    def _failures_as_compute_errors(self, context: Any, t: Try) -> Iterator[None]:
         """Whatever escapes a try leaves it as a recorded ComputeError (deferral passes through)."""
         try:
             yield
         except AirflowTaskTimeout:
             # execution_timeout: Airflow ends this try, never the units.
-            self._record_failure(
+            record_failure(
                 context,
                 t,
                 ComputeError(
@@ -385,6 +301,7 @@ class BaseComputeOperator(BaseOperator):
                         action="left_running", resources=[u.resource_id for u in self._watching]
                     ),
                 ),
+                store=lambda: self._store,
             )
             raise
         except ComputeOperationError as exc:
@@ -397,13 +314,18 @@ class BaseComputeOperator(BaseOperator):
 
             self._fail(context, t, from_exception(exc))
 
-    def _launch_and_wait(self, context: Any, t: _Try) -> dict[str, Any]:
+    def _launch_and_wait(self, context: Any, t: Try) -> dict[str, Any]:
         backend = self.make_backend()
         request = self.launch_request()
         register_secrets(request)
         timeout = self._try_timeout(t)
         deadline = datetime.now(UTC) + timeout
-        adopted, launched = self._reconcile_and_launch(context, t, backend, request)
+        result = reconcile_and_launch(
+            self._store, t, backend, request, conn_id=self._conn_id(), timer=self._launch_timer
+        )
+        if result.refused:
+            self._fail(context, t, launch_failure(self._store, t, backend, result))
+        adopted, launched = result.adopted, result.launched
         done = [s for s in adopted if s.phase is UnitPhase.SUCCEEDED]
         watch = [s.unit for s in adopted if s.phase is not UnitPhase.SUCCEEDED] + list(launched)
         self._watching = watch
@@ -417,173 +339,18 @@ class BaseComputeOperator(BaseOperator):
             return self._settle(context, t, done, [], deadline, timed_out=False)
         if self.deferrable:
             self.defer(
-                trigger=ComputeStatusTrigger(
-                    provider=self.provider,
-                    backend_config=backend.backend_config(),
-                    units=[u.to_dict() for u in watch],
-                    deadline=deadline.isoformat(),
-                    wait_for=t.args["wait_for"],
-                    poll_interval=t.args["poll_interval"],
-                    pending_grace_period=t.args["pending_grace_period"].total_seconds(),
-                    on_kill_action=t.args["on_kill_action"],
-                    resume={
-                        "tenant_id": t.tenant_id,
-                        "execution_id": t.execution_id,
-                        "units": [u.to_dict() for u in watch],
-                        "done": [s.to_dict() for s in done],
-                        "deadline": deadline.isoformat(),
-                    },
-                ),
+                trigger=status_trigger(t, backend, watch, done, deadline),
                 method_name="execute_complete",
             )
-        statuses, timed_out = self._poll_until_settled(t, backend, watch, done, deadline)
+        statuses, timed_out = poll_until_settled(
+            self._store, t, backend, watch=watch, done=done, deadline=deadline, timer=self._launch_timer
+        )
         return self._settle(context, t, done, statuses, deadline, timed_out=timed_out)
-
-    def _reconcile_and_launch(
-        self, context: Any, t: _Try, backend: ComputeBackend, request: Mapping[str, Any]
-    ) -> tuple[list[UnitStatus], list[Unit]]:
-        store = self._store
-        count = int(t.args["count"])
-        ledger = store.ledger(t.tenant_id, t.execution_id)
-        existing = known_units(ledger, backend.find(t.execution))
-        statuses = backend.describe(existing) if existing else []
-        plan = plan_units(count, ledger, statuses, fresh_start=self._already_succeeded(t))
-        self._time_launch_to_running(t, plan.adopted)
-        self._ledger_statuses(t, plan.adopted, backend)
-        for launch in plan.to_launch:
-            store.record_intent(
-                t.tenant_id,
-                t.execution_id,
-                provider=self.provider,
-                conn_id=self._conn_id(),
-                locator=backend.locator(),
-                unit_index=launch.index,
-                generation=launch.generation,
-                idempotency_token=launch.token(t.execution),
-            )
-        result = (
-            backend.launch(
-                LaunchPlan(
-                    execution=t.execution,
-                    units=plan.to_launch,
-                    request=request,
-                    operation=t.args["operation"],
-                )
-            )
-            if plan.to_launch
-            else None
-        )
-        launched, refused = claim_unheard(
-            backend,
-            t.execution,
-            list(result.launched) if result else [],
-            list(result.refused) if result else [],
-        )
-        # A launch whose answer never came back (the connection dropped) may have started its
-        # unit: its row stays an intent, so the next try re-sends the same token or adopts what
-        # it finds, and the ledger can follow that unit (a failed row could not take it back).
-        updates = [
-            ResourceUpdate(u.index, u.generation, ResourceStatus.LAUNCHED, resource_id=u.resource_id)
-            for u in launched
-        ] + [
-            ResourceUpdate(ul.index, ul.generation, ResourceStatus.FAILED, error=err)
-            for ul, err in refused
-            if not may_have_launched(err)
-        ]
-        if updates:
-            self._record_resources(t, updates)
-        metrics.launched(self.provider, len(launched))
-        metrics.adopted(self.provider, len(plan.adopted))
-        if refused:
-            self._fail_launch(
-                context,
-                t=t,
-                backend=backend,
-                adopted=list(plan.adopted),
-                launched=launched,
-                refused=refused,
-                count=count,
-            )
-        return list(plan.adopted), launched
-
-    def _fail_launch(
-        self,
-        context: Any,
-        *,
-        t: _Try,
-        backend: ComputeBackend,
-        adopted: list[UnitStatus],
-        launched: list[Unit],
-        refused: list[tuple[Any, ComputeError]],
-        count: int,
-    ) -> NoReturn:
-        started = [s.unit for s in adopted if not s.phase.terminal] + launched
-        statuses = adopted + [UnitStatus(unit=u, phase=UnitPhase.PENDING) for u in launched]
-        report = outcome.units_report(statuses, [(ul.index, None, err) for ul, err in refused])
-        error = outcome.failure_error(report, count=count)
-        if error.code is ErrorCode.PARTIAL_FAILURE:
-            error = self._handle_partial(t, backend, error, started)
-        self._fail(context, t, error)
-
-    def _poll_until_settled(
-        self,
-        t: _Try,
-        backend: ComputeBackend,
-        watch: list[Unit],
-        done: list[UnitStatus],
-        deadline: datetime,
-    ) -> tuple[list[UnitStatus], bool]:
-        statuses: list[UnitStatus] = []
-        while True:
-            now = datetime.now(UTC)
-            try:
-                statuses = backend.describe(watch)
-            except ComputeOperationError as exc:
-                if exc.error.classification is not Classification.RETRIABLE:
-                    raise
-                t.log.warning("status poll failed, will poll again", code=exc.error.code.value)
-            else:
-                self._time_launch_to_running(t, statuses)
-                progress = self._assess(t, done + statuses, deadline, now)
-                if progress.state in (Settlement.SUCCEEDED, Settlement.FAILED):
-                    return statuses, False
-            if now >= deadline:
-                return statuses, True
-            time.sleep(max(0.0, min(float(t.args["poll_interval"]), (deadline - now).total_seconds())))
-
-    def _time_launch_to_running(self, t: _Try, statuses: Sequence[UnitStatus]) -> None:
-        """The launch-to-running metric, once per unit generation first seen running (polling,
-        settling, or adopting it on a later try): from its ledger intent (written just before
-        the launch request) to now. A unit the ledger already saw running was timed before."""
-        fresh = {
-            (s.unit.index, s.unit.generation)
-            for s in statuses
-            if s.phase is UnitPhase.RUNNING and (s.unit.index, s.unit.generation) not in self._timed_running
-        }
-        if not fresh:
-            return
-        self._timed_running |= fresh
-        now = datetime.now(UTC)
-        for entry in self._store.ledger(t.tenant_id, t.execution_id):
-            if (entry.unit_index, entry.generation) in fresh and entry.status in (
-                ResourceStatus.INTENDED,
-                ResourceStatus.LAUNCHED,
-            ):
-                metrics.launch_to_running(self.provider, now - entry.created_at)
-
-    def _assess(self, t: _Try, statuses: Sequence[UnitStatus], deadline: datetime, now: datetime) -> Progress:
-        return assess(
-            statuses,
-            wait_for=t.args["wait_for"],
-            now=now,
-            deadline=deadline,
-            pending_grace_period=t.args["pending_grace_period"],
-        )
 
     def _settle(
         self,
         context: Any,
-        t: _Try,
+        t: Try,
         done: list[UnitStatus],
         statuses: list[UnitStatus],
         deadline: datetime,
@@ -591,9 +358,9 @@ class BaseComputeOperator(BaseOperator):
         timed_out: bool,
     ) -> dict[str, Any]:
         everything = done + statuses
-        progress = self._assess(t, everything, deadline, datetime.now(UTC))
-        self._time_launch_to_running(t, statuses)
-        self._ledger_statuses(t, statuses)
+        progress = assess_try(t, everything, deadline, datetime.now(UTC))
+        self._launch_timer.observe(self._store, t, statuses)
+        follow_statuses(self._store, t, statuses, conn_id=self._conn_id())
         if progress.state is Settlement.SUCCEEDED:
             store = self._store
             store.record_outcome(t.tenant_id, t.execution_id, None)
@@ -609,9 +376,11 @@ class BaseComputeOperator(BaseOperator):
             stuck = [s.unit for s, _ in progress.failures if not s.phase.terminal]
             if error.code is ErrorCode.PARTIAL_FAILURE:
                 running = [s.unit for s in everything if not s.phase.terminal and s.unit not in stuck]
-                error = self._handle_partial(t, self.make_backend(), error, running, also_stop=stuck)
+                error = handle_partial(
+                    self._store, t, self.make_backend(), error, running=running, also_stop=stuck
+                )
             elif stuck:
-                error = self._roll_back(t, self.make_backend(), error, stuck)
+                error = roll_back(self._store, t, self.make_backend(), error, stuck)
             self._fail(context, t, error)
         if not timed_out and progress.state is Settlement.WAITING:
             # The trigger fired early (it never should); treat it like a timeout, never as success.
@@ -619,148 +388,32 @@ class BaseComputeOperator(BaseOperator):
         report = outcome.units_report(everything)
         self._fail(context, t, outcome.timeout_error(report, timeout=self._try_timeout(t)))
 
-    # -- partial failures and rollback ----------------------------------------------------------
-
-    def _handle_partial(
-        self,
-        t: _Try,
-        backend: ComputeBackend,
-        error: ComputeError,
-        running: list[Unit],
-        also_stop: Sequence[Unit] = (),
-    ) -> ComputeError:
-        if t.args["on_partial_failure"] == "retry_failed":
-            if also_stop:
-                error = self._roll_back(t, backend, error, list(also_stop))
-            return outcome.with_cleanup(
-                error, CleanupReport(action="left_running", resources=[u.resource_id for u in running])
-            )
-        return self._roll_back(t, backend, error, [*running, *also_stop])
-
-    def _roll_back(
-        self, t: _Try, backend: ComputeBackend, error: ComputeError, units: list[Unit]
-    ) -> ComputeError:
-        """Stop ``units``; what cannot be stopped is marked for cleanup, and the error says so."""
-        if not units:
-            return error
-        self._record_resources(
-            t,
-            [
-                ResourceUpdate(u.index, u.generation, ResourceStatus.STOPPING, resource_id=u.resource_id)
-                for u in units
-            ],
-        )
-        not_stopped = backend.stop(units, reason=f"rollback of {t.args['operation']} ({error.code.value})")
-        not_stopped = [(u, redact_error(e)) for u, e in not_stopped]
-        stuck_ids = {u.resource_id for u, _ in not_stopped}
-        self._record_resources(
-            t,
-            [
-                ResourceUpdate(u.index, u.generation, ResourceStatus.STOPPED, resource_id=u.resource_id)
-                for u in units
-                if u.resource_id not in stuck_ids
-            ]
-            + [
-                ResourceUpdate(
-                    u.index, u.generation, ResourceStatus.PENDING_CLEANUP, resource_id=u.resource_id, error=e
-                )
-                for u, e in not_stopped
-            ],
-        )
-        t.log.info(
-            "rolled back compute units", stopped=len(units) - len(not_stopped), not_stopped=len(not_stopped)
-        )
-        metrics.rolled_back(self.provider, len(units) - len(not_stopped))
-        metrics.cleanup(self.provider, len(not_stopped), "marked")
-        if not not_stopped:
-            return outcome.with_cleanup(
-                error, CleanupReport(action="rolled_back", resources=[u.resource_id for u in units])
-            )
-        first = not_stopped[0][1]
-        return ComputeError(
-            code=ErrorCode.CLEANUP_FAILED,
-            message=(
-                f"{error.code.value}: {error.message}; then {len(not_stopped)} unit(s) could not be "
-                f"stopped and are marked for cleanup: {first.message}"
-            ),
-            root_cause=first.root_cause,
-            units=error.units,
-            cleanup=CleanupReport(action="marked_for_cleanup", resources=sorted(stuck_ids)),
-        )
-
     # -- failure --------------------------------------------------------------------------------
 
-    def _fail(self, context: Any, t: _Try, error: ComputeError, *, record: bool = True) -> NoReturn:
-        error = self._record_failure(context, t, error, record=record)
+    def _fail(self, context: Any, t: Try, error: ComputeError, *, record: bool = True) -> NoReturn:
+        """Record the try's failure (``failure.py``) and raise it; ``record=False`` leaves the
+        state store alone (the tenant refused the try)."""
+        error = record_failure(context, t, error, store=(lambda: self._store) if record else None)
         exception = self._exception_for(error, context)
         self._raised.append(exception)
         raise exception
 
-    def _record_failure(
-        self, context: Any, t: _Try, error: ComputeError, *, record: bool = True
-    ) -> ComputeError:
-        # The workflow's operation ("provision") replaces the API call a normalizer named. From
-        # here on (XCom, the store, the logs, the exception) secrets the provider echoed are masked.
-        error = redact_error(
-            error.with_context(
-                provider=self.provider, execution_id=t.execution_id, tenant_id=t.tenant_id, attempt=t.attempt
-            ).model_copy(update={"operation": t.args["operation"]})
-        )
-        self._push_error(context, error)
-        metrics.error(error, provider=self.provider)
-        if record:
-            self._store.record_outcome(t.tenant_id, t.execution_id, error)
-        log_raw_response(t.log, error.to_json_dict(), what="compute error (normalized), with its root cause")
-        return error
-
     def _exception_for(self, error: ComputeError, context: Any = None) -> ComputeOperationError:
-        # With a retry policy on Airflow 3.3+ the policy decides (AirflowFailException would
-        # bypass it); without one, or before 3.3, policy.operator_aborts says when to fail fast.
-        if operator_aborts(error, getattr(self, "retry_policy", None), context):
-            return ComputeTaskAborted(error)
-        return ComputeOperationError(error)
-
-    def _push_error(self, context: Any, error: ComputeError) -> None:
-        context["ti"].xcom_push(key=XCOM_ERROR_KEY, value=error.to_json_dict())
+        return exception_for(error, getattr(self, "retry_policy", None), context)
 
     # -- Airflow's decision, then the tenant ----------------------------------------------------
 
     def finish_after_decision(self, context: Any, *, will_retry: bool) -> None:
-        """Airflow decided: a retry follows (the tenant waits for it, warning level) or not (the
-        store's rule for the tenant, error level; a ``retry_failed`` partial failure is rolled
-        back after all)."""
-        t = self._active
-        raised = _error_of(context.get("exception"))
-        if t is None:
-            # The try never held the tenant (bad arguments, or the store refused it).
-            if raised is not None:
-                raised = redact_error(raised)
-                log_failure(operation_logger(**_log_context(raised)), raised, final=not will_retry)
-            return
-        store = self._store
-        error = redact_error(store.last_error(t.tenant_id, t.execution_id) or raised or _unexplained(context))
-        if not will_retry and error.cleanup is not None and error.cleanup.action == "left_running":
-            error = self._roll_back_left_running(t, error)
-        store.finish_operation(t.tenant_id, t.execution_id, error, will_retry=will_retry)
+        """Airflow decided whether a retry follows; ``AfterAirflowDecided`` calls this from the
+        retry and failure callbacks, and ``decisions.py`` finishes the operation."""
+        decisions.finish_after_decision(
+            self._active,
+            context,
+            will_retry=will_retry,
+            store=lambda: self._store,
+            make_backend=self.make_backend,
+        )
         self._active = None
-        log_failure(t.log, error, final=not will_retry)
-
-    def _roll_back_left_running(self, t: _Try, error: ComputeError) -> ComputeError:
-        """With no retry to follow, ``retry_failed`` acts as ``rollback`` (a timeout never does)."""
-        if error.code is not ErrorCode.PARTIAL_FAILURE:
-            return error
-        newest: dict[int, Any] = {}
-        for entry in self._store.ledger(t.tenant_id, t.execution_id):
-            if entry.unit_index not in newest or entry.generation > newest[entry.unit_index].generation:
-                newest[entry.unit_index] = entry
-        running = [
-            Unit(e.unit_index, e.generation, e.resource_id, dict(e.locator))
-            for e in newest.values()
-            if e.resource_id and e.status in (ResourceStatus.LAUNCHED, ResourceStatus.RUNNING)
-        ]
-        rolled = redact_error(self._roll_back(t, self.make_backend(), error, running))
-        self._store.record_outcome(t.tenant_id, t.execution_id, rolled)
-        return rolled
 
     def on_kill(self) -> None:
         if self.on_kill_action == "stop" and self._watching:
@@ -784,7 +437,7 @@ class BaseComputeOperator(BaseOperator):
         map_index = getattr(ti, "map_index", -1)
         return f"{ti.dag_id}:{ti.run_id}:{ti.task_id}:{map_index}"
 
-    def _try_timeout(self, t: _Try) -> timedelta:
+    def _try_timeout(self, t: Try) -> timedelta:
         earlier_timeouts = self._store.timeouts_so_far(t.tenant_id, t.execution_id)
         factor = float(t.args.get("timeout_factor") or 1.0)
         policy = find_compute_policy(getattr(self, "retry_policy", None))
@@ -794,90 +447,6 @@ class BaseComputeOperator(BaseOperator):
         timeout: timedelta = t.args["timeout"] * (factor**earlier_timeouts)
         cap = t.args.get("max_timeout")
         return min(timeout, cap) if cap else timeout
-
-    def _already_succeeded(self, t: _Try) -> bool:
-        return any(
-            op.execution_id == t.execution_id
-            and op.attempt < t.attempt
-            and op.status is OperationStatus.SUCCEEDED
-            for op in self._store.list_operations(tenant_id=t.tenant_id)
-        )
-
-    def _ledger_statuses(
-        self, t: _Try, statuses: Sequence[UnitStatus], backend: ComputeBackend | None = None
-    ) -> None:
-        """Move ledger rows forward to what the provider reports. A unit found on the provider
-        that the ledger never heard of (its intent was lost) gets its row first; a report that
-        would move a row backwards (a stale poll) is left out."""
-        store = self._store
-        rows = {(e.unit_index, e.generation): e for e in store.ledger(t.tenant_id, t.execution_id)}
-        unknown = [s for s in statuses if (s.unit.index, s.unit.generation) not in rows]
-        if unknown and backend is not None:
-            for s in unknown:
-                store.record_intent(
-                    t.tenant_id,
-                    t.execution_id,
-                    provider=self.provider,
-                    conn_id=self._conn_id(),
-                    locator=dict(s.unit.locator) or backend.locator(),
-                    unit_index=s.unit.index,
-                    generation=s.unit.generation,
-                    idempotency_token=UnitLaunch(s.unit.index, s.unit.generation).token(t.execution),
-                )
-            rows = {(e.unit_index, e.generation): e for e in store.ledger(t.tenant_id, t.execution_id)}
-        updates = []
-        for s in statuses:
-            target = _PHASE_TO_LEDGER.get(s.phase)
-            row = rows.get((s.unit.index, s.unit.generation))
-            if target is None or row is None:
-                continue
-            if row.status is target or target in RESOURCE_TRANSITIONS[row.status]:
-                updates.append(
-                    ResourceUpdate(s.unit.index, s.unit.generation, target, s.unit.resource_id, s.error)
-                )
-        if updates:
-            self._record_resources(t, updates)
-
-    def _record_resources(self, t: _Try, updates: Sequence[ResourceUpdate]) -> None:
-        """Ledger moves, with the secrets a provider echoed masked in each unit's error."""
-        masked = [
-            dataclasses.replace(u, error=redact_error(u.error)) if u.error is not None else u for u in updates
-        ]
-        self._store.record_resources(t.tenant_id, t.execution_id, masked)
-
-
-def _left_running(statuses: Sequence[UnitStatus]) -> CleanupReport:
-    return CleanupReport(
-        action="left_running", resources=[s.unit.resource_id for s in statuses if not s.phase.terminal]
-    )
-
-
-def _error_of(exception: BaseException | None) -> ComputeError | None:
-    if isinstance(exception, ComputeOperationError):
-        return exception.error
-    return None
-
-
-def _log_context(error: ComputeError) -> dict[str, Any]:
-    return {
-        "tenant_id": error.tenant_id,
-        "operation": error.operation,
-        "execution_id": error.execution_id,
-        "provider": error.provider,
-        "attempt": error.attempt,
-    }
-
-
-def _unexplained(context: Any) -> ComputeError:
-    """The try failed before it could record why (a killed worker, an exception in Airflow)."""
-    from airflow_compute_provider.normalize import from_exception
-
-    exception = context.get("exception")
-    if exception is None:
-        return ComputeError(
-            code=ErrorCode.UNKNOWN_PROVIDER_ERROR, message="the try failed without an exception"
-        )
-    return from_exception(exception)
 
 
 __all__ = ["XCOM_ERROR_KEY", "BaseComputeOperator", "ComputeTaskAborted"]

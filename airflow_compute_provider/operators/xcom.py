@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_compute_provider.errors import ComputeError
-from airflow_compute_provider.operators.base import XCOM_ERROR_KEY
+
+#: where a failed compute task leaves its ``ComputeError`` (``failure.py`` pushes it)
+XCOM_ERROR_KEY = "compute_error"
 
 
 def get_compute_error(context: Any, task_id: str, *, map_index: int | None = None) -> ComputeError | None:

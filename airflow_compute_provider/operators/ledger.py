@@ -1,0 +1,137 @@
+"""A try's rows in the resource ledger, and the launch-to-running time they give.
+
+The ledger (``state/``) holds one row per (unit index, generation) of an execution. The
+lifecycle writes to it only through these:
+
+    record_intent(...)     the row a launch starts with, written before the request is sent,
+                           with the idempotency token the request will carry
+    record_resources(...)  rows moved on (launched, stopping, stopped, pending cleanup...), with
+                           the secrets a provider echoed in a unit's error masked first
+    follow_statuses(...)   rows moved forward to what the provider reports; a unit found on the
+                           provider that the ledger never heard of gets its row first, and a
+                           report that would move a row backwards (a stale poll) is left out
+
+``LaunchTimer`` reads the rows back. An intent is written just before its launch request, so
+the time from a row's creation to the lifecycle first seeing its unit running is the
+``compute.launch_to_running`` metric (``metrics.py``). A row already past ``launched`` had its
+unit seen running before, so each unit generation is timed once, across tries too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+
+from airflow_compute_provider import metrics
+from airflow_compute_provider.hooks.base import ComputeBackend, UnitLaunch, UnitPhase, UnitStatus
+from airflow_compute_provider.observability import redact_error
+from airflow_compute_provider.operators.tries import Try
+from airflow_compute_provider.state.models import ResourceUpdate
+from airflow_compute_provider.state.status import RESOURCE_TRANSITIONS, ResourceStatus
+from airflow_compute_provider.state.store import TenantStateStore
+
+_PHASE_TO_LEDGER = {
+    UnitPhase.PENDING: ResourceStatus.LAUNCHED,
+    UnitPhase.RUNNING: ResourceStatus.RUNNING,
+    UnitPhase.SUCCEEDED: ResourceStatus.SUCCEEDED,
+    UnitPhase.FAILED: ResourceStatus.FAILED,
+}
+
+
+def record_intent(
+    store: TenantStateStore, t: Try, launch: UnitLaunch, *, conn_id: str | None, locator: dict[str, str]
+) -> None:
+    store.record_intent(
+        t.tenant_id,
+        t.execution_id,
+        provider=t.provider,
+        conn_id=conn_id,
+        locator=locator,
+        unit_index=launch.index,
+        generation=launch.generation,
+        idempotency_token=launch.token(t.execution),
+    )
+
+
+def record_resources(store: TenantStateStore, t: Try, updates: Sequence[ResourceUpdate]) -> None:
+    """Ledger moves, with the secrets a provider echoed masked in each unit's error."""
+    masked = [
+        dataclasses.replace(u, error=redact_error(u.error)) if u.error is not None else u for u in updates
+    ]
+    store.record_resources(t.tenant_id, t.execution_id, masked)
+
+
+def follow_statuses(
+    store: TenantStateStore,
+    t: Try,
+    statuses: Sequence[UnitStatus],
+    *,
+    conn_id: str | None,
+    backend: ComputeBackend | None = None,
+) -> None:
+    """Move ledger rows forward to what the provider reports. A unit found on the provider
+    that the ledger never heard of (its intent was lost) gets its row first, where ``backend``
+    is given; a report that would move a row backwards (a stale poll) is left out."""
+    rows = {(e.unit_index, e.generation): e for e in store.ledger(t.tenant_id, t.execution_id)}
+    unknown = [s for s in statuses if (s.unit.index, s.unit.generation) not in rows]
+    if unknown and backend is not None:
+        for s in unknown:
+            record_intent(
+                store,
+                t,
+                UnitLaunch(s.unit.index, s.unit.generation),
+                conn_id=conn_id,
+                locator=dict(s.unit.locator) or backend.locator(),
+            )
+        rows = {(e.unit_index, e.generation): e for e in store.ledger(t.tenant_id, t.execution_id)}
+    updates = []
+    for s in statuses:
+        target = _PHASE_TO_LEDGER.get(s.phase)
+        row = rows.get((s.unit.index, s.unit.generation))
+        if target is None or row is None:
+            continue
+        if row.status is target or target in RESOURCE_TRANSITIONS[row.status]:
+            updates.append(
+                ResourceUpdate(s.unit.index, s.unit.generation, target, s.unit.resource_id, s.error)
+            )
+    if updates:
+        record_resources(store, t, updates)
+
+
+class LaunchTimer:
+    """The launch-to-running metric, once per unit generation first seen running."""
+
+    def __init__(self) -> None:
+        #: (unit index, generation) already timed by this operator
+        self.timed: set[tuple[int, int]] = set()
+
+    def observe(
+        self,
+        store: TenantStateStore,
+        t: Try,
+        statuses: Sequence[UnitStatus],
+        *,
+        phases: Collection[UnitPhase] = (UnitPhase.RUNNING,),
+    ) -> None:
+        """Time the units of ``statuses`` in one of ``phases`` (polling, settling, or adopting
+        them on a later try): from the ledger intent (written just before the launch request)
+        to now. A unit the ledger already saw running was timed before."""
+        fresh = {
+            (s.unit.index, s.unit.generation)
+            for s in statuses
+            if s.phase in phases and (s.unit.index, s.unit.generation) not in self.timed
+        }
+        if not fresh:
+            return
+        self.timed |= fresh
+        now = datetime.now(UTC)
+        for entry in store.ledger(t.tenant_id, t.execution_id):
+            if (entry.unit_index, entry.generation) in fresh and entry.status in (
+                ResourceStatus.INTENDED,
+                ResourceStatus.LAUNCHED,
+            ):
+                metrics.launch_to_running(t.provider, now - entry.created_at)
+
+
+__all__ = ["LaunchTimer", "follow_statuses", "record_intent", "record_resources"]
