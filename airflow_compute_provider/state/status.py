@@ -96,6 +96,10 @@ TENANT_TRANSITIONS: Mapping[tuple[TenantStatus, TenantEvent], frozenset[TenantSt
         (_T.OPERATION_IN_PROGRESS, _E.FINISH): frozenset(
             {_T.READY, _T.RETRY_PENDING, _T.NEEDS_INVESTIGATION}
         ),
+        # The story of a try that left the tenant retry_pending ends after the try did (its
+        # timed-out work failed later, or the retry it waited for never came) with an error
+        # that needs a human; no try is coming. Only the reconciler makes this move.
+        (_T.RETRY_PENDING, _E.FINISH): frozenset({_T.NEEDS_INVESTIGATION}),
         (_T.NEEDS_INVESTIGATION, _E.RELEASE): frozenset({_T.READY}),
         (_T.OPERATION_IN_PROGRESS, _E.FORCE_RELEASE): frozenset({_T.READY}),
         (_T.RETRY_PENDING, _E.FORCE_RELEASE): frozenset({_T.READY}),
