@@ -222,6 +222,27 @@ class SqlTenantStateStore(TenantStateStore):
         outcome = _checked_outcome(outcome)
         return self._db.write("record_eventual_outcome", lambda conn: self._eventual(conn, *key, outcome))
 
+    def hold_for_investigation(
+        self,
+        tenant_id: str,
+        execution_id: str,
+        attempt: int,
+        error: ComputeError,
+        note: str,
+        *,
+        expected_version: int,
+    ) -> Tenant:
+        key = (v.tenant_id(tenant_id), v.execution_id(execution_id), v.positive_int(attempt, "attempt"))
+        checked = _checked_outcome(error)
+        if checked is None:
+            raise ComputeConfigError("must be a ComputeError", argument="error")
+        note = v.note(note)
+        version = v.non_negative_int(expected_version, "expected_version")
+        return self._db.write(
+            "hold_for_investigation",
+            lambda conn: self._hold(conn, *key, error=checked, note=note, expected_version=version),
+        )
+
     # -- reading, and the operators of the platform --------------------------------------------
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
@@ -575,6 +596,85 @@ class SqlTenantStateStore(TenantStateStore):
         )
         return rows.operation_by_id(conn, op.id)
 
+    def _hold(
+        self,
+        conn: Connection,
+        tenant_id: str,
+        execution_id: str,
+        attempt: int,
+        *,
+        error: ComputeError,
+        note: str,
+        expected_version: int,
+    ) -> Tenant:
+        target = TenantStatus.NEEDS_INVESTIGATION
+        tenant = self._require_tenant(conn, tenant_id)
+
+        def refused(why: str) -> IllegalTransitionError:
+            return IllegalTransitionError(
+                f"tenant {tenant_id!r} not held for investigation: {why}",
+                subject=tenant_id,
+                current=tenant.status.value,
+                requested=target.value,
+            )
+
+        if tenant.version != expected_version:
+            raise refused(
+                f"it moved on (version {tenant.version}, {tenant.status.value} for execution "
+                f"{tenant.execution_id!r}) since it was read at version {expected_version}"
+            )
+        op = rows.operation(conn, tenant_id, execution_id, attempt)
+        if op is None:
+            raise _never_began(tenant_id, execution_id, attempt)
+        left_by_it = (
+            tenant.status is TenantStatus.RETRY_PENDING
+            and tenant.execution_id == execution_id
+            and tenant.attempt == attempt
+            and op.finished_at is not None
+        )
+        if not left_by_it:
+            raise refused(
+                f"it is {tenant.status.value} for execution {tenant.execution_id!r} (attempt "
+                f"{tenant.attempt}), not retry_pending as try {attempt} of {execution_id!r} left it"
+            )
+        if finish_target(error, will_retry=False)[0] is not target:
+            raise refused(f"{error.code.value} is {error.classification.value}; a retry may fix it")
+        check_tenant_transition(tenant_id, tenant.status, TenantEvent.FINISH, target)
+        eventual: dict[str, Any] = {}
+        if _work_may_outlive(op):
+            if op.eventual_status is None:
+                recorded = _in_context(error, op)
+                assert recorded is not None
+                eventual = {
+                    "eventual_status": OperationStatus.FAILED.value,
+                    "eventual_error": recorded.model_dump_json(),
+                    "eventual_at": _now(),
+                }
+            elif op.eventual_error is None or op.eventual_error.code is not error.code:
+                raise refused(
+                    f"try {attempt} already has eventual outcome {op.eventual_status.value} "
+                    f"({op.eventual_error.code.value if op.eventual_error else 'no error'})"
+                )
+        elif op.error_code is not error.code:
+            raise refused(
+                f"{error.code.value} is neither the error try {attempt} ended with "
+                f"({op.error_code.value if op.error_code else 'none'}) nor what work outliving it became"
+            )
+        moved = self._move_tenant(
+            conn,
+            tenant,
+            target,
+            TenantEvent.FINISH,
+            execution_id=execution_id,
+            attempt=attempt,
+            held=False,
+            now=_now(),
+            note=note,
+        )
+        if eventual:
+            self._update_operation(conn, op, eventual, guard=operations.c.eventual_status.is_(None))
+        return moved
+
     def _release(
         self, conn: Connection, tenant_id: str, note: str, force: bool, expected_version: int | None
     ) -> Tenant:
@@ -704,6 +804,12 @@ class SqlTenantStateStore(TenantStateStore):
 
 
 # -- small helpers ---------------------------------------------------------------------------
+
+
+def _work_may_outlive(op: Operation) -> bool:
+    """Whether a try's units may have run on after it ended (``awaiting_eventual_outcome``'s test)."""
+    code = op.error_code.value if op.error_code is not None else None
+    return code in _WORK_MAY_OUTLIVE or op.status is OperationStatus.ABANDONED
 
 
 def _op_status(outcome: ComputeError | None) -> OperationStatus:

@@ -139,6 +139,31 @@ class TenantStateStore(abc.ABC):
     ) -> Operation:
         """What became of work that outlived its try; set once (the same value again is a no-op)."""
 
+    @abc.abstractmethod
+    def hold_for_investigation(
+        self,
+        tenant_id: str,
+        execution_id: str,
+        attempt: int,
+        error: ComputeError,
+        note: str,
+        *,
+        expected_version: int,
+    ) -> Tenant:
+        """``retry_pending`` -> ``needs_investigation`` after the try that left it there ended.
+
+        For the reconciler, once no try is coming and the error that ends the story needs a
+        human by ``finish_operation``'s rule (non-retriable or manual; a retriable one is
+        refused). Try ``attempt`` of ``execution_id`` must be the try that left the tenant
+        ``retry_pending``, and the tenant still at ``expected_version``: a tenant a new try took
+        over meanwhile is never overwritten (``IllegalTransitionError``, nothing written).
+
+        When that try's work outlived it (it timed out, or was abandoned), ``error`` is what the
+        work became and is recorded as the try's eventual outcome in the same transaction (set
+        once, as ``record_eventual_outcome``); otherwise it must be the try's own error. The
+        tenant keeps that execution and try, no longer held; ``note`` lands in its history.
+        """
+
     # -- reading, and the operators of the platform --------------------------------------------
 
     @abc.abstractmethod

@@ -3,6 +3,7 @@
 - N workers race ``begin_operation`` on one tenant with different execution ids: exactly
   one wins, the others get CONFLICT, and no row is lost or duplicated
 - workers that keep beginning and finishing on one tenant lose no update
+- the reconciler holding a tenant for investigation while a new try begins on it: one wins
 - a process killed inside a transition (held open right before COMMIT through the store's
   test-only ``before_commit`` hook) leaves the previous state, and the store keeps working
 """
@@ -20,6 +21,7 @@ import pytest
 
 from airflow_compute_provider.errors import ComputeOperationError, ErrorCode
 from airflow_compute_provider.state import (
+    IllegalTransitionError,
     OperationStatus,
     ResourceStatus,
     SqlTenantStateStore,
@@ -163,6 +165,77 @@ def test_workers_taking_turns_on_one_tenant_lose_no_update(
     tenant = store.get_tenant("acme")
     assert tenant is not None
     assert (tenant.status, tenant.version) == (TenantStatus.READY, 2 * workers * turns)
+
+
+def _race_hold_and_begin(state_url: str, tenant_id: str, version: int) -> dict[str, str]:
+    """The reconciler's hold (on the version it read) and a new execution's begin, at once,
+    each through a store of its own."""
+    barrier = threading.Barrier(2)
+    results: dict[str, str] = {}
+
+    def hold() -> None:
+        own = SqlTenantStateStore(state_url)
+        own.get_tenant(tenant_id)
+        barrier.wait()
+        try:
+            own.hold_for_investigation(
+                tenant_id, EXEC, 1, support.error(ErrorCode.OUT_OF_MEMORY), "late", expected_version=version
+            )
+            results["hold"] = "won"
+        except IllegalTransitionError:
+            results["hold"] = "refused"
+        finally:
+            own.close()
+
+    def new_try() -> None:
+        own = SqlTenantStateStore(state_url)
+        own.get_tenant(tenant_id)
+        barrier.wait()
+        try:
+            own.begin_operation(tenant_id, OTHER_EXEC, "provision", "ecs", 1)
+            results["begin"] = "won"
+        except ComputeOperationError as exc:
+            results["begin"] = exc.error.code.value
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=new_try)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def test_a_hold_for_investigation_racing_a_new_try_never_overwrites_it(
+    store: SqlTenantStateStore, state_url: str
+) -> None:
+    """The reconciler decided on the tenant as it read it; a new execution begins at the same
+    moment. One wins, whole: held (and the new try refused), or taken (and the hold refused,
+    nothing of it written)."""
+    rounds = 6
+    seen: Counter[str] = Counter()
+    for n in range(rounds):
+        tenant_id = f"acme-{n}"
+        store.begin_operation(tenant_id, EXEC, "provision", "ecs", 1)
+        timeout = support.error(ErrorCode.OPERATION_TIMEOUT)
+        read = store.finish_operation(tenant_id, EXEC, timeout, will_retry=False)
+        results = _race_hold_and_begin(state_url, tenant_id, read.version)
+        tenant = store.get_tenant(tenant_id)
+        assert tenant is not None
+        timed_out = next(o for o in store.operations(tenant_id) if o.execution_id == EXEC)
+        if results == {"hold": "won", "begin": ErrorCode.TENANT_STATE_CONFLICT.value}:
+            assert (tenant.status, tenant.execution_id) == (TenantStatus.NEEDS_INVESTIGATION, EXEC)
+            assert timed_out.eventual_status is OperationStatus.FAILED
+            seen["held"] += 1
+        else:
+            assert results == {"hold": "refused", "begin": "won"}, results
+            assert (tenant.status, tenant.execution_id) == (TenantStatus.OPERATION_IN_PROGRESS, OTHER_EXEC)
+            assert timed_out.eventual_status is None  # the refused hold wrote nothing
+            seen["taken"] += 1
+        # begin, finish, then exactly one more move: never both
+        assert tenant.version == len(store.transitions(tenant_id)) == 3
+    assert sum(seen.values()) == rounds
 
 
 def test_tenants_do_not_block_each_other(store: SqlTenantStateStore, state_url: str) -> None:

@@ -375,6 +375,138 @@ def test_the_reconciler_finds_timed_out_work_and_records_how_it_ended(store: Sql
         store.record_eventual_outcome("acme", EXEC, 1, error(ErrorCode.CONTAINER_FAILED))
 
 
+def _timed_out(store: SqlTenantStateStore, *, will_retry: bool = False):
+    """acme as a try that timed out leaves it: retry_pending, its work left running."""
+    begin(store)
+    return store.finish_operation("acme", EXEC, error(ErrorCode.OPERATION_TIMEOUT), will_retry=will_retry)
+
+
+@pytest.mark.parametrize(
+    "code", [ErrorCode.OUT_OF_MEMORY, ErrorCode.PERMISSION_DENIED], ids=["non-retriable", "manual"]
+)
+def test_timed_out_work_that_eventually_needs_a_human_holds_the_tenant(
+    store: SqlTenantStateStore, code: ErrorCode
+) -> None:
+    seen = _timed_out(store)
+    eventual = error(code, "the work failed after its try gave up")
+    held = store.hold_for_investigation(
+        "acme", EXEC, 1, eventual, "maintenance: the work failed", expected_version=seen.version
+    )
+    assert (held.status, held.held, held.execution_id, held.attempt) == (
+        TenantStatus.NEEDS_INVESTIGATION,
+        False,
+        EXEC,
+        1,
+    )
+    assert (held.version, held.note) == (seen.version + 1, "maintenance: the work failed")
+    move = store.transitions("acme")[0]
+    assert (move.event, move.from_status, move.to_status, move.attempt) == (
+        TenantEvent.FINISH,
+        TenantStatus.RETRY_PENDING,
+        TenantStatus.NEEDS_INVESTIGATION,
+        1,
+    )
+    # In the same write: the eventual outcome, in context; the try keeps its own error.
+    [op] = store.operations("acme")
+    assert (op.status, op.error_code, op.tenant_status_after) == (
+        OperationStatus.FAILED,
+        ErrorCode.OPERATION_TIMEOUT,
+        TenantStatus.RETRY_PENDING,
+    )
+    assert op.eventual_status is OperationStatus.FAILED
+    assert op.eventual_error is not None
+    assert (op.eventual_error.code, op.eventual_error.tenant_id, op.eventual_error.attempt) == (
+        code,
+        "acme",
+        1,
+    )
+    assert store.list_operations(awaiting_eventual_outcome=True) == []
+    # Held like any tenant a final failure left needing investigation: no new try until released.
+    with pytest.raises(ComputeOperationError) as refused:
+        begin(store, execution=OTHER_EXEC)
+    assert refused.value.error.code is ErrorCode.TENANT_STATE_CONFLICT
+    assert store.release("acme", "fixed the task role").status is TenantStatus.READY
+
+
+def test_a_hold_for_a_retry_that_never_came_may_be_held_for_investigation(store: SqlTenantStateStore) -> None:
+    begin(store)
+    seen = store.finish_operation("acme", EXEC, error(ErrorCode.AUTHENTICATION_FAILED), will_retry=True)
+    assert (seen.status, seen.held) == (TenantStatus.RETRY_PENDING, True)
+    # Not a try whose work outlived it: the error that holds the tenant is the try's own.
+    with pytest.raises(IllegalTransitionError, match="neither"):
+        store.hold_for_investigation(
+            "acme", EXEC, 1, error(ErrorCode.OUT_OF_MEMORY), "stale", expected_version=seen.version
+        )
+    held = store.hold_for_investigation(
+        "acme", EXEC, 1, error(ErrorCode.AUTHENTICATION_FAILED), "stale", expected_version=seen.version
+    )
+    assert (held.status, held.held) == (TenantStatus.NEEDS_INVESTIGATION, False)
+    assert store.operations("acme")[0].eventual_status is None
+
+
+def test_hold_for_investigation_never_overwrites_a_tenant_a_new_try_took_over(
+    store: SqlTenantStateStore, state_url: str
+) -> None:
+    seen = _timed_out(store)  # what the reconciler read
+    store.begin_operation("acme", OTHER_EXEC, "provision", "ecs", 1)  # a new try takes the tenant
+    before = snapshot(state_url)
+    with pytest.raises(IllegalTransitionError, match="moved on") as refused:
+        store.hold_for_investigation(
+            "acme", EXEC, 1, error(ErrorCode.OUT_OF_MEMORY), "late", expected_version=seen.version
+        )
+    assert (refused.value.current, refused.value.requested) == (
+        "operation_in_progress",
+        "needs_investigation",
+    )
+    assert snapshot(state_url) == before  # not even the eventual outcome was written
+    # Read again, the tenant is no longer where the timed-out try left it.
+    now = store.get_tenant("acme")
+    assert now is not None
+    with pytest.raises(IllegalTransitionError, match="not retry_pending"):
+        store.hold_for_investigation(
+            "acme", EXEC, 1, error(ErrorCode.OUT_OF_MEMORY), "late", expected_version=now.version
+        )
+    assert snapshot(state_url) == before
+
+
+def test_hold_for_investigation_refuses_what_a_retry_may_fix_and_anything_inconsistent(
+    store: SqlTenantStateStore, state_url: str
+) -> None:
+    seen = _timed_out(store)
+    before = snapshot(state_url)
+    refusals = [
+        ((EXEC, 1, error(ErrorCode.INFRASTRUCTURE_INTERRUPTED)), "retriable"),
+        ((EXEC, 2, error(ErrorCode.OUT_OF_MEMORY)), "never began"),
+        ((OTHER_EXEC, 1, error(ErrorCode.OUT_OF_MEMORY)), "never began"),
+    ]
+    for (execution, attempt, err), match in refusals:
+        with pytest.raises(IllegalTransitionError, match=match):
+            store.hold_for_investigation("acme", execution, attempt, err, "x", expected_version=seen.version)
+    with pytest.raises(ComputeConfigError) as bad:
+        store.hold_for_investigation("acme", EXEC, 1, None, "x", expected_version=seen.version)  # type: ignore[arg-type]
+    assert bad.value.argument == "error"
+    with pytest.raises(TenantNotFoundError):
+        store.hold_for_investigation(
+            "nobody", EXEC, 1, error(ErrorCode.OUT_OF_MEMORY), "x", expected_version=0
+        )
+    assert snapshot(state_url) == before
+    # An eventual outcome already recorded must be the one that holds the tenant.
+    store.record_eventual_outcome("acme", EXEC, 1, error(ErrorCode.CONTAINER_FAILED))
+    with pytest.raises(IllegalTransitionError, match="already has eventual outcome"):
+        store.hold_for_investigation(
+            "acme", EXEC, 1, error(ErrorCode.OUT_OF_MEMORY), "x", expected_version=seen.version
+        )
+    held = store.hold_for_investigation(
+        "acme", EXEC, 1, error(ErrorCode.CONTAINER_FAILED), "x", expected_version=seen.version
+    )
+    assert held.status is TenantStatus.NEEDS_INVESTIGATION
+    # Nothing leaves investigation but a release: a second hold finds it moved on.
+    with pytest.raises(IllegalTransitionError):
+        store.hold_for_investigation(
+            "acme", EXEC, 1, error(ErrorCode.CONTAINER_FAILED), "x", expected_version=held.version
+        )
+
+
 # -- the ledger -------------------------------------------------------------------------------------
 
 
