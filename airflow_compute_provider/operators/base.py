@@ -272,6 +272,13 @@ class BaseComputeOperator(BaseOperator):
                 [UnitStatus.from_dict(s) for s in event.get("statuses", [])],
                 self.make_backend,
             )
+            # Only the trigger watched these units, so a unit it reports running, or already
+            # succeeded, was first seen running while deferred: time it now. The event does not
+            # say when the trigger first saw it, so for a deferred unit the time runs to the
+            # resume (for a succeeded one, through its run).
+            self._launch_timer.observe(
+                self._store, t, statuses, phases=(UnitPhase.RUNNING, UnitPhase.SUCCEEDED)
+            )
             if event.get("kind") == "error":
                 error = ComputeError.model_validate(event["error"])
                 self._fail(context, t, error.model_copy(update={"cleanup": left_running(statuses)}))

@@ -14,7 +14,9 @@ lifecycle writes to it only through these:
 ``LaunchTimer`` reads the rows back. An intent is written just before its launch request, so
 the time from a row's creation to the lifecycle first seeing its unit running is the
 ``compute.launch_to_running`` metric (``metrics.py``). A row already past ``launched`` had its
-unit seen running before, so each unit generation is timed once, across tries too.
+unit seen running before, so each unit generation is timed once, across tries too. A deferred
+try sees its units only when it resumes: it times those the trigger reports running or already
+succeeded then, so for them the time runs to the resume, an upper bound.
 """
 
 from __future__ import annotations
@@ -114,9 +116,10 @@ class LaunchTimer:
         *,
         phases: Collection[UnitPhase] = (UnitPhase.RUNNING,),
     ) -> None:
-        """Time the units of ``statuses`` in one of ``phases`` (polling, settling, or adopting
-        them on a later try): from the ledger intent (written just before the launch request)
-        to now. A unit the ledger already saw running was timed before."""
+        """Time the units of ``statuses`` in one of ``phases`` (polling, settling, adopting them
+        on a later try, or resuming after the trigger, where a succeeded unit was running too):
+        from the ledger intent (written just before the launch request) to now. A unit the
+        ledger already saw running was timed before."""
         fresh = {
             (s.unit.index, s.unit.generation)
             for s in statuses
