@@ -3,7 +3,8 @@
 A timed-out try leaves its units running on purpose, a rollback whose stop failed leaves
 resources ``pending_cleanup``, and a worker that died leaves its tenant held. This package
 finds each of them in the tenant state store, asks the provider what became of it, and
-writes the end of the story: the eventual outcome, the cleaned resource, the released tenant.
+writes the end of the story: the eventual outcome, the cleaned resource, the tenant released
+or held for investigation.
 
     settings.py    RecoverySettings: scope (tenant, provider, dry run) and how hard cleanup tries
     backends.py    ledger rows -> the backend that reaches them; rows grouped for batched describes

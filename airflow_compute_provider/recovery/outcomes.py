@@ -9,9 +9,15 @@
                                    may still run, else ``None`` (every unit succeeded) or the
                                    operation's error, built as the lifecycle builds it
     tenant_after_eventual(...)     whether the tenant follows that outcome: only if the tenant still
-                                   stands where the timed-out try left it
+                                   stands where the timed-out try left it and no try is coming
     stale_hold(...)                whether a held tenant's try is over for good, and where the
                                    tenant belongs then
+
+Both tenant decisions apply the store's own finish rule (``state.rules.finish_target``, no retry)
+to the error that ends the story: ``ready`` on success, ``retry_pending`` kept (or released) for
+a retriable error, ``needs_investigation`` for a non-retriable or manual one. For a try that
+timed out that error is what its work eventually became, not the timeout: the timeout only
+meant the try stopped watching.
 
 No I/O, no clock of their own: ``reconciler.py`` reads, calls these, and writes.
 """
@@ -146,15 +152,19 @@ def _why_not_succeeded(entry: LedgerEntry) -> ComputeError:
     )
 
 
+#: ``root_cause.reason`` of an eventual outcome where nothing of the work ever ran
+NEVER_LAUNCHED = "never_launched"
+
+
 def _never_launched(message: str) -> ComputeError:
     return ComputeError(
-        code=ErrorCode.CANCELLED, message=message, root_cause=RootCause(reason="never_launched")
+        code=ErrorCode.CANCELLED, message=message, root_cause=RootCause(reason=NEVER_LAUNCHED)
     )
 
 
 @dataclass(frozen=True)
 class TenantDecision:
-    #: "ready" (release to ready), "flag" (a human should look), "unchanged"
+    #: "ready" (release to ready), "investigate" (hold for investigation), "unchanged"
     action: str
     reason: str
 
@@ -164,15 +174,20 @@ def tenant_after_eventual(
 ) -> TenantDecision:
     """Where the tenant goes once a finished try's eventual outcome is known.
 
-    Only a tenant that still stands where that try left it follows (free, ``retry_pending``,
-    same execution and attempt): a later operation's move is never overwritten. It then goes
-    where the store's rule puts a try that ended with this outcome and no retry: ``ready`` on
-    success; a retriable failure leaves it ``retry_pending``; a failure that needs a human is
-    flagged (the store has no move from ``retry_pending`` to ``needs_investigation``, and the
-    next execution may still begin).
+    Only a tenant that still stands where that try left it follows (``retry_pending``, same
+    execution and attempt): a later operation's move is never overwritten. And only when no try
+    is coming: a tenant still held for this execution waits for the retry Airflow scheduled,
+    which reconciles the same units and finishes by the same rule. It then goes where the
+    store's rule puts a try that ended with this outcome and no retry: ``ready`` on success; a
+    retriable failure leaves it ``retry_pending`` (free, a later try may fix it); a
+    non-retriable or manual failure holds it for investigation, that error its last.
     """
     if tenant is None:
         return TenantDecision("unchanged", "the tenant is not in the store")
+    if tenant.held and tenant.execution_id == op.execution_id:
+        return TenantDecision(
+            "unchanged", f"held for a retry of {op.execution_id}: that try owns the outcome"
+        )
     moved_on = (
         tenant.held
         or tenant.execution_id != op.execution_id
@@ -185,6 +200,9 @@ def tenant_after_eventual(
             f"a later move left the tenant {tenant.status.value} (execution {tenant.execution_id!r}, "
             f"attempt {tenant.attempt})",
         )
+    if outcome is not None and outcome.root_cause.reason == NEVER_LAUNCHED:
+        # No work outlived the try: its own error stands, and it already placed the tenant.
+        return TenantDecision("unchanged", "nothing of its work ever ran")
     target, _held = finish_target(outcome, will_retry=False)
     if target is TenantStatus.READY:
         return TenantDecision(
@@ -194,11 +212,16 @@ def tenant_after_eventual(
     assert outcome is not None  # only success leads to ready
     if target is TenantStatus.NEEDS_INVESTIGATION:
         return TenantDecision(
-            "flag",
-            f"the work of try {op.attempt} of {op.execution_id} eventually failed with "
-            f"{outcome.code.value} ({outcome.classification.value})",
+            "investigate",
+            f"{_error_text(outcome)}: what the work of try {op.attempt} of {op.execution_id} ended "
+            f"with, after that try itself ended {_code(op)}",
         )
     return TenantDecision("unchanged", f"the work eventually failed with {outcome.code.value} (retriable)")
+
+
+def _error_text(error: ComputeError) -> str:
+    # The code first: table cells (the state CLI) cut long notes short.
+    return f"{error.code.value} ({error.classification.value})"
 
 
 def _code(op: Operation) -> str:
@@ -214,7 +237,8 @@ def last_activity(op: Operation, entries: Iterable[LedgerEntry]) -> datetime:
 @dataclass(frozen=True)
 class StaleDecision:
     #: "finish" (end the unfinished try through the store's finish), "release" (force-release to
-    #: ready), "flag" (a human should look), "wait" (not stale, or its units still run)
+    #: ready), "investigate" (hold for investigation), "flag" (its units still run: a human
+    #: should look), "wait" (not stale)
     action: str
     outcome: ComputeError | None
     reason: str
@@ -243,16 +267,20 @@ def stale_hold(
         return StaleDecision(
             "finish", outcome, f"the try's worker never finished it; idle for {_ago(idle)}, every unit ended"
         )
-    # Held for a retry that never came. The units' outcome decides where the tenant belongs.
-    outcome = None if units is None else (op.error or units)
+    # Held for a retry that never came. A try that timed out ends with what its work became;
+    # any other with its own error, once its units ended.
+    if op.error_code is ErrorCode.OPERATION_TIMEOUT:
+        outcome = units
+    else:
+        outcome = None if units is None else (op.error or units)
     target, _held = finish_target(outcome, will_retry=False)
     if target is TenantStatus.NEEDS_INVESTIGATION:
         assert outcome is not None
         return StaleDecision(
-            "flag",
+            "investigate",
             outcome,
-            f"held for a retry that never came (idle {_ago(idle)}); its last error {outcome.code.value} "
-            "needs a human",
+            f"{_error_text(outcome)}: held for a retry that never came (idle {_ago(idle)}); "
+            "that error needs a human",
         )
     why = "its work succeeded" if outcome is None else f"its last error {outcome.code.value} is retriable"
     return StaleDecision("release", outcome, f"held for a retry that never came (idle {_ago(idle)}); {why}")

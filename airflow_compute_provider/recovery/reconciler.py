@@ -2,7 +2,8 @@
 
     1. stale holds     tenants held by a try that shows no sign of life for ``stale_after``:
                        its units are described; once every one ended, the try is finished as
-                       it would have been (no retry), or the tenant released, with a note in
+                       it would have been (no retry), the tenant released, or held for
+                       investigation when the error that ends it needs a human, with a note in
                        its history. A hold whose units still run is flagged, never broken.
     2. executions      every execution with a finished try awaiting its eventual outcome, or
                        with ledger rows not yet over (launched, running, stopping, pending
@@ -11,7 +12,13 @@
          clean up      ``pending_cleanup`` rows (and ``stopping`` ones whose unit runs on) go
                        to ``Cleaner``: verified, stopped with retries, ledgered
          record        each awaiting try gets its eventual outcome; its tenant follows when it
-                       still stands where that try left it (``outcomes.tenant_after_eventual``)
+                       still stands where that try left it and no try is coming
+                       (``outcomes.tenant_after_eventual``): ``ready`` after a success,
+                       ``needs_investigation`` after a non-retriable or manual failure (recorded
+                       with the tenant's move, in one write)
+
+Every tenant move is decided on the tenant as read before the provider was asked, and written
+only while the tenant is still at that version: a new try that took it meanwhile wins.
 
 Decisions live in ``outcomes.py`` and ``cleanup.py``; this module reads, asks and writes. It
 never imports Airflow's task context: the operator (``operators/cleanup.py``) and any other
@@ -50,7 +57,9 @@ NOTE_PREFIX = "compute maintenance: "
 _OPEN = (R.LAUNCHED, R.RUNNING, R.STOPPING, R.PENDING_CLEANUP)
 
 Execution = tuple[str, str]
-_WORRYING = frozenset({Action.REFUSED, Action.CLEANUP_FAILED, Action.UNOBSERVABLE, Action.TENANT_FLAGGED})
+_WORRYING = frozenset(
+    {Action.REFUSED, Action.CLEANUP_FAILED, Action.UNOBSERVABLE, Action.TENANT_FLAGGED, Action.TENANT_HELD}
+)
 
 
 class Reconciler:
@@ -100,6 +109,8 @@ class _Run:
         self.dry = settings.dry_run
         #: executions whose hold this run ended (or, in a dry run, would end)
         self.freed: set[Execution] = set()
+        #: pass 2's tenants, read before the provider is asked (what its decisions rest on)
+        self.tenants: dict[str, Tenant | None] = {}
         self.log = structlog.get_logger(LOGGER_NAME).bind(component="recovery", dry_run=self.dry)
 
     def execute(self) -> RecoveryReport:
@@ -147,6 +158,11 @@ class _Run:
             self._item_tenant(tenant, Action.TENANT_FLAGGED, decision.reason, result=tenant.status.value)
             return
         note = NOTE_PREFIX + decision.reason
+        if decision.action == "investigate":
+            assert decision.outcome is not None
+            if self._hold(tenant, op, decision.outcome, decision.reason):
+                self.freed.add((op.tenant_id, op.execution_id))
+            return
         try:
             if self.dry:
                 result = "ready" if decision.action == "release" else "finished"
@@ -229,10 +245,16 @@ class _Run:
                 )
 
     def _holds_its_tenant(self, execution: Execution) -> bool:
+        tenant = self._tenant(execution[0])
         if execution in self.freed:
             return False
-        tenant = self.store.get_tenant(execution[0])
         return tenant is not None and tenant.held and tenant.execution_id == execution[1]
+
+    def _tenant(self, tenant_id: str) -> Tenant | None:
+        """The tenant as this pass first read it (then as this run moved it)."""
+        if tenant_id not in self.tenants:
+            self.tenants[tenant_id] = self.store.get_tenant(tenant_id)
+        return self.tenants[tenant_id]
 
     def _clean(self, candidates: list[Candidate], ledgers: dict[Execution, list[LedgerEntry]]) -> None:
         for key, group in group_by_backend(candidates, lambda c: c.entry).items():
@@ -285,6 +307,18 @@ class _Run:
             return
         assert not isinstance(eventual, outcomes.Unsettled)
         result = "succeeded" if eventual is None else "failed"
+        tenant = self._tenant(op.tenant_id)
+        decision = outcomes.tenant_after_eventual(tenant, op, eventual)
+        moved_on: IllegalTransitionError | None = None
+        if decision.action == "investigate" and tenant is not None and eventual is not None:
+            # One write records the outcome and holds the tenant, so a crash in between cannot
+            # leave the outcome recorded and the tenant waiting for a try that is not coming.
+            held = self._write_hold(tenant, op, eventual, decision.reason)
+            if not isinstance(held, IllegalTransitionError):
+                self._item_op(op, Action.OUTCOME_RECORDED, f"eventually {result}", eventual, result=result)
+                self._report_hold(held, eventual, decision.reason)
+                return
+            moved_on = held  # a new try took the tenant meanwhile; the outcome is still this try's
         if not self.dry:
             try:
                 self.store.record_eventual_outcome(op.tenant_id, op.execution_id, op.attempt, eventual)
@@ -292,25 +326,58 @@ class _Run:
                 self._item_op(op, Action.TENANT_UNCHANGED, f"not recorded: {exc}")
                 return
         self._item_op(op, Action.OUTCOME_RECORDED, f"eventually {result}", eventual, result=result)
-        self._follow_with_tenant(op, eventual)
+        if moved_on is not None and tenant is not None:
+            self._item_tenant(tenant, Action.TENANT_UNCHANGED, f"moved on meanwhile: {moved_on}")
+        elif decision.action == "ready" and tenant is not None:
+            self._release_to_ready(tenant, op, decision.reason)
 
-    def _follow_with_tenant(self, op: Operation, eventual: ComputeError | None) -> None:
-        tenant = self.store.get_tenant(op.tenant_id)
-        decision = outcomes.tenant_after_eventual(tenant, op, eventual)
-        if tenant is None or decision.action == "unchanged":
-            return
-        if decision.action == "flag":
-            self.report.flag(op.tenant_id, decision.reason)
-            self._item_tenant(tenant, Action.TENANT_FLAGGED, decision.reason, result=tenant.status.value)
-            return
-        note = NOTE_PREFIX + decision.reason
+    def _release_to_ready(self, tenant: Tenant, op: Operation, reason: str) -> None:
         if not self.dry:
             try:
-                tenant = self.store.release(op.tenant_id, note, force=True, expected_version=tenant.version)
+                tenant = self.store.release(
+                    op.tenant_id, NOTE_PREFIX + reason, force=True, expected_version=tenant.version
+                )
             except IllegalTransitionError as exc:
                 self._item_tenant(tenant, Action.TENANT_UNCHANGED, f"moved on meanwhile: {exc}")
                 return
-        self._item_tenant(tenant, Action.TENANT_READY, decision.reason, result=TenantStatus.READY.value)
+            self.tenants[tenant.tenant_id] = tenant
+        self._item_tenant(tenant, Action.TENANT_READY, reason, result=TenantStatus.READY.value)
+
+    def _hold(self, tenant: Tenant, op: Operation, error: ComputeError, reason: str) -> bool:
+        """Hold ``tenant`` for investigation and report it; ``False`` when it moved on meanwhile."""
+        held = self._write_hold(tenant, op, error, reason)
+        if isinstance(held, IllegalTransitionError):
+            self._item_tenant(tenant, Action.TENANT_UNCHANGED, f"moved on meanwhile: {held}")
+            return False
+        self._report_hold(held, error, reason)
+        return True
+
+    def _write_hold(
+        self, tenant: Tenant, op: Operation, error: ComputeError, reason: str
+    ) -> Tenant | IllegalTransitionError:
+        """``retry_pending`` -> ``needs_investigation`` on the version read, ``error`` recorded
+        as the try's last; the store's refusal when the tenant moved on meanwhile."""
+        if self.dry:
+            return tenant
+        try:
+            held = self.store.hold_for_investigation(
+                op.tenant_id,
+                op.execution_id,
+                op.attempt,
+                error,
+                NOTE_PREFIX + reason,
+                expected_version=tenant.version,
+            )
+        except IllegalTransitionError as exc:
+            return exc
+        self.tenants[held.tenant_id] = held
+        return held
+
+    def _report_hold(self, tenant: Tenant, error: ComputeError, reason: str) -> None:
+        self.report.flag(tenant.tenant_id, reason)
+        self._item_tenant(
+            tenant, Action.TENANT_HELD, reason, result=TenantStatus.NEEDS_INVESTIGATION.value, error=error
+        )
 
     # -- observing and writing -----------------------------------------------------------------
 
@@ -403,7 +470,9 @@ class _Run:
                 continue
             op = self._operation(tenant.tenant_id, tenant.execution_id or "", tenant.attempt)
             if op is None or settings.covers(tenant.tenant_id, op.provider):
-                code = op.error_code.value if op is not None and op.error_code else "unknown"
+                # A tenant an earlier run held is there for what its try's work became.
+                error = (op.eventual_error or op.error) if op is not None else None
+                code = error.code.value if error is not None else "unknown"
                 self.report.flag(tenant.tenant_id, f"needs_investigation after {code}")
         self.log.info("maintenance run done", **self.report.summary())
 

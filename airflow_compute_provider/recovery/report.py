@@ -36,6 +36,8 @@ class Action(enum.StrEnum):
     TENANT_READY = "tenant_ready"
     TENANT_RELEASED = "tenant_released"
     TENANT_FLAGGED = "tenant_flagged"
+    #: moved to needs_investigation by this run (the error that ended its try's story needs a human)
+    TENANT_HELD = "tenant_held"
     TENANT_UNCHANGED = "tenant_unchanged"
 
 

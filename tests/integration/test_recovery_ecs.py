@@ -11,17 +11,31 @@ unfiltered maintenance run sees only what the test made.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airflow_compute_provider.hooks.base import ExecutionRef, LaunchPlan, UnitLaunch
+from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
+from airflow_compute_provider.hooks.base import (
+    ComputeBackend,
+    ExecutionRef,
+    LaunchPlan,
+    Unit,
+    UnitLaunch,
+    UnitStatus,
+)
 from airflow_compute_provider.hooks.ecs import EcsComputeHook
 from airflow_compute_provider.hooks.ecs_tags import TENANT_ID_TAG
+from airflow_compute_provider.plugins.summary import health_summary
+from airflow_compute_provider.recovery import Reconciler, RecoverySettings
+from airflow_compute_provider.recovery.backends import BackendKey, build_backend
 from airflow_compute_provider.state import ResourceUpdate, SqlTenantStateStore
+from airflow_compute_provider.state.cli import main as state_cli
 from airflow_compute_provider.state.status import (
     OperationStatus,
     ResourceStatus,
@@ -29,9 +43,10 @@ from airflow_compute_provider.state.status import (
     TenantStatus,
 )
 from tests.harness.ecs import CLUSTER_NAME, FAKE_CREDENTIALS, REGION, TASK_FAMILY
-from tests.harness.ecs_script import RUNS_FOREVER, SUCCEEDED, exited
+from tests.harness.ecs_script import OOM_KILLED, RUNS_FOREVER, SPOT_INTERRUPTED, SUCCEEDED, exited
 from tests.harness.proxy_faults import ecs_error, ecs_unavailable
 from tests.integration.ecs_dags import Code, ecs_dag
+from tests.unit.state.support import state_url_fixture
 
 pytestmark = pytest.mark.airflow
 
@@ -144,6 +159,153 @@ def test_timed_out_work_that_later_succeeds_is_recorded_and_frees_the_tenant(
     assert "eventually succeeded" in (move.note or "")
     ready = [i for i in report["items"] if i["action"] == "tenant_ready"]
     assert [i["tenant_id"] for i in ready] == ["rec-timeout"]
+
+
+def test_timed_out_work_that_later_fails_for_good_holds_the_tenant_for_investigation(
+    airflow_env, ecs_env, state_store
+) -> None:
+    ecs_env.default_script = RUNS_FOREVER
+    for tenant_id in ("rec-oom", "rec-spot"):
+        run = _run_compute(
+            airflow_env,
+            ecs_env,
+            tenant_id.replace("-", "_"),
+            tenant_id=tenant_id,
+            timeout=Code("timedelta(seconds=1)"),
+        )
+        assert run.state() == "failed", "no retry: the workflow gave up"
+        assert state_store.get_tenant(tenant_id).status is TenantStatus.RETRY_PENDING
+    [oom_task] = _tasks_of(ecs_env, "rec-oom")
+    [spot_task] = _tasks_of(ecs_env, "rec-spot")
+    # Long after the tries gave up: one task is killed for memory (non-retriable, no try is
+    # coming), the other loses its Spot host (retriable: a later try may well succeed).
+    ecs_env.stop_task(oom_task["taskArn"], OOM_KILLED)
+    ecs_env.stop_task(spot_task["taskArn"], SPOT_INTERRUPTED)
+
+    later = airflow_env.run_dag(MAINTENANCE_FILE, "compute_maintenance")
+
+    assert later.state() == "success"
+    report = later.xcom("reconcile")
+    assert report["summary"]["operations_reconciled"] == 2
+    tenant = state_store.get_tenant("rec-oom")
+    assert (tenant.status, tenant.held) == (TenantStatus.NEEDS_INVESTIGATION, False)
+    move = state_store.transitions("rec-oom")[0]
+    assert (move.event, move.from_status, move.to_status) == (
+        TenantEvent.FINISH,
+        TenantStatus.RETRY_PENDING,
+        TenantStatus.NEEDS_INVESTIGATION,
+    )
+    assert (move.note or "").startswith("compute maintenance: OUT_OF_MEMORY (non_retriable)")
+    [op] = state_store.list_operations(tenant_id="rec-oom")
+    assert op.error_code.value == "OPERATION_TIMEOUT"  # the try itself only timed out
+    assert (op.eventual_status, op.eventual_error.code) == (OperationStatus.FAILED, ErrorCode.OUT_OF_MEMORY)
+    [held] = [i for i in report["items"] if i["action"] == "tenant_held"]
+    assert (held["tenant_id"], held["result"], held["error_code"]) == (
+        "rec-oom",
+        "needs_investigation",
+        "OUT_OF_MEMORY",
+    )
+    assert "OUT_OF_MEMORY" in report["tenants_needing_investigation"]["rec-oom"]
+    # The retriable end changes nothing: the tenant stays retry_pending, free for a later try.
+    spot = state_store.get_tenant("rec-spot")
+    assert (spot.status, spot.held) == (TenantStatus.RETRY_PENDING, False)
+    [spot_op] = state_store.list_operations(tenant_id="rec-spot")
+    assert spot_op.eventual_error.code is ErrorCode.INFRASTRUCTURE_INTERRUPTED
+    assert "rec-spot" not in report["tenants_needing_investigation"]
+
+    # What the Compute Health page and the state command line show.
+    page = health_summary(state_store, now=datetime.now(UTC), window=timedelta(hours=1))
+    by_tenant = {t["tenant_id"]: t for t in page["tenants"]}
+    assert by_tenant["rec-oom"]["status"] == "needs_investigation"
+    assert (by_tenant["rec-oom"]["last_error"]["code"], by_tenant["rec-oom"]["last_error"]["attempt"]) == (
+        "OUT_OF_MEMORY",
+        1,
+    )
+    assert page["counts"]["needs_investigation"] == 1
+    out, err = io.StringIO(), io.StringIO()
+    assert state_cli(["tenants", "--status", "needs_investigation"], out=out, err=err) == 0
+    [row] = out.getvalue().splitlines()[1:]
+    assert row.startswith("rec-oom")
+    assert "OUT_OF_MEMORY" in row  # the note the move left, code first
+    # Held like any tenant a final failure left: the next operation is refused until released.
+    with pytest.raises(ComputeOperationError) as refused:
+        state_store.begin_operation("rec-oom", "maintenance:after:1", "provision", "ecs", 1)
+    assert refused.value.error.code is ErrorCode.TENANT_STATE_CONFLICT
+
+
+# -- a new try racing the maintenance run ----------------------------------------------------------
+
+state_url = state_url_fixture()  # this test on SQLite and on PostgreSQL
+
+
+class _NewTryWhileAsked:
+    """The real ECS backend; while a maintenance run's DescribeTasks is answered, a new
+    execution begins on the tenant through a store connection of its own (another worker)."""
+
+    def __init__(self, backend: ComputeBackend, url: str, execution: ExecutionRef) -> None:
+        self._backend = backend
+        self._url = url
+        self._execution = execution
+
+    def describe(self, units: list[Unit]) -> list[UnitStatus]:
+        statuses = self._backend.describe(units)
+        worker = SqlTenantStateStore(self._url)
+        try:
+            worker.begin_operation(
+                self._execution.tenant_id, self._execution.execution_id, "provision", "ecs", 1
+            )
+        finally:
+            worker.close()
+        return statuses
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+
+def test_a_new_try_that_takes_the_tenant_during_a_run_is_never_overwritten(
+    airflow_env, ecs_env, state_url: str
+) -> None:
+    store = SqlTenantStateStore(state_url)
+    try:
+        ecs_env.default_script = RUNS_FOREVER
+        hook = EcsComputeHook(cluster=CLUSTER_NAME)
+        first = ExecutionRef("rec-race", "maintenance:race:1")
+        [unit] = hook.launch(_plan(ecs_env, first, [0])).launched
+        store.begin_operation(first.tenant_id, first.execution_id, "provision", "ecs", 1)
+        _ledger(store, hook, first, {0: unit.resource_id})
+        timeout = ComputeError(code=ErrorCode.OPERATION_TIMEOUT, message="did not settle in time")
+        store.finish_operation(first.tenant_id, first.execution_id, timeout, will_retry=False)
+        ecs_env.stop_task(unit.resource_id, OOM_KILLED)  # a human would be needed...
+        second = ExecutionRef("rec-race", "maintenance:race:2")
+
+        def racing(key: BackendKey) -> Any:
+            return _NewTryWhileAsked(build_backend(key), state_url, second)
+
+        report = Reconciler(store, backend_factory=racing).run(RecoverySettings(tenant_id="rec-race"))
+
+        # ...but a new try took the tenant meanwhile: the run's hold is refused, the outcome kept.
+        tenant = store.get_tenant("rec-race")
+        assert (tenant.status, tenant.execution_id, tenant.held) == (
+            TenantStatus.OPERATION_IN_PROGRESS,
+            second.execution_id,
+            True,
+        )
+        assert [m.event for m in store.transitions("rec-race")] == [
+            TenantEvent.BEGIN,
+            TenantEvent.FINISH,
+            TenantEvent.BEGIN,
+        ]
+        first_op = next(o for o in store.operations("rec-race") if o.execution_id == first.execution_id)
+        assert (first_op.eventual_status, first_op.eventual_error.code) == (
+            OperationStatus.FAILED,
+            ErrorCode.OUT_OF_MEMORY,
+        )
+        [unchanged] = [i for i in report.items if i.kind == "tenant"]
+        assert unchanged.action.value == "tenant_unchanged"
+        assert "moved on" in unchanged.detail
+        assert report.summary()["operations_reconciled"] == 1
+    finally:
+        store.close()
 
 
 # -- a rollback whose stop failed -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 from airflow_compute_provider.errors import ComputeError, ErrorCode
 from airflow_compute_provider.hooks.base import ExecutionRef, LaunchPlan, UnitLaunch
 from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
+from airflow_compute_provider.plugins.summary import health_summary
 from airflow_compute_provider.state import ResourceUpdate, SqlTenantStateStore
 from airflow_compute_provider.state.status import (
     OperationStatus,
@@ -132,7 +134,9 @@ def test_timed_out_pod_that_later_succeeds_is_recorded_and_frees_the_tenant(
     assert "eventually succeeded" in (move.note or "")
 
 
-def test_timed_out_pod_that_later_fails_records_its_error(airflow_env, kube_env, state_store) -> None:
+def test_timed_out_pod_that_later_fails_for_good_holds_the_tenant_for_investigation(
+    airflow_env, kube_env, state_store
+) -> None:
     run = _run_compute(
         airflow_env,
         kube_env,
@@ -160,10 +164,18 @@ def test_timed_out_pod_that_later_fails_records_its_error(airflow_env, kube_env,
     assert op.eventual_error.tenant_id == "krec-timeout-fail"
     [entry] = state_store.list_resources(tenant_id="krec-timeout-fail")
     assert entry.status is ResourceStatus.FAILED
-    # The store has no move from retry_pending to needs_investigation: the tenant is flagged.
-    assert state_store.get_tenant("krec-timeout-fail").status is TenantStatus.RETRY_PENDING
+    # No try is coming (the workflow gave up) and no retry fixes an OOM: held for a human, the
+    # eventual error its last.
+    tenant = state_store.get_tenant("krec-timeout-fail")
+    assert (tenant.status, tenant.held, tenant.attempt) == (TenantStatus.NEEDS_INVESTIGATION, False, 1)
+    move = state_store.transitions("krec-timeout-fail")[0]
+    assert (move.event, move.from_status) == (TenantEvent.FINISH, TenantStatus.RETRY_PENDING)
+    assert (move.note or "").startswith("compute maintenance: OUT_OF_MEMORY (non_retriable)")
     flagged = later.xcom("reconcile")["tenants_needing_investigation"]
     assert "OUT_OF_MEMORY" in flagged["krec-timeout-fail"]
+    page = health_summary(state_store, now=datetime.now(UTC), window=timedelta(hours=1))
+    [shown] = [t for t in page["tenants"] if t["tenant_id"] == "krec-timeout-fail"]
+    assert (shown["status"], shown["last_error"]["code"]) == ("needs_investigation", "OUT_OF_MEMORY")
 
 
 # -- a rollback whose delete failed ----------------------------------------------------------------
@@ -263,6 +275,34 @@ def test_a_hold_for_a_retry_that_never_came_is_released_once_its_pods_succeeded(
     [op] = state_store.list_operations(tenant_id="krec-stale")
     assert op.eventual_status is OperationStatus.SUCCEEDED
     assert state_store.list_resources(tenant_id="krec-stale")[0].status is ResourceStatus.SUCCEEDED
+
+
+def test_a_timed_out_hold_whose_retry_never_came_and_whose_pod_failed_needs_investigation(
+    airflow_env, kube_env, state_store
+) -> None:
+    hook = KubernetesComputeHook(namespace=kube_env.namespace)
+    execution = ExecutionRef("krec-stale-oom", "maintenance:stale-oom:1")
+    [unit] = hook.launch(_plan(execution, [0], script="run:1s,exit:137,reason:OOMKilled")).launched
+    # The try timed out and Airflow scheduled a retry that never ran: the tenant stays held.
+    state_store.begin_operation(execution.tenant_id, execution.execution_id, "provision", "kubernetes", 1)
+    _ledger(state_store, hook, execution, {0: unit.resource_id})
+    timeout = ComputeError(code=ErrorCode.OPERATION_TIMEOUT, message="did not settle in time")
+    state_store.finish_operation(execution.tenant_id, execution.execution_id, timeout, will_retry=True)
+    wait_for_pod(kube_env.core, kube_env.namespace, unit.resource_id, lambda p: _phase(p) == "Failed")
+
+    run = _maintain(airflow_env, "krec_stale_oom_maint", stale_after=Code("timedelta(0)"))
+
+    assert run.state() == "success"
+    # The timeout only meant the try stopped watching; what its pod became decides.
+    tenant = state_store.get_tenant("krec-stale-oom")
+    assert (tenant.status, tenant.held) == (TenantStatus.NEEDS_INVESTIGATION, False)
+    move = state_store.transitions("krec-stale-oom")[0]
+    assert (move.event, move.from_status) == (TenantEvent.FINISH, TenantStatus.RETRY_PENDING)
+    assert "retry that never came" in (move.note or "")
+    [op] = state_store.list_operations(tenant_id="krec-stale-oom")
+    assert (op.eventual_status, op.eventual_error.code) == (OperationStatus.FAILED, ErrorCode.OUT_OF_MEMORY)
+    [held] = [i for i in run.xcom("reconcile")["items"] if i["action"] == "tenant_held"]
+    assert held["error_code"] == "OUT_OF_MEMORY"
 
 
 # -- helpers ----------------------------------------------------------------------------------------

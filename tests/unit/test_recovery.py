@@ -312,12 +312,37 @@ def test_a_later_move_of_the_tenant_is_never_overwritten(moved: Tenant) -> None:
     assert tenant_after_eventual(moved, operation(), None).action == "unchanged"
 
 
-def test_an_eventual_failure_keeps_or_flags_the_tenant_by_its_classification() -> None:
-    assert tenant_after_eventual(tenant(), operation(), error(ErrorCode.OUT_OF_MEMORY)).action == "flag"
-    assert (
-        tenant_after_eventual(tenant(), operation(), error(ErrorCode.INFRASTRUCTURE_INTERRUPTED)).action
-        == "unchanged"
-    )
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [
+        (ErrorCode.OUT_OF_MEMORY, "investigate"),  # non-retriable, and no try is coming
+        (ErrorCode.PERMISSION_DENIED, "investigate"),  # requires manual intervention
+        (ErrorCode.INFRASTRUCTURE_INTERRUPTED, "unchanged"),  # retriable: a later try may fix it
+    ],
+)
+def test_an_eventual_failure_holds_the_tenant_by_the_stores_finish_rule(code: ErrorCode, action: str) -> None:
+    decision = tenant_after_eventual(tenant(), operation(), error(code))
+    assert decision.action == action
+    if action == "investigate":
+        # The code leads the reason (it becomes the tenant's note; tables cut long cells).
+        assert decision.reason.startswith(f"{code.value} (")
+        assert "OPERATION_TIMEOUT" in decision.reason
+
+
+def test_a_try_whose_work_never_ran_leaves_the_tenant_where_its_own_error_put_it() -> None:
+    nothing = eventual_outcome([])
+    assert nothing is not UNSETTLED
+    assert nothing is not None
+    assert nothing.classification.value == "non_retriable"  # CANCELLED, yet no work to blame
+    assert tenant_after_eventual(tenant(), operation(), nothing).action == "unchanged"
+
+
+def test_a_tenant_held_for_a_due_retry_is_left_to_that_try_whatever_the_error() -> None:
+    # Airflow scheduled a retry: it reconciles the same units and finishes by the same rule.
+    for code in (ErrorCode.PERMISSION_DENIED, ErrorCode.OUT_OF_MEMORY):
+        decision = tenant_after_eventual(tenant(held=True), operation(), error(code))
+        assert decision.action == "unchanged"
+        assert "retry" in decision.reason
 
 
 # -- stale holds -----------------------------------------------------------------------------------
@@ -376,10 +401,13 @@ def test_a_hold_for_a_retry_that_never_came_goes_where_its_error_leads() -> None
         held, operation(), [entry(0, R.SUCCEEDED)], idle=timedelta(hours=2), stale_after=GRACE
     )
     assert (units_ok.action, units_ok.outcome) == ("release", None)
-    timed_out = stale_hold(
-        held, operation(), [entry(0, R.FAILED, error=error())], idle=timedelta(hours=2), stale_after=GRACE
+    interrupted = error(ErrorCode.INFRASTRUCTURE_INTERRUPTED, "spot")
+    retriable = stale_hold(
+        held, operation(), [entry(0, R.FAILED, error=interrupted)], idle=timedelta(hours=2), stale_after=GRACE
     )
-    assert timed_out.action == "release"  # the try's own error (a timeout) is retriable
+    assert retriable.action == "release"
+    assert retriable.outcome is not None
+    assert retriable.outcome.code is ErrorCode.INFRASTRUCTURE_INTERRUPTED
     manual = stale_hold(
         held,
         operation(err=error(ErrorCode.PERMISSION_DENIED, "denied")),
@@ -387,7 +415,24 @@ def test_a_hold_for_a_retry_that_never_came_goes_where_its_error_leads() -> None
         idle=timedelta(hours=2),
         stale_after=GRACE,
     )
-    assert manual.action == "flag"
+    assert manual.action == "investigate"
+    assert manual.outcome is not None
+    assert manual.outcome.code is ErrorCode.PERMISSION_DENIED
+
+
+def test_a_timed_out_try_whose_retry_never_came_ends_with_what_its_work_became() -> None:
+    # The timeout (retriable) only meant the try stopped watching; its unit failed for good.
+    decision = stale_hold(
+        tenant(held=True),
+        operation(),
+        [entry(0, R.FAILED, error=error())],
+        idle=timedelta(hours=2),
+        stale_after=GRACE,
+    )
+    assert decision.action == "investigate"
+    assert decision.outcome is not None
+    assert decision.outcome.code is ErrorCode.CONTAINER_FAILED
+    assert decision.reason.startswith("CONTAINER_FAILED (non_retriable)")
 
 
 # -- the report ------------------------------------------------------------------------------------
