@@ -113,9 +113,15 @@ def _last_errors(operations: Iterable[Operation]) -> dict[str, Operation]:
     """Per tenant, its newest operation that ended with an error."""
     found: dict[str, Operation] = {}
     for op in operations:
-        if op.error is not None and op.tenant_id not in found:
+        if _last_error_of(op) is not None and op.tenant_id not in found:
             found[op.tenant_id] = op
     return found
+
+
+def _last_error_of(op: Operation) -> ComputeError | None:
+    """A try's last error: what its work eventually failed with, once the reconciler recorded
+    that (the try itself may have only timed out), else the error it ended with."""
+    return op.eventual_error or op.error
 
 
 def _tenant(tenant: Tenant, failed: Operation | None) -> dict[str, Any]:
@@ -133,7 +139,8 @@ def _tenant(tenant: Tenant, failed: Operation | None) -> dict[str, Any]:
 
 
 def _error(op: Operation) -> dict[str, Any]:
-    error: ComputeError = op.error  # type: ignore[assignment]  # _last_errors keeps only errors
+    error: ComputeError = _last_error_of(op)  # type: ignore[assignment]  # _last_errors keeps only errors
+    failed_at = op.eventual_at if op.eventual_error is not None and op.eventual_at else _failed_at(op)
     return {
         "code": error.code.value,
         "classification": error.classification.value,
@@ -142,7 +149,7 @@ def _error(op: Operation) -> dict[str, Any]:
         "operation": op.operation,
         "execution_id": op.execution_id,
         "attempt": op.attempt,
-        "failed_at": _failed_at(op).isoformat(),
+        "failed_at": failed_at.isoformat(),
         "task_instance": task_instance_ref(op.execution_id),
     }
 
