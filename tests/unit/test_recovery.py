@@ -312,21 +312,18 @@ def test_a_later_move_of_the_tenant_is_never_overwritten(moved: Tenant) -> None:
     assert tenant_after_eventual(moved, operation(), None).action == "unchanged"
 
 
-@pytest.mark.parametrize(
-    ("code", "action"),
-    [
-        (ErrorCode.OUT_OF_MEMORY, "investigate"),  # non-retriable, and no try is coming
-        (ErrorCode.PERMISSION_DENIED, "investigate"),  # requires manual intervention
-        (ErrorCode.INFRASTRUCTURE_INTERRUPTED, "unchanged"),  # retriable: a later try may fix it
-    ],
-)
-def test_an_eventual_failure_holds_the_tenant_by_the_stores_finish_rule(code: ErrorCode, action: str) -> None:
-    decision = tenant_after_eventual(tenant(), operation(), error(code))
-    assert decision.action == action
-    if action == "investigate":
+def test_an_eventual_failure_holds_the_tenant_only_when_it_needs_a_human_and_no_try_is_coming() -> None:
+    for code in (ErrorCode.OUT_OF_MEMORY, ErrorCode.PERMISSION_DENIED):  # non-retriable, manual
+        decision = tenant_after_eventual(tenant(), operation(), error(code))
+        assert decision.action == "investigate"
         # The code leads the reason (it becomes the tenant's note; tables cut long cells).
         assert decision.reason.startswith(f"{code.value} (")
         assert "OPERATION_TIMEOUT" in decision.reason
+        # Airflow scheduled a retry: it reconciles the same units and finishes by the same rule.
+        assert tenant_after_eventual(tenant(held=True), operation(), error(code)).action == "unchanged"
+    # Retriable: a later try may fix it; the tenant stays retry_pending, free.
+    interrupted = error(ErrorCode.INFRASTRUCTURE_INTERRUPTED)
+    assert tenant_after_eventual(tenant(), operation(), interrupted).action == "unchanged"
 
 
 def test_a_try_whose_work_never_ran_leaves_the_tenant_where_its_own_error_put_it() -> None:
@@ -335,14 +332,6 @@ def test_a_try_whose_work_never_ran_leaves_the_tenant_where_its_own_error_put_it
     assert nothing is not None
     assert nothing.classification.value == "non_retriable"  # CANCELLED, yet no work to blame
     assert tenant_after_eventual(tenant(), operation(), nothing).action == "unchanged"
-
-
-def test_a_tenant_held_for_a_due_retry_is_left_to_that_try_whatever_the_error() -> None:
-    # Airflow scheduled a retry: it reconciles the same units and finishes by the same rule.
-    for code in (ErrorCode.PERMISSION_DENIED, ErrorCode.OUT_OF_MEMORY):
-        decision = tenant_after_eventual(tenant(held=True), operation(), error(code))
-        assert decision.action == "unchanged"
-        assert "retry" in decision.reason
 
 
 # -- stale holds -----------------------------------------------------------------------------------
