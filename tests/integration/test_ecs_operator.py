@@ -96,22 +96,27 @@ def test_wait_for_running_returns_while_the_tasks_keep_running(airflow_env, ecs_
 # -- idempotency --------------------------------------------------------------------------------
 
 
-def test_retry_reuses_the_execution_id_and_launches_once(airflow_env, ecs_env, fault_proxy) -> None:
+def test_a_launch_whose_answer_was_lost_is_found_not_launched_twice(
+    airflow_env, ecs_env, fault_proxy
+) -> None:
     proxy = fault_proxy(ecs_env.endpoint_url)
     ecs_env.route_through(proxy.url)
-    # Every RunTask reaches ECS, but no answer ever comes back: the first try fails with the task
-    # started (botocore's own retries carry the same clientToken, so ECS starts it once). The
-    # second try can only succeed by adopting that task: a RunTask from it would fail too.
+    # Every RunTask reaches ECS, but no answer ever comes back (botocore's own retries carry the
+    # same clientToken, so ECS starts the task once). The try must look for the task it never
+    # heard of and wait for it: launching again, or failing with the task left running, would
+    # both be wrong.
     proxy.add_rule(Reset(forward_first=True), operation="RunTask")
 
     run = _run(airflow_env, ecs_env, "ecs_idem", tenant_id="idem", retries=2)
 
     assert run.state() == "success"
-    assert run.try_numbers()["provision"] == 2
-    assert len(_tasks_of(ecs_env, "idem")) == 1, "the retry adopted the task instead of launching again"
-    operations = open_state_store().operations("idem")
-    assert [op.attempt for op in operations] == [2, 1]
-    assert len({op.execution_id for op in operations}) == 1
+    assert run.try_numbers()["provision"] == 1
+    (task,) = _tasks_of(ecs_env, "idem")
+    assert [u["resource_id"] for u in run.xcom("provision")["units"]] == [task["taskArn"]]
+    assert proxy.counts["RunTask"] >= 1
+    assert proxy.counts.passed.get("RunTask", 0) == 0
+    (row,) = open_state_store().list_resources(tenant_id="idem")
+    assert (row.resource_id, row.status) == (task["taskArn"], ResourceStatus.SUCCEEDED)
 
 
 def test_worker_killed_after_run_task_leaves_exactly_one_task(airflow_env, ecs_env, fault_proxy) -> None:
