@@ -72,9 +72,9 @@ MUTATIONS = (
         name="triggerer",
         part="3 triggerer restart",
         removes="the describe of units a trigger never saw (it started after its deadline)",
-        path=f"{PACKAGE}/operators/base.py",
-        old="not in seen]\n        if not unseen:\n",
-        new="not in seen]\n        if True:\n",
+        path=f"{PACKAGE}/operators/wait.py",
+        old="if not unseen:",
+        new="if True:",
         caught_by=(
             "tests/reliability/test_triggerer_restart.py::"
             "test_triggerer_killed_while_operations_wait_every_operation_completes_once",
