@@ -9,8 +9,10 @@ under Airflow's ``[metrics]`` configuration (prefix, allow / block lists, tags):
     compute.rollbacks           counter   units a rollback stopped, tag provider
     compute.cleanups            counter   units marked for cleanup (action=marked) or cleaned
                                           up later (action=cleaned), tags provider, action
-    compute.launch_to_running   timer     from a unit's launch request to the lifecycle seeing
-                                          it running, in milliseconds, tag provider
+    compute.launch_to_running   timer     from a unit's launch request to its start as the
+                                          provider reports it (ECS ``startedAt``, the main
+                                          container's ``startedAt``), in milliseconds, tag
+                                          provider
 
 Tags reach tag-aware backends (Datadog, OpenTelemetry, StatsD with ``statsd_influxdb_enabled``);
 plain StatsD drops them. So, the way Airflow itself does with its own metrics, each metric is

@@ -126,7 +126,10 @@ class UnitPhase(enum.StrEnum):
 @dataclass(frozen=True)
 class UnitStatus:
     """A unit's state. ``healthy`` is ``None`` where no health check is defined; ``error`` is set
-    for a failed unit and for one stuck pending (image pull back-off, unschedulable)."""
+    for a failed unit and for one stuck pending (image pull back-off, unschedulable).
+    ``running_since`` is the provider's own time of the unit's start (ECS ``startedAt``, the
+    main container's ``startedAt``), kept after it stopped; ``None`` for a unit that never ran
+    or when the provider does not say."""
 
     unit: Unit
     phase: UnitPhase
@@ -135,6 +138,8 @@ class UnitStatus:
     error: ComputeError | None = None
     #: when the unit entered its current waiting state, for grace periods (ISO 8601, UTC)
     stuck_since: str | None = None
+    #: when the provider says the unit started running (ISO 8601, UTC), for launch-to-running
+    running_since: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +149,7 @@ class UnitStatus:
             "healthy": self.healthy,
             "error": self.error.to_json_dict() if self.error else None,
             "stuck_since": self.stuck_since,
+            "running_since": self.running_since,
         }
 
     @classmethod
@@ -156,6 +162,8 @@ class UnitStatus:
             healthy=data.get("healthy"),
             error=ComputeError.model_validate(error) if error else None,
             stuck_since=data.get("stuck_since"),
+            # absent from the events of a trigger that ran an older version
+            running_since=data.get("running_since"),
         )
 
 

@@ -4,7 +4,8 @@
                               RUNNING / DEACTIVATING / STOPPING / DEPROVISIONING -> running
                               STOPPED -> succeeded, or failed with the normalizer's error
     exit_code_of(task)        the essential container's exit code, once the task stopped
-    status_of(unit, task)     the whole ``UnitStatus``
+    status_of(unit, task)     the whole ``UnitStatus``; ``running_since`` is the task's
+                              ``startedAt``, running or stopped (absent: it never ran)
     vanished(unit)            a task ECS no longer knows (``failures[]`` reason MISSING)
     describe_batches(units)   units grouped by cluster, in DescribeTasks' batches of 100
 
@@ -104,11 +105,17 @@ def _iso_utc(value: Any) -> str | None:
 def status_of(unit: Unit, task: Mapping[str, Any], essential: frozenset[str] | None = None) -> UnitStatus:
     """Where ``unit`` is, from its described task."""
     healthy = healthy_of(task)
+    # ``startedAt`` is when the task went from PENDING to RUNNING (AWS ECS API reference, Task
+    # data type); ECS keeps it once the task stopped and never sets it for a task that never ran
+    # (a failed image pull). boto3 and aiobotocore both parse it into an aware datetime.
+    running_since = _iso_utc(task.get("startedAt"))
     if not is_stopped(task):
         phase = phase_of(task.get("lastStatus"))
         # A pending task has waited since it was created; grace periods count from there.
         since = _iso_utc(task.get("createdAt")) if phase is UnitPhase.PENDING else None
-        return UnitStatus(unit=unit, phase=phase, healthy=healthy, stuck_since=since)
+        return UnitStatus(
+            unit=unit, phase=phase, healthy=healthy, stuck_since=since, running_since=running_since
+        )
     marked = with_essentials(task, essential)
     error = normalize_ecs.from_stopped_task(marked)
     return UnitStatus(
@@ -117,6 +124,7 @@ def status_of(unit: Unit, task: Mapping[str, Any], essential: frozenset[str] | N
         exit_code=exit_code_of(marked),
         healthy=healthy,
         error=error,
+        running_since=running_since,
     )
 
 

@@ -15,12 +15,17 @@ lifecycle needs around it:
     Unknown    running but not healthy (the node stopped reporting; not over yet)
     (no pod)   vanished
 
+Every phase also carries ``running_since``: when the pod's main container (the first one of
+its spec, where the operator puts the image) first started, as the kubelet reports it; ``None``
+while it has not started, or when it never did.
+
 Pods are dicts in the API's JSON form (camelCase), as the hook's list calls return them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_compute_provider.errors import ComputeError, ErrorCode
@@ -40,22 +45,80 @@ def unit_status(unit: Unit, pod: Mapping[str, Any] | None) -> UnitStatus:
     phase = status.get("phase") or "Pending"
     exit_code = _exit_code(status)
     error = _in_context(from_pod(dict(pod)), pod, unit.resource_id)
+    since = _running_since(pod)
 
     if phase == "Pending":
         stuck_since = _stuck_since(pod) if error else None
-        return UnitStatus(unit=unit, phase=UnitPhase.PENDING, error=error, stuck_since=stuck_since)
+        return UnitStatus(
+            unit=unit, phase=UnitPhase.PENDING, error=error, stuck_since=stuck_since, running_since=since
+        )
     if phase == "Running":
-        return UnitStatus(unit=unit, phase=UnitPhase.RUNNING, healthy=_healthy(pod), error=error)
+        return UnitStatus(
+            unit=unit, phase=UnitPhase.RUNNING, healthy=_healthy(pod), error=error, running_since=since
+        )
     if phase == "Succeeded":
-        return UnitStatus(unit=unit, phase=UnitPhase.SUCCEEDED, exit_code=exit_code)
+        return UnitStatus(unit=unit, phase=UnitPhase.SUCCEEDED, exit_code=exit_code, running_since=since)
     if phase == "Failed":
         failure = error or _in_context(_unexplained_failure(unit, status, exit_code), pod, unit.resource_id)
         return UnitStatus(
-            unit=unit, phase=UnitPhase.FAILED, exit_code=exit_code, error=_with_exit_code(failure, exit_code)
+            unit=unit,
+            phase=UnitPhase.FAILED,
+            exit_code=exit_code,
+            error=_with_exit_code(failure, exit_code),
+            running_since=since,
         )
     # "Unknown": the kubelet stopped reporting. The pod may still be running, so this is not
     # an end; the lifecycle sees an unhealthy running unit and its deadline still applies.
-    return UnitStatus(unit=unit, phase=UnitPhase.RUNNING, healthy=False, error=error)
+    return UnitStatus(unit=unit, phase=UnitPhase.RUNNING, healthy=False, error=error, running_since=since)
+
+
+def _running_since(pod: Mapping[str, Any]) -> str | None:
+    """When the pod's main container first started running (ISO 8601, UTC), else ``None``.
+
+    The kubelet writes a container's start in ``state.running.startedAt`` ("time at which the
+    container was last (re-)started", Kubernetes API reference, ContainerStateRunning) and keeps
+    it in ``state.terminated.startedAt`` once it exited; a restarted container's previous run is
+    in ``lastState.terminated``, so the earliest of the three is its first start (older restarts
+    are forgotten by the kubelet: after several, this is the start of the last but one).
+
+    The pod's ``status.startTime`` is no stand-in: it is when the kubelet acknowledged the pod,
+    before it pulled the images (Kubernetes API reference, PodStatus), so it would count the
+    pull, the slowest part of a launch, as running. Without a container start the answer is
+    ``None`` and the lifecycle falls back to the moment it sees the unit running.
+    """
+    spec_containers = (pod.get("spec") or {}).get("containers") or []
+    main = spec_containers[0].get("name") if spec_containers else None
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    # containerStatuses come in no promised order: find the main container by name.
+    container = next((c for c in statuses if c.get("name") == main), None)
+    if container is None:
+        return None
+    state = container.get("state") or {}
+    last = container.get("lastState") or {}
+    starts = [
+        _container_start((state.get("running") or {}).get("startedAt")),
+        _container_start((state.get("terminated") or {}).get("startedAt")),
+        _container_start((last.get("terminated") or {}).get("startedAt")),
+    ]
+    known = [start for start in starts if start is not None]
+    return min(known).isoformat() if known else None
+
+
+def _container_start(value: Any) -> datetime | None:
+    """A container's ``startedAt`` as an aware UTC datetime; ``None`` when absent or when it is
+    the Unix epoch, which containerd reports for a container that failed to start (reason
+    StartError; kubernetes/kubernetes#120331): it never ran."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str) and value:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    return when if when > datetime(1970, 1, 1, tzinfo=UTC) else None
 
 
 def _exit_code(status: Mapping[str, Any]) -> int | None:

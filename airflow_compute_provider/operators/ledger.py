@@ -12,18 +12,21 @@ lifecycle writes to it only through these:
                            report that would move a row backwards (a stale poll) is left out
 
 ``LaunchTimer`` reads the rows back. An intent is written just before its launch request, so
-the time from a row's creation to the lifecycle first seeing its unit running is the
-``compute.launch_to_running`` metric (``metrics.py``). A row already past ``launched`` had its
-unit seen running before, so each unit generation is timed once, across tries too. A deferred
-try sees its units only when it resumes: it times those the trigger reports running or already
-succeeded then, so for them the time runs to the resume, an upper bound.
+the time from a row's creation to the moment the provider says its unit started running
+(``UnitStatus.running_since``: ECS ``startedAt``, the main container's ``startedAt``) is the
+``compute.launch_to_running`` metric (``metrics.py``). It is timed when the lifecycle first
+sees the unit running, while polling, adopting it on a later try, or when a deferred try
+resumes (then for the units the trigger reports running or already succeeded); the provider's
+time makes all three the same measure, however late the lifecycle looks. A row already past
+``launched`` had its unit seen running before, so each unit generation is timed once, across
+tries too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from airflow_compute_provider import metrics
 from airflow_compute_provider.hooks.base import ComputeBackend, UnitLaunch, UnitPhase, UnitStatus
@@ -118,23 +121,38 @@ class LaunchTimer:
     ) -> None:
         """Time the units of ``statuses`` in one of ``phases`` (polling, settling, adopting them
         on a later try, or resuming after the trigger, where a succeeded unit was running too):
-        from the ledger intent (written just before the launch request) to now. A unit the
-        ledger already saw running was timed before."""
+        from the ledger intent (written just before the launch request) to the unit's
+        ``running_since``, the provider's own time of its start. Where the provider gave none,
+        to now, the moment the lifecycle sees it running (an upper bound). A unit the ledger
+        already saw running was timed before."""
         fresh = {
-            (s.unit.index, s.unit.generation)
+            (s.unit.index, s.unit.generation): s
             for s in statuses
             if s.phase in phases and (s.unit.index, s.unit.generation) not in self.timed
         }
         if not fresh:
             return
-        self.timed |= fresh
+        self.timed |= fresh.keys()
         now = datetime.now(UTC)
         for entry in store.ledger(t.tenant_id, t.execution_id):
-            if (entry.unit_index, entry.generation) in fresh and entry.status in (
-                ResourceStatus.INTENDED,
-                ResourceStatus.LAUNCHED,
-            ):
-                metrics.launch_to_running(t.provider, now - entry.created_at)
+            status = fresh.get((entry.unit_index, entry.generation))
+            if status is not None and entry.status in (ResourceStatus.INTENDED, ResourceStatus.LAUNCHED):
+                started = _running_since(status) or now
+                # The provider's clock is not this worker's: a start that reads as before the
+                # intent counts as zero, and one after now as now (the unit is seen running).
+                metrics.launch_to_running(t.provider, max(timedelta(0), min(started, now) - entry.created_at))
+
+
+def _running_since(status: UnitStatus) -> datetime | None:
+    """The provider's start time of a unit as an aware datetime; ``None`` when unknown or
+    unreadable (a metric is never worth failing the try for)."""
+    if not status.running_since:
+        return None
+    try:
+        started = datetime.fromisoformat(status.running_since.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return started if started.tzinfo else started.replace(tzinfo=UTC)
 
 
 __all__ = ["LaunchTimer", "follow_statuses", "record_intent", "record_resources"]
