@@ -137,22 +137,28 @@ class LaunchTimer:
         for entry in store.ledger(t.tenant_id, t.execution_id):
             status = fresh.get((entry.unit_index, entry.generation))
             if status is not None and entry.status in (ResourceStatus.INTENDED, ResourceStatus.LAUNCHED):
-                started = _running_since(status) or now
-                # The provider's clock is not this worker's: a start that reads as before the
-                # intent counts as zero, and one after now as now (the unit is seen running).
-                metrics.launch_to_running(t.provider, max(timedelta(0), min(started, now) - entry.created_at))
+                elapsed = launch_to_running_time(entry.created_at, status.running_since, now)
+                metrics.launch_to_running(t.provider, elapsed)
 
 
-def _running_since(status: UnitStatus) -> datetime | None:
-    """The provider's start time of a unit as an aware datetime; ``None`` when unknown or
-    unreadable (a metric is never worth failing the try for)."""
-    if not status.running_since:
-        return None
-    try:
-        started = datetime.fromisoformat(status.running_since.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return started if started.tzinfo else started.replace(tzinfo=UTC)
+def launch_to_running_time(intended_at: datetime, running_since: str | None, now: datetime) -> timedelta:
+    """From a unit's intent to its start: ``running_since`` (ISO 8601, the provider's clock)
+    when given and readable, else ``now`` (when the lifecycle sees it running).
+
+    The provider's clock is not this worker's, so the start is kept between the intent and
+    now: one that reads as before the intent counts as zero, one after now as now (the unit is
+    seen running, so it started by then). A metric is never worth failing the try for, so an
+    unreadable time falls back to now.
+    """
+    started = now
+    if running_since:
+        try:
+            parsed = datetime.fromisoformat(running_since.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            started = min(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), now)
+    return max(timedelta(0), started - intended_at)
 
 
-__all__ = ["LaunchTimer", "follow_statuses", "record_intent", "record_resources"]
+__all__ = ["LaunchTimer", "follow_statuses", "launch_to_running_time", "record_intent", "record_resources"]

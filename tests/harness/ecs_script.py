@@ -29,7 +29,9 @@ What the patched moto does in addition (each mirrors real ECS):
     stopCode ``UserInitiated``, the given reason and exit code 143 (SIGTERM); an unknown task is
     ``InvalidParameterException`` "The referenced task was not found.";
   * every container of the task definition appears in the task (moto models only the first),
-    ``exitCode`` only once a container stopped, timestamps as ECS sets them.
+    ``exitCode`` only once a container stopped, timestamps as ECS sets them: ``startedAt`` at
+    the describe that first shows the task RUNNING (or past it) and kept from then on, never
+    for a task that did not start (stopped while still pending, or TaskFailedToStart).
 """
 
 from __future__ import annotations
@@ -223,6 +225,8 @@ class _ScriptedTask:
     timeline: _Timeline
     created_at: datetime
     stamps: dict[str, datetime] = field(default_factory=dict)
+    #: stopped before it ever reached RUNNING: ECS gives such a task no startedAt
+    never_started: bool = False
 
     def apply(self) -> None:
         """Write the current phase onto moto's task object, which moto then serializes."""
@@ -237,7 +241,10 @@ class _ScriptedTask:
             self.stamps.setdefault("pull_started_at", now)
         if status in ("RUNNING", "DEACTIVATING", "STOPPED"):
             self.stamps.setdefault("pull_stopped_at", now)
-            if self.timeline.outcome.stop_code != "TaskFailedToStart":
+            # startedAt: "the time when the task transitioned from the PENDING state to the
+            # RUNNING state" (AWS ECS API reference, Task data type; botocore's ecs model says
+            # the same). Set once, so every later describe shows the same start.
+            if self.timeline.outcome.stop_code != "TaskFailedToStart" and not self.never_started:
                 self.stamps.setdefault("started_at", now)
         stopping = phase.desired_status == "STOPPED"
         if stopping:
@@ -412,6 +419,8 @@ class EcsScripter:
             if before.last_status == "STOPPED":
                 scripted.apply()  # already stopped: StopTask changes nothing
                 return
+            if before.last_status in ("PROVISIONING", "PENDING", "ACTIVATING"):
+                scripted.never_started = "started_at" not in scripted.stamps
             scripted.timeline = _Timeline(
                 initial=_Phase(before.last_status, "STOPPED", 0),
                 phases=[_Phase("DEACTIVATING", "STOPPED", 1), _Phase("STOPPED", "STOPPED", None)],

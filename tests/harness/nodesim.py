@@ -40,6 +40,14 @@ the kubelet's rule for ``restartPolicy: Never``: all containers terminated -> Su
 exit code is 0, Failed otherwise; any container started -> Running; else Pending. Restarts
 (``Always`` / ``OnFailure``) are not simulated. Pod and node IPs are loopback addresses: nothing
 ever connects to them.
+
+Container start times follow the Kubernetes API reference: ``state.running.startedAt`` is when
+the container was last (re-)started (ContainerStateRunning), ``state.terminated.startedAt`` when
+the run that ended started (ContainerStateTerminated); whole seconds, as the API server writes
+them. A container that exits without a ``run`` step started at the moment it exited; one the
+kubelet killed before it ever ran (evicted, past its deadline, or deleted while waiting) has no
+``startedAt``, and ``status.startTime`` (when the kubelet took the pod, before any image pull)
+stays the pod's start on the node either way.
 """
 
 from __future__ import annotations
@@ -162,7 +170,9 @@ def moment(steps: Sequence[Step], elapsed: float) -> ContainerMoment:
             t += step.duration
             last_wait = None
         elif step.kind == "exit":
-            return ContainerMoment("terminated", step.reason, step.exit_code, since=t, started_at=started)
+            # A process that exits ran, if only for an instant, even with no run step before.
+            began = started if started is not None else t
+            return ContainerMoment("terminated", step.reason, step.exit_code, since=t, started_at=began)
         else:  # evict
             return ContainerMoment("evicted", step.reason, 137, since=t, started_at=started)
     if last_wait is not None:
@@ -402,14 +412,14 @@ def container_status(container: dict[str, Any], m: ContainerMoment, pod: _PodFac
     elif m.state == "running":
         status["state"] = {"running": {"startedAt": _ts(pod.start + m.since)}}
     else:
-        began = m.started_at if m.started_at is not None else m.since
         terminated: dict[str, Any] = {
             "exitCode": m.exit_code,
             "reason": m.reason if m.state == "terminated" else "Error",
-            "startedAt": _ts(pod.start + began),
             "finishedAt": _ts(pod.start + m.since),
         }
-        if started:
+        if m.started_at is not None:
+            # killed before it ever ran: no start to report (the kubelet leaves it unset)
+            terminated["startedAt"] = _ts(pod.start + m.started_at)
             terminated["containerID"] = status["containerID"]
         if pod.message_override:
             terminated["message"] = pod.message_override
@@ -422,8 +432,10 @@ def _stopped(container_status: dict[str, Any], now: float) -> dict[str, Any]:
     state = container_status.get("state") or {}
     if "terminated" in state:
         return container_status
-    started = state.get("running", {}).get("startedAt") or _ts(now)
-    terminated = {"exitCode": 137, "reason": "Error", "startedAt": started, "finishedAt": _ts(now)}
+    terminated = {"exitCode": 137, "reason": "Error", "finishedAt": _ts(now)}
+    started = state.get("running", {}).get("startedAt")
+    if started:  # a container deleted while still waiting never ran
+        terminated["startedAt"] = started
     return {**container_status, "ready": False, "started": False, "state": {"terminated": terminated}}
 
 

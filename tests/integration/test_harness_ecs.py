@@ -59,6 +59,32 @@ def test_task_moves_one_phase_per_describe(ecs_env: EcsEnv) -> None:
     assert ecs_env.describe_task(arn)["containers"][0]["exitCode"] == 3
 
 
+def test_started_at_is_set_when_a_task_reaches_running_and_only_then(ecs_env: EcsEnv) -> None:
+    # ECS: startedAt is when the task went from PENDING to RUNNING (API reference, Task)
+    ecs_env.script_tasks(TaskScript(pending=2, running=2))
+    arn = ecs_env.run_task()["tasks"][0]["taskArn"]
+    pending = [ecs_env.describe_task(arn) for _ in range(2)]
+    assert [t["lastStatus"] for t in pending] == ["PENDING", "PENDING"]
+    assert all("startedAt" not in t for t in pending)
+    running = ecs_env.describe_task(arn)
+    assert running["lastStatus"] == "RUNNING"
+    assert running["startedAt"] >= running["createdAt"]
+    later = [ecs_env.describe_task(arn) for _ in range(3)]
+    assert [t["lastStatus"] for t in later] == ["RUNNING", "STOPPED", "STOPPED"]
+    assert {t["startedAt"] for t in later} == {running["startedAt"]}
+
+    # a task stopped while still pending, or one whose image never pulled, never started
+    ecs_env.default_script = TaskScript(pending=None)
+    stopped_pending = ecs_env.run_task()["tasks"][0]["taskArn"]
+    ecs_env.describe_task(stopped_pending)  # PENDING
+    ecs_env.ecs.stop_task(cluster=ecs_env.cluster_name, task=stopped_pending, reason="rollback")
+    assert [ecs_env.describe_task(stopped_pending).get("startedAt") for _ in range(2)] == [None, None]
+    ecs_env.script_tasks(TaskScript(running=0, outcome=image_not_found()))
+    unpulled = ecs_env.run_task()["tasks"][0]["taskArn"]
+    assert [ecs_env.describe_task(unpulled)["lastStatus"] for _ in range(2)] == ["PENDING", "STOPPED"]
+    assert "startedAt" not in ecs_env.describe_task(unpulled)
+
+
 def test_rules_pick_scripts_by_task_tags(ecs_env: EcsEnv) -> None:
     ecs_env.default_script = TaskScript(pending=0, running=0)  # stops at the first describe
     ecs_env.script_tasks(
