@@ -3,21 +3,29 @@
 A deferrable operator never polls: the trigger watches its units, and with ``wait_for``
 "completion" the event reports them succeeded, a phase the blocking wait never times. The try
 that resumes (``execute_complete``) times every unit the event reports running or succeeded
-that nobody timed yet, so each unit generation still counts once.
+that nobody timed yet, so each unit generation still counts once. The time ends at the task's
+``startedAt`` as ECS reports it, not at the resume: every task keeps running for several of the
+trigger's polls after it started, and the test compares each timing with the data itself, the
+task's ``startedAt`` (read back from moto) minus its ledger row's ``created_at`` (read from the
+state store the run wrote to), never with the machine's clock.
 
 Like ``test_metrics.py``: real UDP packets on a loopback port from Airflow's own StatsD client,
 a ``dag.test()`` run in a child process, and the moto ECS endpoint standing in for the AWS
-cloud. Every task runs the default script (pending, running, then exit 0), seen only by the
+cloud. Every task is scripted pending, running for six describes, then exit 0, seen only by the
 trigger.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from airflow_compute_provider.state import SqlTenantStateStore
+from tests.harness.ecs_script import TaskScript
 from tests.harness.ports import LOOPBACK
 from tests.integration.ecs_dags import ecs_dag
 from tests.integration.test_metrics import StatsdReceiver
@@ -34,6 +42,17 @@ def statsd() -> Iterator[StatsdReceiver]:
     receiver.close()
 
 
+@pytest.fixture
+def state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlTenantStateStore]:
+    """A state store of this test's own, behind the default state connection the run uses."""
+    url = f"sqlite:///{tmp_path / 'compute_state.db'}"
+    conn = {"conn_type": "sqlite", "extra": {"sqlalchemy_url": url}}
+    monkeypatch.setenv("AIRFLOW_CONN_COMPUTE_STATE_DEFAULT", json.dumps(conn))
+    store = SqlTenantStateStore(url)
+    yield store
+    store.close()
+
+
 def _received(statsd: StatsdReceiver, name: str, at_least: int) -> None:
     """Give the receiving thread a moment for the last UDP packets of the run (no assertion)."""
     give_up = time.monotonic() + 5
@@ -42,8 +61,11 @@ def _received(statsd: StatsdReceiver, name: str, at_least: int) -> None:
 
 
 def test_a_deferred_try_times_launch_to_running_for_units_the_trigger_saw(
-    airflow_env, ecs_env, statsd
+    airflow_env, ecs_env, statsd, state_store
 ) -> None:
+    # Running for six describes: the trigger sees each task start, then polls it five more
+    # times before it stops, so the resume comes well after every start.
+    ecs_env.script_tasks(TaskScript(running=6), count=None)
     source = ecs_dag(
         DAG_ID,
         network_configuration=ecs_env.network_configuration,
@@ -75,4 +97,18 @@ def test_a_deferred_try_times_launch_to_running_for_units_the_trigger_saw(
     assert {p.kind for p in timings} == {"ms"}
     assert {p.tags["provider"] for p in timings} == {"ecs"}
     assert all(p.value > 0 for p in timings)
-    assert len(statsd.packets("airflow.compute.launch_to_running.ecs")) == 2
+    named = statsd.packets("airflow.compute.launch_to_running.ecs")
+    assert len(named) == 2
+
+    # Each timing is the task's start as ECS reports it minus its launch intent, not the
+    # resume: the ledger row (written just before RunTask) and the task moto describes.
+    rows = state_store.list_resources(tenant_id="m-deferred")
+    assert len(rows) == 2
+    expected = []
+    for row in rows:
+        task = ecs_env.describe_task(str(row.resource_id))  # stopped: describing changes nothing
+        assert task["lastStatus"] == "STOPPED"
+        expected.append((task["startedAt"] - row.created_at).total_seconds() * 1000)
+    assert all(ms > 0 for ms in expected)
+    assert sorted(p.value for p in timings) == pytest.approx(sorted(expected), abs=0.01)
+    assert sorted(p.value for p in named) == pytest.approx(sorted(expected), abs=0.01)
