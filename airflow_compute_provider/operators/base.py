@@ -273,9 +273,8 @@ class BaseComputeOperator(BaseOperator):
                 self.make_backend,
             )
             # Only the trigger watched these units, so a unit it reports running, or already
-            # succeeded, was first seen running while deferred: time it now. The event does not
-            # say when the trigger first saw it, so for a deferred unit the time runs to the
-            # resume (for a succeeded one, through its run).
+            # succeeded, was first seen running while deferred: time it now. The time ends at
+            # the start the provider reported (``running_since``), not at this resume.
             self._launch_timer.observe(
                 self._store, t, statuses, phases=(UnitPhase.RUNNING, UnitPhase.SUCCEEDED)
             )
