@@ -48,12 +48,12 @@ MUTATIONS = (
     Mutation(
         name="chaos",
         part="1 chaos",
-        removes="the clientToken of RunTask: botocore re-sends a RunTask whose answer was lost",
-        path=f"{PACKAGE}/hooks/ecs.py",
-        old='            "clientToken": unit.token(execution),\n',
-        new="",
+        removes="the look for units whose launch answer was lost (a rollback then misses them)",
+        path=f"{PACKAGE}/operators/reconcile.py",
+        old="unheard = {(ul.index, ul.generation) for ul, err in refused if may_have_launched(err)}",
+        new="unheard: set[tuple[int, int]] = set()",
         caught_by=(
-            "tests/reliability/test_chaos.py::test_ecs_operations_under_faults_end_as_their_scenarios_dictate",
+            "tests/reliability/test_chaos.py::test_kubernetes_operations_under_faults_end_as_their_scenarios_dictate",
         ),
     ),
     Mutation(
