@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -72,8 +73,8 @@ class EcsEndpoint:
         arns: list[str] = self._call("running", count)
         return arns
 
-    def finish(self, arns: list[str]) -> dict[str, float]:
-        stopped: dict[str, float] = self._call("finish", arns)
+    def finish(self, arns: Sequence[str]) -> dict[str, float]:
+        stopped: dict[str, float] = self._call("finish", list(arns))
         return stopped
 
     def reset(self) -> None:

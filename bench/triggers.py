@@ -2,11 +2,12 @@
 triggers, on the real endpoints, in one run.
 
     python bench/triggers.py --n 1000 --intervals 3 --json results.json
-        [--providers ecs,kubernetes] [--interval SECONDS] [--warmup INTERVALS]
+        [--providers ecs,kubernetes] [--sides ours,official] [--interval SECONDS]
+        [--warmup INTERVALS]
 
 For each provider it starts the endpoint (a moto server; etcd + kube-apiserver + scheduler +
 controller manager with the node simulator), puts a counting proxy in front of it
-(``tests.harness.proxy.FaultProxy``, no faults), and measures each side in turn:
+(``CountingProxy``: the tests' ``FaultProxy`` with no faults), and measures each side in turn:
 
     1. N units that keep running (ECS tasks; pods, one execution each)
     2. a child process (``runner.py``) starts N triggers in one event loop: ours
@@ -15,7 +16,8 @@ controller manager with the node simulator), puts a counting proxy in front of i
     3. warm-up: until every trigger made its first request (a thousand official triggers take
        a minute or more to build their clients), then ``--warmup`` more intervals
     4. ``--intervals`` intervals are measured: requests through the proxy (all operations),
-       and the child's CPU time
+       and the child's CPU time (a Kubernetes list and the opening of a watch
+       are one request each, told apart in ``requests_by_operation``)
     5. the units are finished in ten batches spread over one interval (so that finish times
        fall all over the poll cycle), the time of each finish recorded; the child reports when
        each trigger fired, its total CPU time and its peak RSS
@@ -41,7 +43,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,12 +55,43 @@ REPO_ROOT = BENCH.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.harness.proxy import FaultProxy  # noqa: E402
+from tests.harness.proxy import FaultProxy, RequestInfo  # noqa: E402
 
 SIDES = ("ours", "official")
 STARTUP_TIMEOUT = 900.0
 FINISH_BATCHES = 10
 REQUIRED = ("requests_per_interval", "cpu_seconds", "peak_rss_mb", "detect_delay_s")
+WATCH_QUERY = re.compile(r"[?&]watch=(true|1)(&|$)", re.IGNORECASE)  # kubernetes_asyncio sends "True"
+
+
+class CountingProxy(FaultProxy):
+    """The harness's proxy, also telling a Kubernetes watch from a list.
+
+    The proxy names an operation by method and path without the query, so a list of pods and
+    the opening of a watch on them (``?watch=true``) are both ``GET .../pods``. Both count as
+    one request when they arrive (a watch stays open for minutes, one request); this keeps
+    apart how many of them were watches."""
+
+    def __init__(self, upstream_url: str) -> None:
+        super().__init__(upstream_url)
+        self._watch_lock = threading.Lock()
+        self._watches: Counter[str] = Counter()
+
+    def _choose_fault(self, info: RequestInfo) -> Any:
+        # Called once for every request as it arrives, with the query.
+        if WATCH_QUERY.search(info.path):
+            with self._watch_lock:
+                self._watches[info.operation] += 1
+        return super()._choose_fault(info)
+
+    def reset_counts(self) -> None:
+        with self._watch_lock:
+            self._watches.clear()
+        super().reset_counts()
+
+    def watches(self) -> dict[str, int]:
+        with self._watch_lock:
+            return dict(self._watches)
 
 
 # -- one side -----------------------------------------------------------------------------------
@@ -104,7 +139,7 @@ def measure(
     *,
     spec: dict[str, Any],
     env: Mapping[str, str],
-    proxy: FaultProxy,
+    proxy: CountingProxy,
     finish: Callable[[Sequence[str]], Mapping[str, float]],
     args: argparse.Namespace,
     workdir: Path,
@@ -125,11 +160,11 @@ def measure(
         wait_until(lambda: proxy.counts.total >= first, timeout=STARTUP_TIMEOUT)
         log(f"{label}: warming up for {args.warmup} interval(s)")
         time.sleep(args.warmup * interval)
-        startup_requests = proxy.counts.total
+        startup_counts, startup_watches = proxy.counts, proxy.watches()
         proxy.reset_counts()
         before = runner.ask({"op": "mark"})
         time.sleep(args.intervals * interval)
-        counts = proxy.counts
+        counts, watches = proxy.counts, proxy.watches()
         after = runner.ask({"op": "mark"})
         log(f"{label}: {counts.total} requests in {args.intervals} interval(s); finishing every unit")
         finished = finish_spread(finish, units, spread=interval)
@@ -147,8 +182,9 @@ def measure(
         "detect_delay_p50_s": round(statistics.median(delays), 3) if delays else None,
         "cpu_seconds_per_interval": round((after["cpu"] - before["cpu"]) / args.intervals, 4),
         "rss_after_imports_mb": round(imported["rss_mb"], 1),
-        "startup_requests": startup_requests,
-        "requests_by_operation": by_operation(counts),
+        "startup_requests": startup_counts.total,
+        "startup_requests_by_operation": by_operation(startup_counts, startup_watches),
+        "requests_by_operation": by_operation(counts, watches),
         "triggers": len(units),
         "fired": len(fired),
         "fired_as_expected": sum(1 for value in fired.values() if value[1]),
@@ -157,13 +193,21 @@ def measure(
     }
 
 
-def by_operation(counts: Any) -> dict[str, int]:
-    """Requests per operation; Kubernetes paths with the namespace and pod name left out."""
+def by_operation(counts: Any, watches: Mapping[str, int]) -> dict[str, int]:
+    """Requests per operation; Kubernetes paths with the namespace and pod name left out, and
+    the opening of a watch (``?watch=true``) apart from a plain list."""
     grouped: dict[str, int] = {}
-    for operation in counts.operations():
-        kind = re.sub(r"/namespaces/[^/]+", "/namespaces/{ns}", operation)
+
+    def add(kind: str, n: int) -> None:
+        kind = re.sub(r"/namespaces/[^/]+", "/namespaces/{ns}", kind)
         kind = re.sub(r"/pods/[^/]+", "/pods/{name}", kind)
-        grouped[kind] = grouped.get(kind, 0) + counts[operation]
+        if n:
+            grouped[kind] = grouped.get(kind, 0) + n
+
+    for operation in counts.operations():
+        opened = watches.get(operation, 0)
+        add(operation, counts[operation] - opened)
+        add(f"{operation}?watch", opened)
     return dict(sorted(grouped.items()))
 
 
@@ -177,7 +221,8 @@ def bench_ecs(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     log("ecs: starting moto")
     endpoint = EcsEndpoint.start()
-    proxy = FaultProxy(endpoint.url).start()
+    proxy = CountingProxy(endpoint.url)
+    proxy.start()
     try:
         connection = {
             "conn_type": "aws",
@@ -189,7 +234,7 @@ def bench_ecs(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         os.environ.update(env)  # the hook below reads the connection to name its region
         config = EcsComputeHook(cluster=endpoint.cluster, region_name=endpoint.region).backend_config()
         results = {}
-        for side in SIDES:
+        for side in args.sides:
             endpoint.reset()
             log(f"ecs/{side}: creating {args.n} running tasks")
             arns = endpoint.running(args.n)
@@ -216,14 +261,15 @@ def bench_kubernetes(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     log("kubernetes: starting the control plane and the node simulator")
     endpoint = KubeEndpoint.start(pods_per_node=2 * args.n + 10)
-    proxy = FaultProxy(endpoint.server).start()
+    proxy = CountingProxy(endpoint.server)
+    proxy.start()
     try:
         kubeconfig = workdir / "proxied-kubeconfig"
         kubeconfig.write_text(json.dumps(proxied_kubeconfig(proxy.url, endpoint.token)))
         connection = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}
         env = {**airflow_env(workdir), "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(connection)}
         results = {}
-        for side in SIDES:
+        for side in args.sides:
             log(f"kubernetes/{side}: creating {args.n} running pods")
             namespace, names = endpoint.running(args.n)
             spec = {
@@ -288,9 +334,13 @@ def table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     rows = [header]
     for provider, sides in results.items():
         for side in SIDES:
+            if side not in sides:
+                continue
             m = sides[side]
             cells = [_cell(fmt, m.get(key)) for key, _, fmt in COLUMNS]
             rows.append([provider, side, *cells, f"{m['fired_as_expected']}/{m['triggers']}"])
+        if set(SIDES) - set(sides):
+            continue
         ratios = [_ratio(sides["ours"].get(key), sides["official"].get(key)) for key, _, _ in COLUMNS]
         rows.append([provider, "ours/official", *ratios, ""])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -358,6 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--warmup", type=float, default=1.0, help="intervals after every trigger's first poll"
     )
     parser.add_argument("--providers", default="ecs,kubernetes", help="comma-separated: ecs, kubernetes")
+    parser.add_argument(
+        "--sides",
+        default=",".join(SIDES),
+        help="comma-separated: ours, official (one side alone: a long window without the "
+        "official triggers' cost; no ratios then)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     if args.interval is None:
@@ -366,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(providers) - {"ecs", "kubernetes"}
     if unknown:
         parser.error(f"unknown providers: {', '.join(sorted(unknown))}")
+    args.sides = [s for s in SIDES if s in {p.strip() for p in args.sides.split(",")}]
+    if not args.sides:
+        parser.error(f"--sides: one or both of {', '.join(SIDES)}")
 
     results: dict[str, Any] = {}
     # Airflow's logging setup (imported with the hooks) would print the proxy's access log.
