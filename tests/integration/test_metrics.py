@@ -14,11 +14,7 @@ cloud) behind the fault proxy, goes through every event the lifecycle counts:
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,7 +22,6 @@ import pytest
 from airflow_compute_provider.hooks.ecs_tags import TENANT_ID_TAG
 from tests.harness.ecs import CLUSTER_NAME, TASK_FAMILY
 from tests.harness.ecs_script import TaskScript
-from tests.harness.ports import LOOPBACK
 from tests.harness.proxy_faults import ecs_error
 
 pytestmark = pytest.mark.airflow
@@ -67,62 +62,6 @@ with DAG({dag_id!r}, start_date=datetime(2026, 1, 1), schedule=None, catchup=Fal
 """
 
 
-@dataclass(frozen=True)
-class Packet:
-    name: str
-    tags: dict[str, str]
-    value: float
-    kind: str
-
-
-def parse(line: str) -> Packet:
-    """``name[,tag=value...]:value|type`` (StatsD with InfluxDB-style tags)."""
-    head, _, rest = line.rpartition(":")
-    value, _, kind = rest.partition("|")
-    name, *pairs = head.split(",")
-    return Packet(name, dict(pair.split("=", 1) for pair in pairs), float(value), kind.split("|")[0])
-
-
-class StatsdReceiver:
-    """A UDP socket on a loopback port, collecting every StatsD line sent to it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((LOOPBACK, 0))
-        self.sock.settimeout(0.2)
-        self.port: int = self.sock.getsockname()[1]
-        self.lines: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._receive, daemon=True)
-        self._thread.start()
-
-    def _receive(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65535)
-            except TimeoutError:
-                continue
-            self.lines.extend(line for line in data.decode().splitlines() if line)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
-
-    def packets(self, name: str) -> list[Packet]:
-        return [p for p in map(parse, list(self.lines)) if p.name == name]
-
-    def total(self, name: str, **tags: str) -> float:
-        return sum(p.value for p in self.packets(name) if tags.items() <= p.tags.items())
-
-
-@pytest.fixture
-def statsd() -> Iterator[StatsdReceiver]:
-    receiver = StatsdReceiver()
-    yield receiver
-    receiver.close()
-
-
 def _partial_unit_2(body: Any) -> bool:
     tags = {t.get("key"): t.get("value") for t in body.get("tags", [])}
     return tags.get(TENANT_ID_TAG) == "m-partial" and "-u2-" in body.get("clientToken", "")
@@ -150,13 +89,7 @@ def test_the_lifecycle_emits_its_metrics_to_statsd(airflow_env, ecs_env, fault_p
     child = airflow_env.run_dag_in_subprocess(
         source,
         DAG_ID,
-        env={
-            "AIRFLOW__METRICS__STATSD_ON": "True",
-            "AIRFLOW__METRICS__STATSD_HOST": LOOPBACK,
-            "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
-            "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
-            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
-        },
+        env=statsd.airflow_env(),
     )
     child.wait(timeout=240)
     states = child.record.task_states()

@@ -26,20 +26,12 @@ import pytest
 
 from airflow_compute_provider.state import SqlTenantStateStore
 from tests.harness.ecs_script import TaskScript
-from tests.harness.ports import LOOPBACK
+from tests.harness.statsd import StatsdReceiver
 from tests.integration.ecs_dags import ecs_dag
-from tests.integration.test_metrics import StatsdReceiver
 
 pytestmark = pytest.mark.airflow
 
 DAG_ID = "compute_metrics_deferred"
-
-
-@pytest.fixture
-def statsd() -> Iterator[StatsdReceiver]:
-    receiver = StatsdReceiver()
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture
@@ -76,13 +68,7 @@ def test_a_deferred_try_times_launch_to_running_for_units_the_trigger_saw(
     child = airflow_env.run_dag_in_subprocess(
         source,
         DAG_ID,
-        env={
-            "AIRFLOW__METRICS__STATSD_ON": "True",
-            "AIRFLOW__METRICS__STATSD_HOST": LOOPBACK,
-            "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
-            "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
-            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
-        },
+        env=statsd.airflow_env(),
     )
     child.wait(timeout=240)
     assert child.record.task_states() == {"provision": "success"}, child.log_text()[-4000:]
