@@ -1,12 +1,16 @@
 """pytest fixtures for the real Kubernetes API server (``kubecluster``) and the node simulator.
 
     kube_cluster        session: a ``KubeCluster`` (``.server``, ``.token``, ``.kubeconfig``,
-                        ``.ca_file``, ``.api_client()``, ``.new_namespace()``, ``.delete_namespace()``);
-                        builds the binaries through ``scripts/build-kube`` when none are cached
+                        ``.ca_file``, ``.api_client()``, ``.new_namespace()``, ``.delete_namespace()``;
+                        RBAC is on: ``.restricted_kubeconfig`` / ``.kubeconfig_for(RESTRICTED_USER,
+                        server)`` authenticate a user with no binding, ``.grant(namespace, verbs)``
+                        gives it a Role in one namespace); builds the binaries through
+                        ``scripts/build-kube`` when none are cached
     node_simulator      session: a running ``NodeSimulator`` with two nodes of 4 CPUs / 8 GiB
                         (``sim-node-1``, ``sim-node-2``); pods bound to them follow their
                         ``sim.compute.test/script`` annotation
-    kube_namespace      function: a fresh namespace, deleted after the test
+    kube_namespace      function: a fresh namespace (its ``default`` ServiceAccount ready, so the
+                        ServiceAccount admission plugin admits pods), deleted after the test
     kube_core           function: a ``kubernetes.client.CoreV1Api`` for the cluster
     kube_airflow_conn   function: sets ``AIRFLOW_CONN_KUBERNETES_DEFAULT`` for ``kube_namespace``
 

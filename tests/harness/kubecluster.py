@@ -4,20 +4,35 @@ nodes).
 
     find_binaries()   the folder holding the four binaries; runs ``scripts/build-kube`` when no
                       cached build exists (``KUBE_BIN_DIR`` overrides the lookup)
-    start_cluster()   generate certificates and a token, start the four processes, wait until the
-                      API server is ready and the controller manager works, write a kubeconfig
-    KubeCluster       what ``start_cluster`` returns: ``server``, ``token``, ``kubeconfig``,
-                      ``ca_file``, ``api_client()``, ``new_namespace()``, ``delete_namespace()``,
-                      ``stop()``; ``KubeCluster.load(run_dir)``
-                      re-reads the state file so another process (``scripts/test-cluster down``)
-                      can stop it
+    start_cluster()   generate certificates and two tokens, start the four processes, wait until
+                      the API server is ready and the controller manager works, write kubeconfigs
+    KubeCluster       what ``start_cluster`` returns: ``server``, ``token`` (the admin's),
+                      ``kubeconfig`` (the admin's), ``restricted_kubeconfig``, ``ca_file``,
+                      ``api_client()``, ``new_namespace()``, ``delete_namespace()``,
+                      ``kubeconfig_for(user, server=None)``, ``grant(namespace, verbs)``,
+                      ``stop()``; ``KubeCluster.load(run_dir)`` re-reads the state file so another
+                      process (``scripts/test-cluster down``) can stop it
 
 Why each part is there: the controller manager runs the quota controller (without it the
-ResourceQuota admission plugin refuses every pod with "status unknown for quota"), namespace
-deletion and garbage collection; the scheduler gives unschedulable pods their real
-``PodScheduled=False`` / ``Unschedulable`` condition. Authentication is a static bearer token
-(``--token-auth-file``) for a ``system:masters`` user, authorization is ``AlwaysAllow``, and the
-ServiceAccount admission plugin is off because no pod here ever runs.
+ResourceQuota admission plugin refuses every pod with "status unknown for quota"), the service
+account and token controllers (each namespace's ``default`` ServiceAccount and its token secret),
+namespace deletion and garbage collection; the scheduler gives unschedulable pods their real
+``PodScheduled=False`` / ``Unschedulable`` condition.
+
+Who may do what, as in a real cluster: authentication is static bearer tokens
+(``--token-auth-file``), authorization is ``Node,RBAC`` and the ServiceAccount admission plugin is
+on. Two users exist:
+
+    ADMIN_USER        in group ``system:masters`` (RBAC allows it everything); the tests, the
+                      scheduler, the controller manager and the node simulator all use its kubeconfig
+    RESTRICTED_USER   no binding at all: every pod call is a real RBAC 403 ("User ... cannot
+                      create resource "pods" ..."); ``grant(namespace, verbs)`` gives it a Role in
+                      one namespace (e.g. read pods but not create or delete them)
+
+Because the ServiceAccount admission plugin refuses pods in a namespace until its ``default``
+ServiceAccount and that account's token exist, ``new_namespace()`` returns only once a dry-run pod
+is admitted there; a pod naming a ServiceAccount that does not exist gets the real 403 "error
+looking up service account".
 
 Every process starts in its own session (process group) and logs to ``<run_dir>/logs``; ``stop()``
 signals each group by id, waits, and removes the run directory. The etcd data directory lives in
@@ -28,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import secrets
@@ -53,6 +69,7 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 STATE_FILE = "cluster.json"
 START_TIMEOUT = 90.0
 ADMIN_USER = "compute-test-admin"
+RESTRICTED_USER = "compute-test-restricted"
 
 
 def cache_root() -> Path:
@@ -171,18 +188,20 @@ def _write_pki(pki: Path) -> None:
     )
 
 
-def _kubeconfig(server: str, ca_file: Path, token: str) -> dict[str, Any]:
+def _kubeconfig(server: str, ca_file: Path | None, user: str, token: str) -> dict[str, Any]:
+    """A kubeconfig authenticating as ``user``; without ``ca_file`` the server is plain HTTP."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_file is not None:
+        cluster["certificate-authority"] = str(ca_file)
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": "compute-test", "cluster": {"server": server, "certificate-authority": str(ca_file)}}
-        ],
-        "users": [{"name": ADMIN_USER, "user": {"token": token}}],
+        "clusters": [{"name": "compute-test", "cluster": cluster}],
+        "users": [{"name": user, "user": {"token": token}}],
         "contexts": [
             {
                 "name": "compute-test",
-                "context": {"cluster": "compute-test", "user": ADMIN_USER, "namespace": "default"},
+                "context": {"cluster": "compute-test", "user": user, "namespace": "default"},
             }
         ],
         "current-context": "compute-test",
@@ -284,9 +303,12 @@ class KubeCluster:
     server: str
     token: str
     kubeconfig: Path
+    restricted_kubeconfig: Path
     ca_file: Path
     bin_dir: Path
     etcd_dir: Path
+    #: user name -> bearer token, for ``ADMIN_USER`` and ``RESTRICTED_USER``
+    tokens: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
 
     def api_client(self) -> Any:
@@ -295,14 +317,107 @@ class KubeCluster:
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
+    def kubeconfig_for(self, user: str, server: str | None = None) -> Path:
+        """A kubeconfig file for ``user`` (``ADMIN_USER`` or ``RESTRICTED_USER``).
+
+        ``server`` defaults to the API server itself (TLS, the cluster's CA); any other URL, such
+        as a fault proxy's, is taken to speak plain HTTP. The file lives in the run directory.
+        """
+        if user not in self.tokens:
+            raise KeyError(f"no such user in this cluster: {user!r} (known: {sorted(self.tokens)})")
+        target = server or self.server
+        ca_file = self.ca_file if target == self.server else None
+        digest = hashlib.sha256(target.encode()).hexdigest()[:8]
+        path = self.run_dir / "kubeconfigs" / f"{user}-{digest}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(_kubeconfig(target, ca_file, user, self.tokens[user]), indent=2))
+        return path
+
     def new_namespace(self, prefix: str = "t") -> str:
-        """Create a namespace with a unique name and return the name."""
+        """Create a namespace with a unique name; return it once pods can be admitted there."""
         from kubernetes import client
 
         with self.api_client() as api:
             name = f"{prefix}-{secrets.token_hex(4)}"
             client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+        self.wait_for_pod_admission(name)
         return name
+
+    def wait_for_pod_admission(self, namespace: str, timeout: float = 30.0) -> None:
+        """Wait until the ServiceAccount admission plugin admits pods in ``namespace``.
+
+        Until the controller manager has made the namespace's ``default`` ServiceAccount and its
+        token secret, the plugin refuses every pod (a 403 "error looking up service account", or a
+        500 "No API token found"). Seeing the account and its token through the API is not enough:
+        the plugin reads them from its own informer cache, so the proof is a dry-run pod admitted.
+        """
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        probe = {
+            "metadata": {"name": "admission-probe"},
+            "spec": {"containers": [{"name": "probe", "image": "busybox:1.36"}]},
+        }
+        deadline = time.monotonic() + timeout
+        with self.api_client() as api:
+            core = client.CoreV1Api(api)
+            while True:
+                try:
+                    account = core.read_namespaced_service_account("default", namespace)
+                    if account.secrets:
+                        core.create_namespaced_pod(namespace, probe, dry_run="All")
+                        return
+                except ApiException as err:
+                    if err.status not in (403, 404, 500, 504):
+                        raise
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"pods not admitted in namespace {namespace} after {timeout:.0f}s")
+                time.sleep(0.1)
+
+    def grant(
+        self,
+        namespace: str,
+        verbs: Sequence[str],
+        resources: Sequence[str] = ("pods",),
+        user: str = RESTRICTED_USER,
+    ) -> None:
+        """Give ``user`` a Role in ``namespace`` allowing ``verbs`` on ``resources`` (core group).
+
+        Returns once RBAC answers yes for each verb: the authorizer reads Roles and RoleBindings
+        from its informer cache, so a binding just created is not in force at once.
+        """
+        from kubernetes import client
+
+        name = f"{user}-{secrets.token_hex(3)}"
+        role = {
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": list(resources), "verbs": list(verbs)}],
+        }
+        binding = {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }
+        with self.api_client() as api:
+            rbac = client.RbacAuthorizationV1Api(api)
+            rbac.create_namespaced_role(namespace, role)
+            rbac.create_namespaced_role_binding(namespace, binding)
+            authz = client.AuthorizationV1Api(api)
+
+            def allowed(verb: str, resource: str) -> bool:
+                review = {
+                    "spec": {
+                        "user": user,
+                        "resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource},
+                    }
+                }
+                return bool(authz.create_subject_access_review(review).status.allowed)
+
+            deadline = time.monotonic() + 30.0
+            while not all(allowed(v, r) for v in verbs for r in resources):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"RBAC did not allow {user} {list(verbs)} in {namespace}")
+                time.sleep(0.1)
 
     def delete_namespace(self, name: str) -> None:
         """Start deleting a namespace (the namespace controller finishes it); a missing one is fine."""
@@ -329,9 +444,11 @@ class KubeCluster:
             server=data["server"],
             token=data["token"],
             kubeconfig=Path(data["kubeconfig"]),
+            restricted_kubeconfig=Path(data["restricted_kubeconfig"]),
             ca_file=Path(data["ca_file"]),
             bin_dir=Path(data["bin_dir"]),
             etcd_dir=Path(data["etcd_dir"]),
+            tokens=dict(data["tokens"]),
             procs=[Proc(**p) for p in data["procs"]],
         )
 
@@ -389,23 +506,35 @@ def start_cluster(run_dir: Path | None = None, bin_dir: Path | None = None) -> K
     pki = run_dir / "pki"
     _write_pki(pki)
 
-    token = secrets.token_hex(24)
+    tokens = {ADMIN_USER: secrets.token_hex(24), RESTRICTED_USER: secrets.token_hex(24)}
     token_file = run_dir / "tokens.csv"
-    # token,user,uid,"group1,group2"
-    token_file.write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+    # token,user,uid,"group1,group2": the admin is a system:masters member, which RBAC allows
+    # everything; the restricted user is in no group (the authenticator adds system:authenticated).
+    token_file.write_text(
+        f'{tokens[ADMIN_USER]},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
+        f"{tokens[RESTRICTED_USER]},{RESTRICTED_USER},{RESTRICTED_USER}\n"
+    )
 
     port = free_port()
     server = f"https://{LOOPBACK}:{port}"
     kubeconfig = run_dir / "kubeconfig"
-    kubeconfig.write_text(json.dumps(_kubeconfig(server, pki / "ca.crt", token), indent=2))
+    kubeconfig.write_text(
+        json.dumps(_kubeconfig(server, pki / "ca.crt", ADMIN_USER, tokens[ADMIN_USER]), indent=2)
+    )
+    restricted = run_dir / "kubeconfig-restricted"
+    restricted.write_text(
+        json.dumps(_kubeconfig(server, pki / "ca.crt", RESTRICTED_USER, tokens[RESTRICTED_USER]), indent=2)
+    )
     cluster = KubeCluster(
         run_dir=run_dir,
         server=server,
-        token=token,
+        token=tokens[ADMIN_USER],
         kubeconfig=kubeconfig,
+        restricted_kubeconfig=restricted,
         ca_file=pki / "ca.crt",
         bin_dir=bin_dir,
         etcd_dir=_etcd_data_dir(),
+        tokens=tokens,
     )
     try:
         _start_processes(cluster, port, token_file, pki, logs)
@@ -456,8 +585,9 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
                 f"--cert-dir={pki}",
                 f"--token-auth-file={token_file}",
                 "--anonymous-auth=false",
-                "--authorization-mode=AlwaysAllow",
-                "--disable-admission-plugins=ServiceAccount",
+                "--authorization-mode=Node,RBAC",
+                # On by default in 1.20; named so that nobody turns it off by accident.
+                "--enable-admission-plugins=ServiceAccount",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -490,6 +620,8 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
                 "--secure-port=0",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
+                # Every controller acts as the admin (system:masters) rather than as its own
+                # service account: RBAC then has nothing to grant the controllers.
                 "--use-service-account-credentials=false",
             ],
             logs,
@@ -517,6 +649,7 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
         START_TIMEOUT,
     )
     cluster.check_alive()
+    cluster.wait_for_pod_admission("default", timeout=START_TIMEOUT)
 
 
 # --- a long-lived cluster for scripts/test-cluster -------------------------------------------------
@@ -544,7 +677,11 @@ def supervise(run_dir: Path, bin_dir: Path | None = None) -> int:
     try:
         sim = NodeSimulator(cluster.kubeconfig, default_nodes()).start()
         (run_dir / READY_FILE).write_text(f"{cluster.kubeconfig}\n")
-        print(f"cluster ready: {cluster.server} kubeconfig {cluster.kubeconfig}", flush=True)
+        print(
+            f"cluster ready: {cluster.server} kubeconfig {cluster.kubeconfig}"
+            f" (restricted user: {cluster.restricted_kubeconfig})",
+            flush=True,
+        )
         while not stop.wait(1.0):
             cluster.check_alive()
     finally:
