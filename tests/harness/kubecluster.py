@@ -545,6 +545,14 @@ def start_cluster(run_dir: Path | None = None, bin_dir: Path | None = None) -> K
     return cluster
 
 
+def _write_audit_policy(run_dir: Path) -> Path:
+    """An audit policy recording every request at the Metadata level (no bodies)."""
+    path = run_dir / "audit-policy.json"
+    policy = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]}
+    path.write_text(json.dumps(policy))
+    return path
+
+
 def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Path, logs: Path) -> None:
     bin_dir = cluster.bin_dir
     client_port, peer_port = free_port(), free_port()
@@ -595,6 +603,12 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
                 # The "kubernetes" Service endpoint cannot be a loopback address: do not reconcile it.
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
+                # Audited requests carry an Audit-Id response header (1.22 and later send it on
+                # every response; 1.20 only when auditing is on), the request id of our errors.
+                f"--audit-policy-file={_write_audit_policy(cluster.run_dir)}",
+                f"--audit-log-path={logs / 'audit.log'}",
+                "--audit-log-maxsize=20",
+                "--audit-log-maxbackup=1",
                 "--profiling=false",
                 "--v=1",
             ],

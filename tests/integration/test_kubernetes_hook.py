@@ -42,11 +42,11 @@ from airflow_compute_provider.hooks.kubernetes_pods import (
 )
 from airflow_compute_provider.hooks.kubernetes_retry import RetrySettings, retrying
 from tests.harness.kube import KubeAirflowConnection, wait_for, wait_for_quota
-from tests.harness.kubecluster import KubeCluster
+from tests.harness.kubecluster import RESTRICTED_USER, KubeCluster
 from tests.harness.nodesim import SCRIPT_ANNOTATION, NodeSimulator
 from tests.harness.ports import LOOPBACK, free_port
 from tests.harness.proxy import FaultProxy
-from tests.harness.proxy_faults import Reset, kube_error, kube_throttle, kube_unavailable
+from tests.harness.proxy_faults import Reset, kube_throttle, kube_unavailable
 
 LIST_PODS = r"/namespaces/[^/]+/pods$"
 # Rules see the query string too (a list call's label selector); counts do not.
@@ -514,7 +514,7 @@ def test_adescribe_matches_describe(hook: KubernetesComputeHook, node_simulator:
 
 @pytest.mark.kube
 def test_adescribe_retries_through_the_proxy_with_a_config_file(
-    proxied: tuple[KubernetesComputeHook, FaultProxy],
+    proxied: tuple[KubernetesComputeHook, FaultProxy], kube_cluster: KubeCluster, kube_namespace: str
 ) -> None:
     hook, proxy = proxied
     units = list(hook.launch(_plan(_execution(), [0, 1], _template())).launched)
@@ -527,10 +527,17 @@ def test_adescribe_retries_through_the_proxy_with_a_config_file(
     assert all(s.phase is not UnitPhase.VANISHED for s in statuses)
     assert proxy.count(method="GET", path=LIST_PODS) == 3
 
-    proxy.add_rule(kube_error(403, message="pods is forbidden: User cannot list pods"), method="GET")
+    # A user RBAC gives nothing: the list is refused for real.
+    restricted = KubernetesComputeHook(
+        namespace=kube_namespace, config_file=str(kube_cluster.kubeconfig_for(RESTRICTED_USER))
+    )
     with pytest.raises(ComputeOperationError) as caught:
-        asyncio.run(hook.adescribe(units))
+        asyncio.run(restricted.adescribe(units))
     assert caught.value.error.code is ErrorCode.PERMISSION_DENIED
+    assert caught.value.error.root_cause.provider_message == (
+        f'pods is forbidden: User "{RESTRICTED_USER}" cannot list resource "pods" in API group "" '
+        f'in the namespace "{kube_namespace}"'
+    )
 
 
 # -- stop -------------------------------------------------------------------------------------------
@@ -555,19 +562,34 @@ def test_stop_deletes_the_pods_and_a_missing_one_is_no_error(
 
 @pytest.mark.kube
 def test_stop_reports_every_pod_it_could_not_delete(
-    proxied: tuple[KubernetesComputeHook, FaultProxy],
+    hook: KubernetesComputeHook,
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    fault_proxy: Callable[[str], FaultProxy],
 ) -> None:
-    hook, proxy = proxied
     units = list(hook.launch(_plan(_execution(), [0, 1, 2], _template())).launched)
-    proxy.add_rule(kube_error(403, message="pods is forbidden: User cannot delete pods"), method="DELETE")
+    # The stopping hook's user may read pods but not delete them (RBAC, for real); the proxy
+    # only counts its calls.
+    kube_cluster.grant(kube_namespace, ["get", "list", "watch"])
+    proxy = fault_proxy(kube_cluster.server)
+    config = kube_cluster.kubeconfig_for(RESTRICTED_USER, server=proxy.url)
+    restricted = KubernetesComputeHook(namespace=kube_namespace, config_file=str(config))
 
-    failures = hook.stop(units, reason="rollback")
+    failures = restricted.stop(units, reason="rollback")
 
     assert [u for u, _ in failures] == units
     assert {e.code for _, e in failures} == {ErrorCode.PERMISSION_DENIED}
-    assert [e.root_cause.resource_id for _, e in failures] == [u.resource_id for u in units]
+    # Each names its own pod: the refused delete as the server's Status details do ("pods/<name>"),
+    # the pods not tried by their name.
+    named = [(e.root_cause.resource_id or "").removeprefix("pods/") for _, e in failures]
+    assert named == [u.resource_id for u in units]
+    assert failures[0][1].root_cause.provider_message == (
+        f'pods "{units[0].resource_id}" is forbidden: User "{RESTRICTED_USER}" cannot delete resource '
+        f'"pods" in API group "" in the namespace "{kube_namespace}"'
+    )
     # Forbidden is the call's failure, not one pod's: the other pods were not tried.
     assert proxy.count(method="DELETE") == 1
+    assert UnitPhase.VANISHED not in {s.phase for s in hook.describe(units)}, "every pod is still there"
 
 
 # -- configuration ----------------------------------------------------------------------------------

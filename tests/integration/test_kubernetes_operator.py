@@ -4,19 +4,16 @@ proxy on the wire, and the tenant state store on SQLite.
 
 Nothing is mocked. The simulator only writes the pod statuses a kubelet would write (running,
 Ready, exit codes, OOMKilled, eviction, image pull errors); pods are admitted or refused by the
-real admission chain (ResourceQuota, validation), scheduled or found unschedulable by the real
-scheduler, and deleted by the real API server.
+real admission chain (ServiceAccount, ResourceQuota, validation) after real RBAC authorization,
+scheduled or found unschedulable by the real scheduler, and deleted by the real API server. An
+RBAC 403 comes from connecting as the cluster's restricted user (``RESTRICTED_USER``, allowed to
+read pods in the test's namespace but not to create them); a missing service account's 403 from
+the ServiceAccount admission plugin.
 
-What this cluster cannot show, and how the tests deal with it:
-
-* authorization is ``AlwaysAllow``: an RBAC 403 is answered by the fault proxy, with the body a
-  real API server sends;
-* the ServiceAccount admission plugin is off (no pod here ever runs): a pod naming a service
-  account that does not exist is admitted. A cluster with the plugin on refuses it with a 403
-  "error looking up service account ... not found" (not a 404); the proxy answers that, so the
-  test shows what the operator makes of the real answer, not that this cluster gives it;
-* no container runtime: an image that does not exist, OOM kills and evictions are the
-  simulator's scripts (``sim.compute.test/script``), with the kubelet's own messages.
+What this cluster cannot show: there is no container runtime, so an image that does not exist, OOM
+kills and evictions are the simulator's scripts (``sim.compute.test/script``), with the kubelet's
+own messages. The fault proxy injects only what is a wire fault by nature (throttling, 5xx,
+resets, delays).
 """
 
 from __future__ import annotations
@@ -34,10 +31,11 @@ from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
 from airflow_compute_provider.hooks.kubernetes_pods import LABEL_GENERATION, LABEL_UNIT_INDEX
 from airflow_compute_provider.state.config import open_state_store
 from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
-from tests.harness.kubecluster import KubeCluster
+from tests.harness.kube import AIRFLOW_CONN_ENV, kubernetes_connection_json
+from tests.harness.kubecluster import RESTRICTED_USER, KubeCluster
 from tests.harness.nodesim import SCRIPT_ANNOTATION
 from tests.harness.proxy import FaultProxy, RequestInfo
-from tests.harness.proxy_faults import Delay, Reset, kube_error, kube_throttle, kube_unavailable
+from tests.harness.proxy_faults import Delay, Reset, kube_throttle, kube_unavailable
 from tests.integration.kubernetes_dags import Code, KubeEnv
 
 pytestmark = [pytest.mark.kube, pytest.mark.airflow]
@@ -491,13 +489,16 @@ def test_throttling_and_5xx_while_polling_do_not_fail_the_task(
     assert proxied.count(method="GET", path=PODS, faulted=True) == times
 
 
-def test_rbac_forbidden_at_launch_fails_fast(airflow_env, kube_env, proxied) -> None:
-    # The cluster authorizes everything; this is the body a real API server sends.
-    message = (
-        'pods is forbidden: User "system:serviceaccount:airflow:worker" cannot create resource '
-        f'"pods" in API group "" in the namespace "{kube_env.namespace}"'
-    )
-    proxied.add_rule(kube_error(403, "Forbidden", message), method="POST", path=PODS)
+def test_rbac_forbidden_at_launch_fails_fast(
+    airflow_env, kube_env, fault_proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection's user may read pods in the namespace (so the reconcile before launch works)
+    # but not create them: RBAC refuses the create. The proxy injects nothing; it counts.
+    cluster = kube_env.cluster
+    cluster.grant(kube_env.namespace, ["get", "list", "watch"])
+    proxy = fault_proxy(cluster.server)
+    restricted = cluster.kubeconfig_for(RESTRICTED_USER, server=proxy.url)
+    monkeypatch.setenv(AIRFLOW_CONN_ENV, kubernetes_connection_json(restricted, kube_env.namespace))
 
     run = _run(airflow_env, kube_env, "kube_forbidden", tenant_id="k-forbidden", count=2, retries=3)
 
@@ -506,30 +507,46 @@ def test_rbac_forbidden_at_launch_fails_fast(airflow_env, kube_env, proxied) -> 
     error = run.xcom("provision", key="compute_error")
     assert (error["code"], error["classification"]) == ("PERMISSION_DENIED", "requires_manual_intervention")
     assert error["root_cause"]["http_status"] == 403
-    assert re.fullmatch(r"[0-9a-f-]{36}", error["root_cause"]["request_id"] or "")
+    assert error["root_cause"]["provider_message"] == (
+        f'pods is forbidden: User "{RESTRICTED_USER}" cannot create resource "pods" in API group "" '
+        f'in the namespace "{kube_env.namespace}"'
+    )
+    assert re.fullmatch(r"[0-9a-f-]{36}", error["root_cause"]["request_id"] or ""), "the Audit-Id header"
     assert [u["index"] for u in error["units"]["failed"]] == [0, 1], "every unit refused with the answer"
-    assert proxied.count(method="POST", path=PODS) == 1, "one create: neither retried nor repeated per unit"
+    assert proxy.count(method="POST", path=PODS) == 1, "one create: neither retried nor repeated per unit"
+    assert proxy.count(method="POST", path=PODS, faulted=True) == 0
+    assert kube_env.pods_of("k-forbidden") == []
     assert open_state_store().get_tenant("k-forbidden").status is TenantStatus.NEEDS_INVESTIGATION
 
 
-def test_missing_service_account_fails_fast_as_not_found(airflow_env, kube_env, proxied) -> None:
-    # ServiceAccount admission is off in this cluster (see the module docstring): the proxy gives
-    # the 403 a cluster with it on sends. It is a missing resource, not a permission problem.
-    message = (
-        f'pods "pod" is forbidden: error looking up service account {kube_env.namespace}/builder: '
-        'serviceaccount "builder" not found'
-    )
-    proxied.add_rule(kube_error(403, "Forbidden", message), method="POST", path=PODS)
+@pytest.mark.parametrize("given_as", ["argument", "pod_template"])
+def test_missing_service_account_fails_fast_as_not_found(airflow_env, kube_env, given_as) -> None:
+    # The ServiceAccount admission plugin refuses a pod naming an account the namespace does not
+    # have with a 403, not a 404: it is a missing resource, not a permission problem.
+    tenant = f"k-no-sa-{given_as.replace('_', '-')}"
+    if given_as == "argument":
+        kwargs: dict[str, Any] = {"service_account_name": "builder"}
+    else:
+        template = _two_containers(main="run:forever", sidecar="run:forever")
+        template["spec"]["serviceAccountName"] = "builder"
+        kwargs = {"pod_template": template}
 
-    run = _run(
-        airflow_env, kube_env, "kube_no_sa", tenant_id="k-no-sa", service_account_name="builder", retries=3
-    )
+    run = _run(airflow_env, kube_env, f"kube_no_sa_{given_as}", tenant_id=tenant, retries=3, **kwargs)
 
     assert run.state() == "failed"
     assert run.try_numbers()["provision"] == 1
     error = run.xcom("provision", key="compute_error")
     assert (error["code"], error["classification"]) == ("RESOURCE_NOT_FOUND", "non_retriable")
     assert error["root_cause"]["http_status"] == 403
+    ((failed,),) = [error["units"]["failed"]]
+    pod_name = failed["error"]["root_cause"]["resource_id"]
+    assert re.fullmatch(r"cx[0-9a-f]{32}-0-g1", pod_name)
+    assert failed["error"]["root_cause"]["provider_message"] == (
+        f'pods "{pod_name}" is forbidden: error looking up service account '
+        f'{kube_env.namespace}/builder: serviceaccount "builder" not found'
+    )
+    assert kube_env.pods_of(tenant) == []
+    assert open_state_store().get_tenant(tenant).status is TenantStatus.NEEDS_INVESTIGATION
 
 
 def test_an_invalid_pod_is_refused_with_422_and_fails_fast(airflow_env, kube_env) -> None:

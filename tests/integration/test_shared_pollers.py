@@ -11,7 +11,8 @@ What each test shows, on the wire:
 * Kubernetes: one list and one watch serve every trigger of a namespace, no request at all is
   made while nothing changes, a finished pod is reported through the watch; a 410 Gone (as an
   HTTP status or as an ERROR event in the stream) leads to a relist, a 429 with Retry-After on
-  the list is waited out, and a watch the server forbids falls back to polling.
+  the list is waited out, and a watch RBAC forbids (a user allowed to get and list pods, not to
+  watch them) falls back to polling.
 
 Nothing is mocked: tasks and pods are real objects on the real endpoints, finished the way the
 endpoint reports it (the moto script, the node simulator playing the kubelet).
@@ -37,7 +38,7 @@ from airflow_compute_provider.triggers.kube_watch import KubernetesWatchSource
 from airflow_compute_provider.triggers.status import ComputeStatusTrigger
 from tests.harness.ecs import REGION, EcsEnv
 from tests.harness.ecs_script import RUNS_FOREVER, SUCCEEDED, exited
-from tests.harness.kubecluster import KubeCluster
+from tests.harness.kubecluster import RESTRICTED_USER, KubeCluster
 from tests.harness.nodesim import SCRIPT_ANNOTATION, NodeSimulator
 from tests.harness.proxy import FaultProxy
 from tests.harness.proxy_faults import Delay, Respond, ecs_throttle, kube_error, kube_throttle
@@ -275,6 +276,13 @@ class KubeSetup:
         self.config = KubernetesComputeHook(namespace=namespace, config_file=proxied).backend_config()
         self.key = pollers.poller_key("kubernetes", self.config)
 
+    def read_as(self, cluster: KubeCluster, user: str) -> None:
+        """From now on the triggers read as ``user`` (through the same proxy)."""
+        config_file = cluster.kubeconfig_for(user, server=self.proxy.url)
+        hook = KubernetesComputeHook(namespace=self.namespace, config_file=str(config_file))
+        self.config = hook.backend_config()
+        self.key = pollers.poller_key("kubernetes", self.config)
+
     def trigger(self, units: list[Unit]) -> ComputeStatusTrigger:
         return trigger_for("kubernetes", self.config, units)
 
@@ -438,12 +446,16 @@ def test_a_throttled_pod_list_is_waited_out_with_retry_after_and_fails_no_trigge
 
 
 @pytest.mark.kube
-def test_a_forbidden_watch_falls_back_to_polling(kube: KubeSetup, kube_core: Any) -> None:
+def test_a_forbidden_watch_falls_back_to_polling(
+    kube: KubeSetup, kube_cluster: KubeCluster, kube_core: Any
+) -> None:
     ((pod,),) = launch_pods(kube.launcher, 1)
-    kube.proxy.add_rule(
-        kube_error(403, "Forbidden", 'pods is forbidden: User cannot watch resource "pods"'),
-        method="GET",
-        path=r"[?&]watch=",
+    # The triggers' user may get and list pods but not watch them: RBAC refuses the watch.
+    kube_cluster.grant(kube.namespace, ["get", "list"])
+    kube.read_as(kube_cluster, RESTRICTED_USER)
+    watch_answers: list[int] = []
+    kube.proxy.after_forward(
+        lambda _info, status: watch_answers.append(status), method="GET", path=r"[?&]watch=", times=None
     )
 
     async def scenario() -> None:
@@ -453,6 +465,8 @@ def test_a_forbidden_watch_falls_back_to_polling(kube: KubeSetup, kube_core: Any
             lambda: kube.namespace in source.namespaces and not source.namespaces[kube.namespace].watching,
             "the watch to be given up",
         )
+        assert watch_answers, "a watch was tried"
+        assert set(watch_answers) == {403}, "the server refused every watch"
         lists = kube.pod_lists()
         await until(lambda: kube.pod_lists() >= lists + 2, "polling lists")
         finish_pod(kube_core, kube.namespace, pod)

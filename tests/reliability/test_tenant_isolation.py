@@ -10,8 +10,10 @@ the other tenant, in the same DAG run, goes through what touches units of an exe
               for it at once, on Kubernetes (whose launch gives up at the first unit) the next
               try does
     rollback  a partial launch: its started units are stopped (ECS StopTask, pod deletes)
-    cleanup   its rollback's stops are refused, the units are marked for cleanup, and a
-              maintenance run (``recovery.Reconciler``) stops them afterwards
+    cleanup   its rollback's stops are refused (on Kubernetes by RBAC: its connection's user
+              may create pods but not delete them), the units are marked for cleanup, and a
+              maintenance run (``recovery.Reconciler``) stops them afterwards (once that user
+              may delete pods)
 
 and every time the decoy's units, with the same execution id and the same unit indexes, are
 right there. Afterwards the decoys still run, untouched, their ledger rows as they were, and
@@ -45,7 +47,7 @@ from tests.harness.ecs_script import RUNS_FOREVER
 from tests.harness.kube import kubernetes_connection_json, wait_for_quota
 from tests.harness.nodesim import SCRIPT_ANNOTATION
 from tests.harness.proxy import FaultProxy
-from tests.harness.proxy_faults import Reset, ecs_error, kube_error
+from tests.harness.proxy_faults import Reset, ecs_error
 from tests.reliability.audit import audit, ecs_inventory, kube_inventory
 from tests.reliability.connections import proxied_kubeconfig
 from tests.reliability.dags import Code, Task, compute_dag
@@ -368,15 +370,13 @@ def test_kubernetes_tenants_with_colliding_execution_ids_never_touch_each_others
             path=r"/pods$",
             times=KubernetesComputeHook.retry_settings.attempts,
         )
-        cleanup = fault_proxy(kube_env.cluster.server)
-        cleanup.add_rule(
-            kube_error(403, "Forbidden", 'pods "x" is forbidden: cannot delete'), method="DELETE"
-        )
-        for name, proxy in (("adopt", adopt), ("cleanup", cleanup)):
-            path = proxied_kubeconfig(tmp_path / f"{name}.kubeconfig", proxy.url, kube_env.cluster.token)
+        adopt_config = proxied_kubeconfig(tmp_path / "adopt.kubeconfig", adopt.url, kube_env.cluster.token)
+        # The cleanup tenant's user may run pods but not delete them: RBAC refuses the rollback.
+        kube_env.cluster.grant(namespaces["cleanup"], ["get", "list", "watch", "create"])
+        for name, config in (("adopt", adopt_config), ("cleanup", kube_env.cluster.restricted_kubeconfig)):
             monkeypatch.setenv(
                 f"AIRFLOW_CONN_KUBERNETES_{name.upper()}",
-                kubernetes_connection_json(path, kube_env.namespace),
+                kubernetes_connection_json(config, kube_env.namespace),
             )
         tasks = [
             Task(
@@ -425,14 +425,16 @@ def test_kubernetes_tenants_with_colliding_execution_ids_never_touch_each_others
         run = airflow_env.run_dag(
             compute_dag("isolation_kube", tasks), "isolation_kube", logical_date=TENANTS_RUN
         )
-        cleanup.reset()
+        kube_env.cluster.grant(namespaces["cleanup"], ["delete"])  # someone fixed the Role
         report = Reconciler(state_store).run(RecoverySettings(cleanup_backoff=timedelta(seconds=0.1)))
         TALLY.add(operations=len(decoys) + len(tasks))
 
         assert run.task_states() == {"adopt": "success", "rollback": "failed", "cleanup": "failed"}
         assert run.try_numbers()["adopt"] == 2
         assert run.xcom("rollback", key="compute_error")["code"] == "PARTIAL_FAILURE"
-        assert run.xcom("cleanup", key="compute_error")["code"] == "CLEANUP_FAILED"
+        cleanup_error = run.xcom("cleanup", key="compute_error")
+        assert cleanup_error["code"] == "CLEANUP_FAILED"
+        assert 'cannot delete resource "pods"' in cleanup_error["root_cause"]["provider_message"]
         assert report.to_json()["summary"]["resources_cleaned"] == 2, report.to_json()
         _check_isolated(run, inventory(), state_store, prefix, decoy_units, before, "kubernetes")
     finally:
