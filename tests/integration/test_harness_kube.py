@@ -1,5 +1,6 @@
-"""The Kubernetes test harness against the real API server: the errors it returns, the scheduler's
-verdict on a pod that fits nowhere, and the node simulator driving pods to their end.
+"""The Kubernetes test harness against the real API server: the errors it returns (among them
+RBAC's and the ServiceAccount admission plugin's 403s), the scheduler's verdict on a pod that fits
+nowhere, and the node simulator driving pods to their end.
 
 Set ``UPDATE_KUBE_OBSERVED=1`` to rewrite the payloads under ``tests/fixtures/kube_observed/``
 from this run (they feed the normalizer tests).
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.harness.kube import KubeAirflowConnection, wait_for, wait_for_pod, wait_for_quota
-from tests.harness.kubecluster import KubeCluster
+from tests.harness.kubecluster import ADMIN_USER, RESTRICTED_USER, KubeCluster
 from tests.harness.nodesim import (
     SCRIPT_ANNOTATION,
     ContainerMoment,
@@ -115,6 +116,66 @@ def test_resource_quota_refusal_is_a_real_403(kube_core: Any, kube_namespace: st
     assert body["reason"] == "Forbidden"
     assert 'pods "greedy" is forbidden: exceeded quota: small' in body["message"]
     assert "requested: requests.cpu=2" in body["message"]
+
+
+@pytest.mark.kube
+def test_rbac_refuses_the_restricted_user_until_granted(
+    kube_cluster: KubeCluster, kube_core: Any, kube_namespace: str
+) -> None:
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    restricted = client.CoreV1Api(config.new_client_from_config(str(kube_cluster.restricted_kubeconfig)))
+    with pytest.raises(ApiException) as caught:
+        restricted.create_namespaced_pod(kube_namespace, _pod("refused"))
+    body = _status_body(caught.value)
+    _record("rbac_create_forbidden_403", body)
+    assert caught.value.status == 403
+    assert body["reason"] == "Forbidden"
+    assert body["message"] == (
+        f'pods is forbidden: User "{RESTRICTED_USER}" cannot create resource "pods" in API group "" '
+        f'in the namespace "{kube_namespace}"'
+    )
+    assert caught.value.headers["Audit-Id"], "audited: the response names its request"
+
+    kube_core.create_namespaced_pod(kube_namespace, _pod("kept"))  # the admin may
+    kube_cluster.grant(kube_namespace, ["get", "list"])
+    assert [p.metadata.name for p in restricted.list_namespaced_pod(kube_namespace).items] == ["kept"]
+    with pytest.raises(ApiException) as caught:
+        restricted.delete_namespaced_pod("kept", kube_namespace)
+    body = _status_body(caught.value)
+    _record("rbac_delete_forbidden_403", body)
+    assert caught.value.status == 403
+    assert body["message"] == (
+        f'pods "kept" is forbidden: User "{RESTRICTED_USER}" cannot delete resource "pods" in API group "" '
+        f'in the namespace "{kube_namespace}"'
+    )
+    # A kubeconfig for any user, e.g. to go through a proxy; an unknown user is a mistake.
+    assert json.loads(kube_cluster.kubeconfig_for(ADMIN_USER).read_text())["users"][0]["name"] == ADMIN_USER
+    with pytest.raises(KeyError):
+        kube_cluster.kubeconfig_for("nobody")
+
+
+@pytest.mark.kube
+def test_the_service_account_admission_plugin_is_on(kube_core: Any, kube_namespace: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    pod = _pod("runner")
+    pod["spec"]["serviceAccountName"] = "builder"
+    with pytest.raises(ApiException) as caught:
+        kube_core.create_namespaced_pod(kube_namespace, pod)
+    body = _status_body(caught.value)
+    _record("service_account_not_found_403", body)
+    assert caught.value.status == 403
+    assert body["reason"] == "Forbidden"
+    assert body["message"] == (
+        f'pods "runner" is forbidden: error looking up service account {kube_namespace}/builder: '
+        'serviceaccount "builder" not found'
+    )
+    # A fresh namespace is ready for pods: its default account exists and is mounted.
+    admitted = kube_core.create_namespaced_pod(kube_namespace, _pod("plain"))
+    assert admitted.spec.service_account_name == "default"
+    assert any(v.secret for v in admitted.spec.volumes), "the account's token is mounted"
 
 
 @pytest.mark.kube

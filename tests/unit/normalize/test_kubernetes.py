@@ -65,6 +65,28 @@ API_ERRORS = [
         id="observed-422",
     ),
     pytest.param(409, "Conflict", observed("duplicate_pod_409.json"), C.CONFLICT, id="observed-409"),
+    # RBAC (a user with no binding, one allowed to read only) and the ServiceAccount admission plugin.
+    pytest.param(
+        403,
+        "Forbidden",
+        observed("rbac_create_forbidden_403.json"),
+        C.PERMISSION_DENIED,
+        id="observed-rbac-create",
+    ),
+    pytest.param(
+        403,
+        "Forbidden",
+        observed("rbac_delete_forbidden_403.json"),
+        C.PERMISSION_DENIED,
+        id="observed-rbac-delete",
+    ),
+    pytest.param(
+        403,
+        "Forbidden",
+        observed("service_account_not_found_403.json"),
+        C.RESOURCE_NOT_FOUND,
+        id="observed-service-account-missing",
+    ),
     # https://kubernetes.io/docs/reference/access-authn-authz/rbac/ (the 403 an RBAC denial gives)
     pytest.param(
         403,
