@@ -439,6 +439,9 @@ class KubeCluster:
     @classmethod
     def load(cls, run_dir: Path) -> KubeCluster:
         data = json.loads((run_dir / STATE_FILE).read_text())
+        # A state file written before the restricted user existed can still be stopped.
+        data.setdefault("restricted_kubeconfig", str(run_dir / "kubeconfig-restricted"))
+        data.setdefault("tokens", {ADMIN_USER: data["token"]})
         return cls(
             run_dir=Path(data["run_dir"]),
             server=data["server"],
