@@ -32,7 +32,9 @@ on. Two users exist:
 Because the ServiceAccount admission plugin refuses pods in a namespace until its ``default``
 ServiceAccount and that account's token exist, ``new_namespace()`` returns only once a dry-run pod
 is admitted there; a pod naming a ServiceAccount that does not exist gets the real 403 "error
-looking up service account".
+looking up service account". Every request is audited at the Metadata level
+(``<run_dir>/logs/audit.log``), which makes 1.20 send the ``Audit-Id`` response header that newer
+servers always send: our errors' request id.
 
 Every process starts in its own session (process group) and logs to ``<run_dir>/logs``; ``stop()``
 signals each group by id, waits, and removes the run directory. The etcd data directory lives in
