@@ -3,7 +3,8 @@
     reconcile_and_launch(...)  read the ledger and ask the backend what this execution already
                                has; adopt what still counts (``reconcile.plan_units``); write an
                                intent per unit to (re)launch, then send one launch with their
-                               idempotency tokens; look again for units whose answer was lost
+                               idempotency tokens; look for the refused units on the provider,
+                               since a lost answer may have started one
                                (``reconcile.claim_unheard``); ledger and count the result
     launch_failure(...)        the try's error when the provider refused some units: the refused
                                unit's own error if nothing started, else a PARTIAL_FAILURE that

@@ -15,9 +15,10 @@ describes them, and then decides per unit index, looking only at the unit's newe
 A try of an execution that already succeeded (a cleared task) launches a new generation of
 every unit: the DAG author asked for the work to run again.
 
-After the launch, ``claim_unheard`` looks for the units whose request went out but whose answer
-never came back: the provider may have started them. One it finds is launched, not refused, so
-the try waits for it, or stops it when it rolls back; left out, it would run on unseen.
+After the launch, ``claim_unheard`` looks for the refused units on the provider: a request whose
+answer was lost may have started its unit, whatever its retry was told. One it finds is
+launched, not refused, so the try waits for it, or stops it when it rolls back; left out, it
+would run on unseen.
 """
 
 from __future__ import annotations
@@ -151,11 +152,16 @@ def claim_unheard(
 ) -> tuple[list[Unit], list[tuple[UnitLaunch, ComputeError]]]:
     """Move the refusals whose unit the provider did start into ``launched``.
 
-    Only refusals without an answer are looked for, with one ``find``. If that fails too, they
-    stay refused: their ledger rows stay intents, which the next try re-sends with the same
-    token or adopts, and the reconciler lists.
+    A refusal does not prove that nothing started. A request whose answer was lost may have
+    started its unit, and the hook's retry of it can then be refused for a reason of its own:
+    Kubernetes checks a namespace's quota before the pod's name, so the retry of a create that
+    did land meets 403 "exceeded quota" where a 409 would have said "already there". So any
+    refusal costs one ``find``; a refused unit found there, with this execution's labels or
+    tags and this generation, is one this try started. If the find fails too, the refusals
+    stand: their ledger rows stay intents when no answer came, which the next try re-sends with
+    the same token or adopts, and the reconciler lists.
     """
-    unheard = {(ul.index, ul.generation) for ul, err in refused if may_have_launched(err)}
+    unheard = {(ul.index, ul.generation) for ul, _ in refused}
     if not unheard:
         return list(launched), list(refused)
     try:
@@ -163,11 +169,12 @@ def claim_unheard(
             (u.index, u.generation): u for u in backend.find(execution) if (u.index, u.generation) in unheard
         }
     except (ComputeOperationError, OSError):
-        log.warning("Could not look for the units whose launch went unanswered", exc_info=True)
+        log.warning("Could not look for the refused units on the provider", exc_info=True)
         return list(launched), list(refused)
     if found:
         log.info(
-            "Launches whose answer was lost did start: %s", sorted(u.resource_id for u in found.values())
+            "Launches that were refused or unanswered did start: %s",
+            sorted(u.resource_id for u in found.values()),
         )
     claimed = [found[(ul.index, ul.generation)] for ul, _ in refused if (ul.index, ul.generation) in found]
     still_refused = [(ul, err) for ul, err in refused if (ul.index, ul.generation) not in found]

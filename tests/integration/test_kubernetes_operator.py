@@ -257,6 +257,32 @@ def test_a_rollback_stops_the_unit_whose_create_went_unanswered(airflow_env, kub
     )
 
 
+def test_a_rollback_stops_the_unit_whose_create_landed_though_its_retry_met_the_quota(
+    airflow_env, kube_env, proxied
+) -> None:
+    # The quota admits two pods. The second create lands, but its answer is lost; the hook's
+    # retry of it is then refused "exceeded quota" (the API server checks the quota before the
+    # name, so no 409 says the pod is there). That refusal must not be believed: the pod runs,
+    # and the rollback of the partial launch has to stop it with the first.
+    kube_env.set_quota(pods=2)
+    proxied.add_rule(Delay(0.0), method="POST", path=PODS, times=1)
+    proxied.add_rule(Reset(forward_first=True), method="POST", path=PODS, times=1)
+    run = _run(
+        airflow_env, kube_env, "kube_quota_retry", tenant_id="k-quota-retry", count=3, script="run:forever"
+    )
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert error["code"] == "PARTIAL_FAILURE"
+    launched = error["units"]["pending"] + error["units"]["running"] + error["units"]["succeeded"]
+    assert sorted(u["index"] for u in launched) == [0, 1]
+    assert [(u["index"], u["error"]["code"]) for u in error["units"]["failed"]] == [(2, "QUOTA_EXCEEDED")]
+    assert error["cleanup"]["action"] == "rolled_back"
+    kube_env.wait_until_gone("k-quota-retry")
+    ledger = {e.unit_index: e.status for e in open_state_store().list_resources(tenant_id="k-quota-retry")}
+    assert ledger == {0: ResourceStatus.STOPPED, 1: ResourceStatus.STOPPED, 2: ResourceStatus.FAILED}
+
+
 def test_partial_launch_with_retry_failed_relaunches_only_the_failed_unit(
     airflow_env, kube_env, proxied
 ) -> None:
