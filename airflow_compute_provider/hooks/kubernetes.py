@@ -450,7 +450,9 @@ class KubernetesComputeHook(BaseHook):
             execution_id=execution.execution_id if execution else None,
             tenant_id=execution.tenant_id if execution else None,
         )
-        return _for_resource(error, resource_id) if resource_id else error
+        # The unit's own id, as the units and cleanup reports name it, even where the server's
+        # Status details named the object its way ("pods/<name>"): one id joins the reports.
+        return _for_resource(error, resource_id, replace=True) if resource_id else error
 
 
 class _AsyncHook(AsyncKubernetesHook):

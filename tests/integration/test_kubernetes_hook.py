@@ -579,10 +579,9 @@ def test_stop_reports_every_pod_it_could_not_delete(
 
     assert [u for u, _ in failures] == units
     assert {e.code for _, e in failures} == {ErrorCode.PERMISSION_DENIED}
-    # Each names its own pod: the refused delete as the server's Status details do ("pods/<name>"),
-    # the pods not tried by their name.
-    named = [(e.root_cause.resource_id or "").removeprefix("pods/") for _, e in failures]
-    assert named == [u.resource_id for u in units]
+    # Each names its own pod as the units do, the refused delete too (its Status details say
+    # "pods/<name>"), so the error joins the cleanup report by id.
+    assert [e.root_cause.resource_id for _, e in failures] == [u.resource_id for u in units]
     assert failures[0][1].root_cause.provider_message == (
         f'pods "{units[0].resource_id}" is forbidden: User "{RESTRICTED_USER}" cannot delete resource '
         f'"pods" in API group "" in the namespace "{kube_namespace}"'
