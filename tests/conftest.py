@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.harness.kube",
     "tests.harness.ecs",
     "tests.harness.proxy",
+    "tests.harness.state",
     "tests.harness.statsd",
 ]
 

@@ -17,14 +17,10 @@ trigger.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from airflow_compute_provider.state import SqlTenantStateStore
 from tests.harness.ecs_script import TaskScript
 from tests.harness.statsd import StatsdReceiver
 from tests.integration.ecs_dags import ecs_dag
@@ -32,17 +28,6 @@ from tests.integration.ecs_dags import ecs_dag
 pytestmark = pytest.mark.airflow
 
 DAG_ID = "compute_metrics_deferred"
-
-
-@pytest.fixture
-def state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlTenantStateStore]:
-    """A state store of this test's own, behind the default state connection the run uses."""
-    url = f"sqlite:///{tmp_path / 'compute_state.db'}"
-    conn = {"conn_type": "sqlite", "extra": {"sqlalchemy_url": url}}
-    monkeypatch.setenv("AIRFLOW_CONN_COMPUTE_STATE_DEFAULT", json.dumps(conn))
-    store = SqlTenantStateStore(url)
-    yield store
-    store.close()
 
 
 def _received(statsd: StatsdReceiver, name: str, at_least: int) -> None:

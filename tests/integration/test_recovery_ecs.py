@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,18 +59,6 @@ from airflow_compute_provider.dags import create_maintenance_dag
 
 dag = create_maintenance_dag({dag_id!r}, schedule=None, {arguments})
 """
-
-
-@pytest.fixture
-def state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlTenantStateStore]:
-    """A tenant state store of this test's own, where the operators and the maintenance DAG
-    find it: behind the default state connection."""
-    url = f"sqlite:///{tmp_path / 'compute_state.db'}"
-    conn = {"conn_type": "sqlite", "extra": {"sqlalchemy_url": url}}
-    monkeypatch.setenv("AIRFLOW_CONN_COMPUTE_STATE_DEFAULT", json.dumps(conn))
-    store = SqlTenantStateStore(url)
-    yield store
-    store.close()
 
 
 def _aws_connection(endpoint_url: str) -> str:

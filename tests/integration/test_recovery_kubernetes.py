@@ -11,8 +11,7 @@ Each test has a tenant state store of its own behind ``AIRFLOW_CONN_COMPUTE_STAT
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,16 +57,6 @@ def kube_env(
     tmp_path: Path,
 ) -> KubeEnv:
     return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlTenantStateStore]:
-    url = f"sqlite:///{tmp_path / 'compute_state.db'}"
-    conn = {"conn_type": "sqlite", "extra": {"sqlalchemy_url": url}}
-    monkeypatch.setenv("AIRFLOW_CONN_COMPUTE_STATE_DEFAULT", json.dumps(conn))
-    store = SqlTenantStateStore(url)
-    yield store
-    store.close()
 
 
 def _run_compute(airflow_env: Any, kube_env: KubeEnv, dag_id: str, **kwargs: Any) -> Any:

@@ -89,10 +89,10 @@ def _judge(drawn: Drawn, build: Callable[[], object]) -> None:
 
 @pytest.fixture
 def counted(
-    ecs_proxied: FaultProxy, kube_proxied: FaultProxy, state_url: str
+    ecs_proxied: FaultProxy, kube_proxied: FaultProxy, default_state_url: str
 ) -> tuple[FaultProxy, FaultProxy, str]:
     """Both providers behind counting proxies, and the state store's URL for snapshots."""
-    return ecs_proxied, kube_proxied, state_url
+    return ecs_proxied, kube_proxied, default_state_url
 
 
 def _untouched(counted: tuple[FaultProxy, FaultProxy, str], before: dict[str, list[str]]) -> None:
@@ -160,13 +160,15 @@ def test_fuzzed_retry_policies_and_routes_are_refused_by_name(counted: Any) -> N
     _untouched(counted, before)
 
 
-def test_fuzzed_tenant_and_execution_ids_never_reach_the_store(state_store: Any, state_url: str) -> None:
+def test_fuzzed_tenant_and_execution_ids_never_reach_the_store(
+    state_store: Any, default_state_url: str
+) -> None:
     @FUZZ
     @given(data=st.data())
     def keys(data: Any) -> None:
         drawn = _draw(data, {"tenant_id": inputs.TENANT_IDS, "execution_id": inputs.EXECUTION_IDS})
         ids = {"tenant_id": "fuzz-store", "execution_id": "fuzz:execution", drawn.argument: drawn.value}
-        before = snapshot(state_url)
+        before = snapshot(default_state_url)
 
         def begin() -> None:
             state_store.begin_operation(ids["tenant_id"], ids["execution_id"], "fuzz", "ecs", 1)
@@ -174,7 +176,7 @@ def test_fuzzed_tenant_and_execution_ids_never_reach_the_store(state_store: Any,
 
         _judge(drawn, begin)
         if not drawn.valid:
-            assert snapshot(state_url) == before
+            assert snapshot(default_state_url) == before
 
     keys()
 
