@@ -5,7 +5,7 @@
                                intent per unit to (re)launch, then send one launch with their
                                idempotency tokens; look for the refused units on the provider,
                                since a lost answer may have started one
-                               (``reconcile.claim_unheard``); ledger and count the result
+                               (``reconcile.claim_started_refusals``); ledger and count the result
     launch_failure(...)        the try's error when the provider refused some units: the refused
                                unit's own error if nothing started, else a PARTIAL_FAILURE that
                                ``rollback.handle_partial`` acts on
@@ -39,7 +39,7 @@ from airflow_compute_provider.operators.ledger import (
     record_resources,
 )
 from airflow_compute_provider.operators.reconcile import (
-    claim_unheard,
+    claim_started_refusals,
     known_units,
     may_have_launched,
     plan_units,
@@ -93,7 +93,7 @@ def reconcile_and_launch(
         if plan.to_launch
         else None
     )
-    launched, refused = claim_unheard(
+    launched, refused = claim_started_refusals(
         backend,
         t.execution,
         list(result.launched) if result else [],

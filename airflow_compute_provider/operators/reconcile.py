@@ -15,7 +15,7 @@ describes them, and then decides per unit index, looking only at the unit's newe
 A try of an execution that already succeeded (a cleared task) launches a new generation of
 every unit: the DAG author asked for the work to run again.
 
-After the launch, ``claim_unheard`` looks for the refused units on the provider: a request whose
+After the launch, ``claim_started_refusals`` looks for the refused units on the provider: a request whose
 answer was lost may have started its unit, whatever its retry was told. One it finds is
 launched, not refused, so the try waits for it, or stops it when it rolls back; left out, it
 would run on unseen.
@@ -144,7 +144,7 @@ def may_have_launched(error: ComputeError) -> bool:
     return error.code is ErrorCode.PROVIDER_UNREACHABLE and error.root_cause.http_status is None
 
 
-def claim_unheard(
+def claim_started_refusals(
     backend: ComputeBackend,
     execution: ExecutionRef,
     launched: Sequence[Unit],
@@ -161,12 +161,14 @@ def claim_unheard(
     stand: their ledger rows stay intents when no answer came, which the next try re-sends with
     the same token or adopts, and the reconciler lists.
     """
-    unheard = {(ul.index, ul.generation) for ul, _ in refused}
-    if not unheard:
+    refused_keys = {(ul.index, ul.generation) for ul, _ in refused}
+    if not refused_keys:
         return list(launched), list(refused)
     try:
         found = {
-            (u.index, u.generation): u for u in backend.find(execution) if (u.index, u.generation) in unheard
+            (u.index, u.generation): u
+            for u in backend.find(execution)
+            if (u.index, u.generation) in refused_keys
         }
     except (ComputeOperationError, OSError):
         log.warning("Could not look for the refused units on the provider", exc_info=True)

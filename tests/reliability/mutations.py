@@ -50,8 +50,8 @@ MUTATIONS = (
         part="1 chaos",
         removes="the look for refused units the provider did start (a rollback then misses them)",
         path=f"{PACKAGE}/operators/reconcile.py",
-        old="unheard = {(ul.index, ul.generation) for ul, _ in refused}",
-        new="unheard: set[tuple[int, int]] = set()",
+        old="refused_keys = {(ul.index, ul.generation) for ul, _ in refused}",
+        new="refused_keys: set[tuple[int, int]] = set()",
         caught_by=(
             "tests/reliability/test_chaos.py::test_kubernetes_operations_under_faults_end_as_their_scenarios_dictate",
         ),
