@@ -11,6 +11,7 @@ transaction, and the reconciler judges staleness by asking the database for "now
                          file on the writer's host, so there the database's clock is that host's;
                          a store shared between hosts is PostgreSQL.
     new_token()          a token naming the process that runs a try: ``hostname:pid:random``
+    HEARTBEAT_INTERVAL_SECONDS   how often a waiting try renews its heartbeat
 """
 
 from __future__ import annotations
@@ -53,3 +54,8 @@ def process_token() -> str:
     if token is None:
         token = _process_tokens[pid] = new_token()
     return token
+
+
+#: How often a waiting try renews its heartbeat (a blocking wait; a deferred try instead records
+#: that it is alive until its deadline). The reconciler's ``stale_after`` must be several of these.
+HEARTBEAT_INTERVAL_SECONDS = 30.0
