@@ -339,3 +339,54 @@ def test_a_version_1_database_is_upgraded_and_its_tries_stay_writable(state_url:
     nxt = upgraded.begin_operation("acme", EXEC, "provision", "ecs", 2, token="w:2:b")
     assert nxt.attempt == 2
     upgraded.close()
+
+
+# -- staleness reads the heartbeat ----------------------------------------------------------------
+
+
+def _age(state_url: str, **columns: timedelta) -> None:
+    """Move the try's timestamps into the past (the database's clock cannot be set)."""
+    engine = sa.create_engine(state_url)
+    now = datetime.now(UTC)
+    values = {name: (now - ago).replace(tzinfo=None) for name, ago in columns.items()}
+    if engine.dialect.name == "postgresql":
+        values = {name: now - ago for name, ago in columns.items()}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE compute_state_operations SET {', '.join(f'{c} = :{c}' for c in values)}"), values
+        )
+    engine.dispose()
+
+
+def _maintain(store: SqlTenantStateStore) -> TenantStatus:
+    from airflow_compute_provider.recovery import Reconciler, RecoverySettings
+    from airflow_compute_provider.recovery.settings import MIN_STALE_AFTER
+
+    Reconciler(store).run(RecoverySettings(stale_after=MIN_STALE_AFTER))
+    tenant = store.get_tenant("acme")
+    assert tenant is not None
+    return tenant.status
+
+
+def test_a_try_that_started_long_ago_but_renews_its_heartbeat_is_not_stale(
+    store: SqlTenantStateStore, state_url: str
+) -> None:
+    """A blocking wait of hours renews its heartbeat: the reconciler leaves its hold alone. The
+    same try once its heartbeat stops is stale, and (no unit left) finished by the reconciler."""
+    try_ = begin(store, "worker-a:11:aa")
+    _age(state_url, started_at=timedelta(hours=3), heartbeat_at=timedelta(hours=3))
+    store.heartbeat("acme", EXEC, by=try_)
+    assert _maintain(store) is TenantStatus.OPERATION_IN_PROGRESS
+    _age(state_url, heartbeat_at=timedelta(hours=1))
+    assert _maintain(store) is not TenantStatus.OPERATION_IN_PROGRESS  # stale: the try was finished
+    assert store.operations("acme")[0].finished_at is not None
+
+
+def test_a_deferred_try_is_alive_until_its_deadline(store: SqlTenantStateStore, state_url: str) -> None:
+    try_ = begin(store, "worker-a:11:aa")
+    store.heartbeat("acme", EXEC, by=try_, live_until=store.now() + timedelta(hours=1))
+    _age(state_url, started_at=timedelta(hours=3), heartbeat_at=timedelta(hours=3))
+    assert _maintain(store) is TenantStatus.OPERATION_IN_PROGRESS
+    _age(state_url, live_until=timedelta(hours=1))
+    assert _maintain(store) is not TenantStatus.OPERATION_IN_PROGRESS  # stale: the try was finished
+    assert store.operations("acme")[0].finished_at is not None
