@@ -6,8 +6,10 @@ the column on the right names the module that does the step's work:
 
     1. validate   arguments, before any provider call (ComputeConfigError,   arguments.py
                   never retried)
-    2. begin      the tenant's state store records the try (a ``Try``); a    tries.py
-                  held tenant refuses it
+    2. begin      the tenant's state store records the try (a ``Try``: its   tries.py
+                  attempt, numbered by the store, and its process's token);
+                  a held tenant refuses it; every later write names the try
+                  and is refused once a newer try began (SupersededTryError)
     3. reconcile  adopt what this execution already launched; relaunch only  launch.py,
                   what failed                                                reconcile.py
     4. launch     intent in the ledger first, then the request with its      launch.py,
@@ -46,7 +48,7 @@ except ImportError:  # Airflow < 3.2 keeps it in airflow.exceptions
 
 from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
-from airflow_compute_provider.errors.model import CleanupReport
+from airflow_compute_provider.errors.model import CleanupReport, RootCause
 from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.observability import redact_error, register_secrets
 from airflow_compute_provider.operators import decisions, outcome
@@ -70,6 +72,9 @@ from airflow_compute_provider.operators.wait import (
 )
 from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
 from airflow_compute_provider.policy import apply_policy_arguments, find_compute_policy, take_policy_arguments
+from airflow_compute_provider.state.clock import new_token
+from airflow_compute_provider.state.rules import STORE_SOURCE
+from airflow_compute_provider.state.status import SupersededTryError
 from airflow_compute_provider.state.store import TenantStateStore
 from airflow_compute_provider.triggers.progress import Settlement
 
@@ -242,14 +247,32 @@ class BaseComputeOperator(BaseOperator):
             push_error(context, error)
             metrics.error(error, provider=self.provider)
             raise self._exception_for(exc.error, context) from None
-        t = Try.start(execution, attempt, args, provider=self.provider)
+        token = new_token()
         try:
-            self._store.begin_operation(
-                execution.tenant_id, execution.execution_id, args["operation"], self.provider, attempt
+            op = self._store.begin_operation(
+                execution.tenant_id,
+                execution.execution_id,
+                args["operation"],
+                self.provider,
+                attempt,
+                token=token,
+                airflow_ti=_airflow_ti(context),
             )
         except ComputeOperationError as exc:
             # Refused: the tenant is someone else's to change, so nothing is recorded.
-            self._fail(context, t, exc.error, record=False)
+            self._fail(
+                context, Try.start(execution, attempt, args, provider=self.provider), exc.error, record=False
+            )
+        # The store numbers the execution's tries: a new DAG run of the same execution id is
+        # its next try, whatever Airflow's try number says.
+        t = Try.start(
+            execution,
+            op.attempt,
+            args,
+            provider=self.provider,
+            token=op.try_token,
+            airflow_try_number=attempt,
+        )
         self._active = t
         with self._failures_as_compute_errors(context, t):
             return self._launch_and_wait(context, t)
@@ -260,8 +283,14 @@ class BaseComputeOperator(BaseOperator):
         tenant_id, execution_id = resume["tenant_id"], resume["execution_id"]
         units, done, deadline = resume["units"], resume["done"], resume["deadline"]
         args = self._validated(skip_templates=False)
+        airflow_try = int(context["ti"].try_number)
         t = Try.start(
-            ExecutionRef(tenant_id, execution_id), int(context["ti"].try_number), args, provider=self.provider
+            ExecutionRef(tenant_id, execution_id),
+            int(resume.get("attempt") or airflow_try),
+            args,
+            provider=self.provider,
+            token=resume.get("token"),
+            airflow_try_number=airflow_try,
         )
         self._active = t
         self._watching = [Unit.from_dict(u) for u in units]
@@ -297,19 +326,22 @@ class BaseComputeOperator(BaseOperator):
             yield
         except AirflowTaskTimeout:
             # execution_timeout: Airflow ends this try, never the units.
-            record_failure(
-                context,
-                t,
-                ComputeError(
-                    code=ErrorCode.OPERATION_TIMEOUT,
-                    message="the task's execution_timeout passed; units left running",
-                    cleanup=CleanupReport(
-                        action="left_running", resources=[u.resource_id for u in self._watching]
+            with self._unless_superseded(t):
+                record_failure(
+                    context,
+                    t,
+                    ComputeError(
+                        code=ErrorCode.OPERATION_TIMEOUT,
+                        message="the task's execution_timeout passed; units left running",
+                        cleanup=CleanupReport(
+                            action="left_running", resources=[u.resource_id for u in self._watching]
+                        ),
                     ),
-                ),
-                store=lambda: self._store,
-            )
+                    store=lambda: self._store,
+                )
             raise
+        except SupersededTryError as exc:
+            self._superseded(context, t, exc)
         except ComputeOperationError as exc:
             if exc in self._raised:
                 raise
@@ -319,6 +351,27 @@ class BaseComputeOperator(BaseOperator):
             from airflow_compute_provider.normalize import from_exception
 
             self._fail(context, t, from_exception(exc))
+
+    def _superseded(self, context: Any, t: Try, exc: SupersededTryError) -> NoReturn:
+        """A newer try of this execution began (Airflow gave up on this one, or runs it in a
+        second process): this one stops where it is, writes nothing more to the store and leaves
+        the units to the newest try. Its task fails with CONFLICT, recorded nowhere but XCom."""
+        self._active = None  # nothing to finish: the tenant and the operation are the newer try's
+        t.log.error("this try was superseded by a newer try; it stops and changes nothing", newest=exc.newest)
+        error = ComputeError(
+            code=ErrorCode.CONFLICT,
+            message=f"superseded: {exc}",
+            root_cause=RootCause(provider=STORE_SOURCE, reason="superseded_try"),
+        )
+        self._fail(context, t, error, record=False)
+
+    @contextmanager
+    def _unless_superseded(self, t: Try) -> Iterator[None]:
+        try:
+            yield
+        except SupersededTryError as exc:
+            self._active = None
+            t.log.error("this try was superseded by a newer try; it changes nothing", newest=exc.newest)
 
     def _launch_and_wait(self, context: Any, t: Try) -> dict[str, Any]:
         backend = self.make_backend()
@@ -344,6 +397,10 @@ class BaseComputeOperator(BaseOperator):
         if not watch:
             return self._settle(context, t, done, [], deadline, timed_out=False)
         if self.deferrable:
+            # No heartbeat while deferred: the try is alive until its deadline, when the trigger
+            # fires at the latest (the reconciler counts stale_after from there).
+            if t.ref is not None:
+                self._store.heartbeat(t.tenant_id, t.execution_id, by=t.ref, live_until=deadline)
             self.defer(
                 trigger=status_trigger(t, backend, watch, done, deadline),
                 method_name="execute_complete",
@@ -369,8 +426,8 @@ class BaseComputeOperator(BaseOperator):
         follow_statuses(self._store, t, statuses, conn_id=self._conn_id())
         if progress.state is Settlement.SUCCEEDED:
             store = self._store
-            store.record_outcome(t.tenant_id, t.execution_id, None)
-            store.finish_operation(t.tenant_id, t.execution_id, None, will_retry=False)
+            store.record_outcome(t.tenant_id, t.execution_id, None, by=t.ref)
+            store.finish_operation(t.tenant_id, t.execution_id, None, will_retry=False, by=t.ref)
             self._active = None
             t.log.info("compute operation succeeded", units=len(everything))
             return outcome.success_result(t.execution_id, everything)
@@ -453,6 +510,13 @@ class BaseComputeOperator(BaseOperator):
         timeout: timedelta = t.args["timeout"] * (factor**earlier_timeouts)
         cap = t.args.get("max_timeout")
         return min(timeout, cap) if cap else timeout
+
+
+def _airflow_ti(context: Any) -> str:
+    """The Airflow task instance running the try (``dag/run/task/map index``): with its try
+    number, how the store tells the same try run twice from the next try."""
+    ti = context["ti"]
+    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{getattr(ti, 'map_index', -1)}"
 
 
 __all__ = ["XCOM_ERROR_KEY", "BaseComputeOperator", "ComputeTaskAborted"]

@@ -29,6 +29,7 @@ from airflow_compute_provider.hooks.base import ComputeBackend
 from airflow_compute_provider.observability import log_failure, operation_logger, redact_error
 from airflow_compute_provider.operators.rollback import roll_back_left_running
 from airflow_compute_provider.operators.tries import Try
+from airflow_compute_provider.state.status import SupersededTryError
 from airflow_compute_provider.state.store import TenantStateStore
 
 
@@ -74,9 +75,14 @@ def finish_after_decision(
         return
     opened = store()
     error = redact_error(opened.last_error(t.tenant_id, t.execution_id) or raised or _unexplained(context))
-    if not will_retry and error.cleanup is not None and error.cleanup.action == "left_running":
-        error = roll_back_left_running(opened, t, error, make_backend)
-    opened.finish_operation(t.tenant_id, t.execution_id, error, will_retry=will_retry)
+    try:
+        if not will_retry and error.cleanup is not None and error.cleanup.action == "left_running":
+            error = roll_back_left_running(opened, t, error, make_backend)
+        opened.finish_operation(t.tenant_id, t.execution_id, error, will_retry=will_retry, by=t.ref)
+    except SupersededTryError as exc:
+        # A newer try began meanwhile: the tenant and the units are its business now.
+        t.log.error("this try was superseded by a newer try; it finishes nothing", newest=exc.newest)
+        return
     log_failure(t.log, error, final=not will_retry)
 
 

@@ -57,7 +57,7 @@ def record_failure(
     push_error(context, error)
     metrics.error(error, provider=t.provider)
     if store is not None:
-        store().record_outcome(t.tenant_id, t.execution_id, error)
+        store().record_outcome(t.tenant_id, t.execution_id, error, by=t.ref)
     log_raw_response(t.log, error.to_json_dict(), what="compute error (normalized), with its root cause")
     return error
 

@@ -76,7 +76,7 @@ def reconcile_and_launch(
     ledger = store.ledger(t.tenant_id, t.execution_id)
     existing = known_units(ledger, backend.find(t.execution))
     statuses = backend.describe(existing) if existing else []
-    plan = plan_units(count, ledger, statuses, fresh_start=_already_succeeded(store, t))
+    plan = plan_units(count, ledger, statuses, fresh_start=_newest_earlier_try_succeeded(store, t))
     timer.observe(store, t, plan.adopted)
     follow_statuses(store, t, plan.adopted, conn_id=conn_id, backend=backend)
     for launch in plan.to_launch:
@@ -131,14 +131,17 @@ def launch_failure(
     return error
 
 
-def _already_succeeded(store: TenantStateStore, t: Try) -> bool:
-    """An earlier try of this execution succeeded: the task was cleared, so every unit runs again."""
-    return any(
-        op.execution_id == t.execution_id
-        and op.attempt < t.attempt
-        and op.status is OperationStatus.SUCCEEDED
+def _newest_earlier_try_succeeded(store: TenantStateStore, t: Try) -> bool:
+    """The execution's newest earlier try succeeded: the task was cleared after a success, so
+    every unit runs again. Only the newest counts: after success, clear, a try that timed out
+    leaving its units running, and a second clear, those units are adopted, not doubled."""
+    earlier = [
+        op
         for op in store.list_operations(tenant_id=t.tenant_id)
-    )
+        if op.execution_id == t.execution_id and op.attempt < t.attempt
+    ]
+    newest = max(earlier, key=lambda op: op.attempt, default=None)
+    return newest is not None and newest.status is OperationStatus.SUCCEEDED
 
 
 __all__ = ["Launched", "launch_failure", "reconcile_and_launch"]

@@ -1,7 +1,8 @@
 """A try's rows in the resource ledger, and the launch-to-running time they give.
 
 The ledger (``state/``) holds one row per (unit index, generation) of an execution. The
-lifecycle writes to it only through these:
+lifecycle writes to it only through these, each write naming its try (``t.ref``: a try that is
+no longer the newest is refused, ``SupersededTryError``):
 
     record_intent(...)     the row a launch starts with, written before the request is sent,
                            with the idempotency token the request will carry
@@ -56,6 +57,7 @@ def record_intent(
         unit_index=launch.index,
         generation=launch.generation,
         idempotency_token=launch.token(t.execution),
+        by=t.ref,
     )
 
 
@@ -64,7 +66,7 @@ def record_resources(store: TenantStateStore, t: Try, updates: Sequence[Resource
     masked = [
         dataclasses.replace(u, error=redact_error(u.error)) if u.error is not None else u for u in updates
     ]
-    store.record_resources(t.tenant_id, t.execution_id, masked)
+    store.record_resources(t.tenant_id, t.execution_id, masked, by=t.ref)
 
 
 def follow_statuses(

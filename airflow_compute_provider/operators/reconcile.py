@@ -12,8 +12,10 @@ describes them, and then decides per unit index, looking only at the unit's newe
                                                           before a crash is not doubled
     nothing known                                         launch generation 1
 
-A try of an execution that already succeeded (a cleared task) launches a new generation of
-every unit: the DAG author asked for the work to run again.
+A try whose execution's newest earlier try succeeded (a task cleared after success) launches a
+new generation of every unit whose newest generation ended: the DAG author asked for the work
+to run again. A unit still live (pending, running) is adopted even then: never two live
+generations of one unit. Any other try adopts, however many clears came before.
 
 After the launch, ``claim_started_refusals`` looks for the refused units on the provider: a request whose
 answer was lost may have started its unit, whatever its retry was told. One it finds is
@@ -93,11 +95,11 @@ def plan_units(
         if newest == 0:
             to_launch.append(UnitLaunch(index, FIRST_GENERATION))
             continue
-        if fresh_start:
-            to_launch.append(UnitLaunch(index, newest + 1))
-            continue
         entry = next((e for e in entries if e.generation == newest), None)
         status = next((s for s in seen if s.unit.generation == newest), None)
+        if fresh_start and not _live(status):
+            to_launch.append(UnitLaunch(index, newest + 1))
+            continue
         decision = _decide(entry, status)
         if decision == "adopt":
             assert status is not None or entry is not None
@@ -127,6 +129,10 @@ def _decide(entry: LedgerEntry | None, status: UnitStatus | None) -> str:
         return "relaunch"
     # Launched or running per the ledger but gone from the provider: it will not come back.
     return "relaunch"
+
+
+def _live(status: UnitStatus | None) -> bool:
+    return status is not None and status.phase in (UnitPhase.PENDING, UnitPhase.RUNNING)
 
 
 def _usable(status: UnitStatus | None) -> bool:

@@ -127,7 +127,7 @@ def roll_back_left_running(
         if e.resource_id and e.status in (ResourceStatus.LAUNCHED, ResourceStatus.RUNNING)
     ]
     rolled = redact_error(roll_back(store, t, make_backend(), error, running))
-    store.record_outcome(t.tenant_id, t.execution_id, rolled)
+    store.record_outcome(t.tenant_id, t.execution_id, rolled, by=t.ref)
     return rolled
 
 

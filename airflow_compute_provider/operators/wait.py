@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from airflow_compute_provider.errors import Classification, ComputeOperationError
 from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.operators.ledger import LaunchTimer
-from airflow_compute_provider.operators.tries import Try
+from airflow_compute_provider.operators.tries import Heartbeat, Try
 from airflow_compute_provider.state.store import TenantStateStore
 from airflow_compute_provider.triggers.progress import Progress, Settlement, assess
 from airflow_compute_provider.triggers.status import ComputeStatusTrigger
@@ -58,6 +58,10 @@ def status_trigger(
             "units": [u.to_dict() for u in watch],
             "done": [s.to_dict() for s in done],
             "deadline": deadline.isoformat(),
+            # the try as the store numbered it, and its process's token: the resumed try's
+            # writes name it (a try superseded while deferred is refused at its first write)
+            "attempt": t.attempt,
+            "token": t.token,
         },
     )
 
@@ -91,7 +95,9 @@ def poll_until_settled(
 ) -> tuple[list[UnitStatus], bool]:
     """The newest statuses of ``watch``, and whether the deadline passed before they settled."""
     statuses: list[UnitStatus] = []
+    heartbeat = Heartbeat(store, t)
     while True:
+        heartbeat.renew()  # a superseded try stops here (SupersededTryError)
         now = datetime.now(UTC)
         try:
             statuses = backend.describe(watch)

@@ -229,8 +229,16 @@ def _code(op: Operation) -> str:
 
 
 def last_activity(op: Operation, entries: Iterable[LedgerEntry]) -> datetime:
-    """The last time the store heard of a try: its own timestamps, and its ledger rows'."""
-    stamps = [op.started_at, op.outcome_at, op.finished_at, *(e.updated_at for e in entries)]
+    """The try's last sign of life, on the database's clock: its heartbeat (renewed by a blocking
+    wait and by every write the try makes), or the deadline a deferred try is alive until, or
+    when it finished. Never its start: a long wait that renews its heartbeat is not stale. A
+    try recorded before heartbeats existed falls back to its timestamps and its ledger rows'.
+    ``entries`` is only read for such a try: the reconciler's own ledger moves are no sign of
+    the try's life."""
+    if op.heartbeat_at is None:
+        stamps = [op.started_at, op.outcome_at, op.finished_at, *(e.updated_at for e in entries)]
+    else:
+        stamps = [op.heartbeat_at, op.live_until, op.finished_at]
     return max(s for s in stamps if s is not None)
 
 

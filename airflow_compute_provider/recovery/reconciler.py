@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -68,7 +68,8 @@ class Reconciler:
     :param store: the tenant state store.
     :param backend_factory: builds the backend of a ledger row's (provider, connection,
         locator); by default the provider hooks.
-    :param clock: now, as an aware UTC datetime.
+    :param clock: now, as an aware UTC datetime; by default the store's clock (the database's),
+        the one heartbeats are stamped with.
     :param sleep: how backoffs wait.
     """
 
@@ -77,12 +78,12 @@ class Reconciler:
         store: TenantStateStore,
         *,
         backend_factory: BackendFactory = build_backend,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
         self._factory = backend_factory
-        self._clock = clock
+        self._clock = clock or store.now
         self._sleep = sleep
 
     def run(self, settings: RecoverySettings) -> RecoveryReport:
@@ -167,8 +168,14 @@ class _Run:
             if self.dry:
                 result = "ready" if decision.action == "release" else "finished"
             elif decision.action == "finish":
+                # Names the try it judged stale: one that took over meanwhile is not finished.
                 moved = self.store.finish_operation(
-                    op.tenant_id, op.execution_id, decision.outcome, will_retry=False, note=note
+                    op.tenant_id,
+                    op.execution_id,
+                    decision.outcome,
+                    will_retry=False,
+                    note=note,
+                    by=op.ref if op.try_token else None,
                 )
                 result = moved.status.value
             else:

@@ -12,11 +12,15 @@ from typing import Any
 
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.state import validate as v
+from airflow_compute_provider.state.clock import HEARTBEAT_INTERVAL_SECONDS
 
 #: the providers a ledger row can name (``BaseComputeOperator.provider``)
 PROVIDERS = ("ecs", "kubernetes")
 
 DEFAULT_STALE_AFTER = timedelta(hours=1)
+#: a try misses this many heartbeats in a row before its hold may be stale: a slow database write
+#: or a long poll must not make a live try look dead
+MIN_STALE_AFTER = timedelta(seconds=4 * HEARTBEAT_INTERVAL_SECONDS)
 DEFAULT_CLEANUP_ATTEMPTS = 3
 DEFAULT_CLEANUP_BACKOFF = timedelta(seconds=2)
 DEFAULT_CLEANUP_MAX_BACKOFF = timedelta(seconds=30)
@@ -30,8 +34,11 @@ class RecoverySettings:
     :param tenant_id: only this tenant (``None``: every tenant).
     :param provider: only ``"ecs"`` or ``"kubernetes"`` (``None``: both).
     :param dry_run: look and report what would happen; write nothing, stop nothing.
-    :param stale_after: a held tenant whose try has shown no sign of life (store updates) for
-        this long, and whose units all ended, is released back to its proper state.
+    :param stale_after: a held tenant whose try has shown no sign of life (its heartbeat, or a
+        deferred try's deadline) for this long, and whose units all ended, is released back to
+        its proper state. At least ``MIN_STALE_AFTER`` (four heartbeat intervals); zero is
+        allowed and means "every held try whose units ended now", for a platform operator who
+        knows the workers are gone.
     :param cleanup_attempts: stop requests per resource in one run before it stays
         ``pending_cleanup`` (a non-retriable failure ends the attempts at once).
     :param cleanup_backoff: the wait before the second attempt; it doubles for each further one.
@@ -63,6 +70,12 @@ class RecoverySettings:
             value = getattr(self, name)
             if not isinstance(value, timedelta) or value < timedelta(0):
                 raise ComputeConfigError("must be a timedelta of zero or more", argument=name)
+        if timedelta(0) < self.stale_after < MIN_STALE_AFTER:
+            raise ComputeConfigError(
+                f"must be at least {MIN_STALE_AFTER} (four heartbeat intervals of a waiting try), "
+                f"or zero; got {self.stale_after}",
+                argument="stale_after",
+            )
         attempts = self.cleanup_attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ComputeConfigError("must be an integer of at least 1", argument="cleanup_attempts")

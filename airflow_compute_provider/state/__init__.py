@@ -19,6 +19,7 @@ from airflow_compute_provider.state.models import (
     ResourceUpdate,
     Tenant,
     Transition,
+    TryRef,
     newest_generations,
 )
 from airflow_compute_provider.state.schema import SCHEMA_VERSION, StateSchemaError
@@ -29,6 +30,7 @@ from airflow_compute_provider.state.status import (
     IllegalTransitionError,
     OperationStatus,
     ResourceStatus,
+    SupersededTryError,
     TenantEvent,
     TenantNotFoundError,
     TenantStatus,
@@ -47,11 +49,13 @@ __all__ = [
     "ResourceUpdate",
     "SqlTenantStateStore",
     "StateSchemaError",
+    "SupersededTryError",
     "Tenant",
     "TenantEvent",
     "TenantNotFoundError",
     "TenantStateStore",
     "TenantStatus",
     "Transition",
+    "TryRef",
     "newest_generations",
 ]

@@ -2,6 +2,7 @@
 
     Tenant          a tenant's status and who holds it
     Operation       one try (attempt) of one execution, with its outcome and error
+    TryRef          which try a write comes from: its attempt and the token of its process
     LedgerEntry     one unit generation the lifecycle intended to launch, and what became of it
     Transition      one move of a tenant's status (the audit trail ``release`` notes land in)
     ResourceUpdate  the input of ``record_resources``: a new status for one unit generation
@@ -63,10 +64,41 @@ class Operation:
     eventual_status: OperationStatus | None = None
     eventual_error: ComputeError | None = None
     eventual_at: datetime | None = None
+    #: the process running the try (``TryRef.token``); a newer begin of the same Airflow try replaces it
+    try_token: str | None = None
+    #: the Airflow task instance running the try (dag/run/task/map index), and its try number:
+    #: shown to people, and how a second process running the same Airflow try is recognised
+    airflow_ti: str | None = None
+    airflow_try_number: int | None = None
+    #: the try's last sign of life (the database's clock): its begin, every write, every renewal
+    heartbeat_at: datetime | None = None
+    #: a deferred try is alive until then (its deadline) without renewing: the trigger watches
+    live_until: datetime | None = None
+
+    @property
+    def ref(self) -> TryRef:
+        """The try this operation records, as its writes name it."""
+        return TryRef(self.attempt, self.try_token or "")
 
     @property
     def error_code(self) -> ErrorCode | None:
         return self.error.code if self.error is not None else None
+
+
+@dataclass(frozen=True)
+class TryRef:
+    """Which try a write comes from: the store's attempt number for the execution, and the token
+    naming the process that runs it (``hostname:pid:random``).
+
+    Every write of a try names it; the store refuses one whose try is no longer the execution's
+    newest (``SupersededTryError``), so a zombie or the loser of a double run changes nothing.
+    """
+
+    attempt: int
+    token: str
+
+    def __str__(self) -> str:
+        return f"try {self.attempt} ({self.token})"
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def operation(conn: Connection, tenant_id: str, execution_id: str, attempt: int)
 
 
 def newest_operation(conn: Connection, tenant_id: str, execution_id: str) -> Operation | None:
-    """The execution's try with the highest attempt number."""
+    """The execution's newest try: the store numbers tries, so the highest attempt number."""
     row = conn.execute(
         sa.select(operations)
         .where(operations.c.tenant_id == tenant_id, operations.c.execution_id == execution_id)
@@ -96,6 +96,11 @@ def to_operation(row: Row[Any]) -> Operation:
         eventual_status=OperationStatus(row.eventual_status) if row.eventual_status else None,
         eventual_error=to_error(row.eventual_error),
         eventual_at=row.eventual_at,
+        try_token=row.try_token,
+        airflow_ti=row.airflow_ti,
+        airflow_try_number=row.airflow_try_number,
+        heartbeat_at=row.heartbeat_at,
+        live_until=row.live_until,
     )
 
 

@@ -2,7 +2,8 @@
 
 ``status.py`` says which moves exist; this module says which one applies:
 
-    decide_begin     may this (execution, attempt) begin? START, ALREADY_BEGUN, or a refusal:
+    decide_begin     may this try of an execution begin? START (the next attempt), ALREADY_BEGUN,
+                     TAKE_OVER (the same Airflow try in a second process), or a refusal:
                      TENANT_STATE_CONFLICT (held for investigation) or CONFLICT (another holder)
     finish_target    the tenant status after a finished try, and whether its execution keeps it
 
@@ -23,16 +24,21 @@ from airflow_compute_provider.errors import (
 )
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.state.models import Operation, Tenant
-from airflow_compute_provider.state.status import OperationStatus, TenantStatus
+from airflow_compute_provider.state.status import TenantStatus
 
 #: ``root_cause.provider`` of the errors the store raises itself
 STORE_SOURCE = "airflow-compute-provider.state"
 
 
 class BeginDecision(enum.Enum):
+    #: a new try: the execution's next attempt number
     START = "start"
-    #: this very try already began and is still running: return it, write nothing
+    #: this very try (same Airflow try, same process) already began and is still running:
+    #: return it, write nothing
     ALREADY_BEGUN = "already_begun"
+    #: a second process runs the same Airflow try (a double run, or the same try rerun after
+    #: its worker died): it takes the try over, and the first process's writes are refused
+    TAKE_OVER = "take_over"
 
 
 @dataclass(frozen=True)
@@ -41,19 +47,25 @@ class BeginRequest:
     execution_id: str
     operation: str
     provider: str
-    attempt: int
+    #: Airflow's try number (shown; with ``airflow_ti`` it recognises a second run of one try)
+    attempt: int | None
+    token: str = ""
+    airflow_ti: str | None = None
 
 
-def decide_begin(
-    tenant: Tenant,
-    request: BeginRequest,
-    same_attempt: Operation | None,
-    newest_attempt: int | None,
-) -> BeginDecision:
-    """Whether ``request`` may begin on ``tenant``.
+def decide_begin(tenant: Tenant, request: BeginRequest, newest: Operation | None) -> BeginDecision:
+    """Whether ``request`` may begin on ``tenant``, and how.
 
-    ``same_attempt`` is the operation already recorded for this execution and attempt, if any;
-    ``newest_attempt`` the highest attempt recorded for this execution.
+    ``newest`` is the execution's newest try, if any. Tries are numbered by the store: any
+    begin that is not the same Airflow try as an unfinished ``newest`` is the execution's next
+    try (a retry, a clear, or a new DAG run of the same execution id); what older tries left on
+    the provider is reconcile's business, and their later writes are refused.
+
+    The same Airflow try (same task instance, same try number) begun again while its operation
+    is unfinished is the same try in a second process: **the newest begin wins**. Airflow only
+    starts a try twice when it believes the first process gone (its worker died, or lost its
+    heartbeat and was rescheduled), so the second takes over and the first, should it still
+    run, is refused at its next write: it cannot record an intent, hence cannot launch.
     """
     if tenant.status is TenantStatus.NEEDS_INVESTIGATION:
         raise refusal(
@@ -64,22 +76,16 @@ def decide_begin(
             f"(python -m airflow_compute_provider.state release {tenant.tenant_id} --note ...)",
             reason="needs_investigation",
         )
-    if same_attempt is not None:
-        running = (
-            same_attempt.status is OperationStatus.IN_PROGRESS
-            and tenant.status is TenantStatus.OPERATION_IN_PROGRESS
+    if newest is not None and newest.finished_at is None and _same_airflow_try(newest, request):
+        holds = (
+            tenant.status is TenantStatus.OPERATION_IN_PROGRESS
             and tenant.execution_id == request.execution_id
-            and tenant.attempt == request.attempt
+            and tenant.attempt == newest.attempt
         )
-        if running:
-            return BeginDecision.ALREADY_BEGUN
-        raise refusal(
-            request,
-            ErrorCode.CONFLICT,
-            f"attempt {request.attempt} of execution {request.execution_id!r} already ran "
-            f"({same_attempt.status.value}); a new try needs a new attempt number",
-            reason="attempt_already_ran",
-        )
+        if holds:
+            if newest.try_token == request.token:
+                return BeginDecision.ALREADY_BEGUN
+            return BeginDecision.TAKE_OVER
     if tenant.held and tenant.execution_id != request.execution_id:
         raise refusal(
             request,
@@ -88,15 +94,11 @@ def decide_begin(
             f"({tenant.status.value}, attempt {tenant.attempt})",
             reason="held_by_another_execution",
         )
-    if newest_attempt is not None and request.attempt < newest_attempt:
-        raise refusal(
-            request,
-            ErrorCode.CONFLICT,
-            f"attempt {request.attempt} of execution {request.execution_id!r} is stale: "
-            f"attempt {newest_attempt} already began",
-            reason="stale_attempt",
-        )
     return BeginDecision.START
+
+
+def _same_airflow_try(op: Operation, request: BeginRequest) -> bool:
+    return op.airflow_ti == request.airflow_ti and op.airflow_try_number == request.attempt
 
 
 def finish_target(outcome: ComputeError | None, will_retry: bool) -> tuple[TenantStatus, bool]:

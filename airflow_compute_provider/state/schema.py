@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Dialect
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.state.status import OperationStatus, ResourceStatus, TenantEvent, TenantStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: an arbitrary constant: the key of the PostgreSQL advisory lock held while creating tables
 _PG_LOCK_KEY = 0x636F6D70757465  # "compute"
@@ -104,6 +104,12 @@ operations = sa.Table(
     sa.Column("eventual_status", sa.String(32)),
     sa.Column("eventual_error", sa.Text),
     sa.Column("eventual_at", UtcDateTime),
+    # version 2 (_add_try_identity): who runs the try, and its last sign of life
+    sa.Column("try_token", sa.String(255)),
+    sa.Column("airflow_ti", sa.String(1000)),
+    sa.Column("airflow_try_number", sa.Integer),
+    sa.Column("heartbeat_at", UtcDateTime),
+    sa.Column("live_until", UtcDateTime),
     sa.UniqueConstraint("tenant_id", "execution_id", "attempt", name="uq_compute_state_operations_try"),
     sa.Index("ix_compute_state_operations_tenant", "tenant_id", "id"),
     sa.Index("ix_compute_state_operations_status", "status", "error_code"),
@@ -157,9 +163,36 @@ def _create_v1(conn: Connection) -> None:
     _METADATA.create_all(conn, checkfirst=True)
 
 
+def _add_columns(conn: Connection, table: sa.Table, names: tuple[str, ...]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each of ``names`` the table lacks (a database created
+    at a later version by ``_create_v1``, which builds the newest tables, already has them)."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    preparer = conn.dialect.identifier_preparer
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(
+            sa.text(f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(name)} {kind}")
+        )
+
+
+def _add_try_identity(conn: Connection) -> None:
+    """Version 2: the token of the process running a try, the Airflow try it is (shown, and how
+    a double run is recognised), its heartbeat, and how long a deferred try is alive without one.
+    All nullable: a try recorded before has none (the store then accepts any writer of it)."""
+    _add_columns(
+        conn,
+        operations,
+        ("try_token", "airflow_ti", "airflow_try_number", "heartbeat_at", "live_until"),
+    )
+
+
 #: version -> (what it does, the step that brings a database from version - 1 to it)
 _MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     1: ("tenants, operations, resource ledger, transitions", _create_v1),
+    2: ("operations: try token, Airflow try, heartbeat", _add_try_identity),
 }
 
 

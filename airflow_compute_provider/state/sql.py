@@ -12,6 +12,12 @@ How a write happens, whatever the method:
 So two workers racing on one tenant cannot both win, and no update is lost: the loser's
 UPDATE matches no row and its next round sees the winner's state (and is refused, or builds
 on it). A process killed mid-transaction leaves the previous state: nothing was committed.
+
+Tries: ``begin_operation`` numbers an execution's tries itself (1, 2, 3... whatever Airflow's
+try number, which is kept for display), records the token of the process running the try, and
+returns it; a write that names its try (``by=TryRef``) is refused with ``SupersededTryError``
+(and a warning in the log) unless that try is still the execution's newest, and renews its
+heartbeat otherwise. Every timestamp is the database's clock (``clock.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +34,7 @@ from sqlalchemy.engine import Connection
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ErrorCode
 from airflow_compute_provider.state import rows
 from airflow_compute_provider.state import validate as v
+from airflow_compute_provider.state.clock import database_now, process_token
 from airflow_compute_provider.state.engine import Database, LostRace
 from airflow_compute_provider.state.models import (
     LedgerEntry,
@@ -35,6 +42,7 @@ from airflow_compute_provider.state.models import (
     ResourceUpdate,
     Tenant,
     Transition,
+    TryRef,
 )
 from airflow_compute_provider.state.rules import (
     BeginDecision,
@@ -48,6 +56,7 @@ from airflow_compute_provider.state.status import (
     IllegalTransitionError,
     OperationStatus,
     ResourceStatus,
+    SupersededTryError,
     TenantEvent,
     TenantNotFoundError,
     TenantStatus,
@@ -61,10 +70,6 @@ _WORK_MAY_OUTLIVE = (ErrorCode.OPERATION_TIMEOUT.value,)
 
 
 _log = logging.getLogger(__name__)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SqlTenantStateStore(TenantStateStore):
@@ -88,16 +93,44 @@ class SqlTenantStateStore(TenantStateStore):
     # -- the lifecycle -------------------------------------------------------------------------
 
     def begin_operation(
-        self, tenant_id: str, execution_id: str, operation: str, provider: str, attempt: int
+        self,
+        tenant_id: str,
+        execution_id: str,
+        operation: str,
+        provider: str,
+        airflow_try_number: int | None = None,
+        *,
+        token: str | None = None,
+        airflow_ti: str | None = None,
     ) -> Operation:
         request = BeginRequest(
             tenant_id=v.tenant_id(tenant_id),
             execution_id=v.execution_id(execution_id),
             operation=v.text(operation, "operation"),
             provider=v.text(provider, "provider"),
-            attempt=v.positive_int(attempt, "attempt"),
+            attempt=(
+                None
+                if airflow_try_number is None
+                else v.positive_int(airflow_try_number, "airflow_try_number")
+            ),
+            token=process_token() if token is None else v.text(token, "token", v.TOKEN_MAX),
+            airflow_ti=v.optional_text(airflow_ti, "airflow_ti", v.EXECUTION_ID_MAX),
         )
         return self._db.write("begin_operation", lambda conn: self._begin(conn, request))
+
+    def heartbeat(
+        self, tenant_id: str, execution_id: str, *, by: TryRef, live_until: datetime | None = None
+    ) -> Operation:
+        tenant_id, execution_id = v.tenant_id(tenant_id), v.execution_id(execution_id)
+        checked = _checked_try(by)
+        if live_until is not None and (not isinstance(live_until, datetime) or live_until.tzinfo is None):
+            raise ComputeConfigError("must be a time-zone aware datetime", argument="live_until")
+        return self._db.write(
+            "heartbeat", lambda conn: self._heartbeat(conn, tenant_id, execution_id, checked, live_until)
+        )
+
+    def now(self) -> datetime:
+        return self._db.read(database_now)
 
     def record_intent(
         self,
@@ -110,7 +143,9 @@ class SqlTenantStateStore(TenantStateStore):
         unit_index: int,
         generation: int,
         idempotency_token: str,
+        by: TryRef | None = None,
     ) -> LedgerEntry:
+        checked = _optional_try(by)
         values = {
             "tenant_id": v.tenant_id(tenant_id),
             "execution_id": v.execution_id(execution_id),
@@ -121,26 +156,41 @@ class SqlTenantStateStore(TenantStateStore):
             "generation": v.non_negative_int(generation, "generation"),
             "idempotency_token": v.text(idempotency_token, "idempotency_token", v.TOKEN_MAX),
         }
-        return self._db.write("record_intent", lambda conn: self._intent(conn, values))
+        return self._db.write("record_intent", lambda conn: self._intent(conn, values, checked))
 
     def record_resources(
-        self, tenant_id: str, execution_id: str, updates: Sequence[ResourceUpdate]
+        self,
+        tenant_id: str,
+        execution_id: str,
+        updates: Sequence[ResourceUpdate],
+        *,
+        by: TryRef | None = None,
     ) -> list[LedgerEntry]:
         tenant_id = v.tenant_id(tenant_id)
         execution_id = v.execution_id(execution_id)
+        writer = _optional_try(by)
         checked = [_checked_update(u, i) for i, u in enumerate(updates)]
         return self._db.write(
-            "record_resources", lambda conn: self._resources(conn, tenant_id, execution_id, checked)
+            "record_resources",
+            lambda conn: self._resources(conn, tenant_id, execution_id, checked, writer),
         )
 
     def ledger(self, tenant_id: str, execution_id: str) -> list[LedgerEntry]:
         return self.list_resources(tenant_id=tenant_id, execution_id=execution_id)
 
-    def record_outcome(self, tenant_id: str, execution_id: str, outcome: ComputeError | None) -> Operation:
+    def record_outcome(
+        self,
+        tenant_id: str,
+        execution_id: str,
+        outcome: ComputeError | None,
+        *,
+        by: TryRef | None = None,
+    ) -> Operation:
         tenant_id, execution_id = v.tenant_id(tenant_id), v.execution_id(execution_id)
         outcome = _checked_outcome(outcome)
+        writer = _optional_try(by)
         return self._db.write(
-            "record_outcome", lambda conn: self._outcome(conn, tenant_id, execution_id, outcome)
+            "record_outcome", lambda conn: self._outcome(conn, tenant_id, execution_id, outcome, writer)
         )
 
     def finish_operation(
@@ -151,14 +201,18 @@ class SqlTenantStateStore(TenantStateStore):
         *,
         will_retry: bool,
         note: str | None = None,
+        by: TryRef | None = None,
     ) -> Tenant:
         tenant_id, execution_id = v.tenant_id(tenant_id), v.execution_id(execution_id)
         outcome = _checked_outcome(outcome)
         will_retry = v.boolean(will_retry, "will_retry")
         note = v.note(note) if note is not None else None
+        writer = _optional_try(by)
         return self._db.write(
             "finish_operation",
-            lambda conn: self._finish(conn, tenant_id, execution_id, outcome, will_retry, note=note),
+            lambda conn: self._finish(
+                conn, tenant_id, execution_id, outcome, will_retry, note=note, by=writer
+            ),
         )
 
     def timeouts_so_far(self, tenant_id: str, execution_id: str) -> int:
@@ -300,7 +354,7 @@ class SqlTenantStateStore(TenantStateStore):
     # -- transitions (each runs inside one transaction) ----------------------------------------
 
     def _begin(self, conn: Connection, request: BeginRequest) -> Operation:
-        now = _now()
+        now = database_now(conn)
         tenant = rows.tenant(conn, request.tenant_id)
         if tenant is None:
             # First sight. A racing first sight of the same tenant fails this INSERT on the
@@ -317,17 +371,15 @@ class SqlTenantStateStore(TenantStateStore):
             )
             tenant = rows.tenant(conn, request.tenant_id)
             assert tenant is not None
-        same_attempt = rows.operation(conn, request.tenant_id, request.execution_id, request.attempt)
-        newest_attempt = conn.execute(
-            sa.select(sa.func.max(operations.c.attempt)).where(
-                operations.c.tenant_id == request.tenant_id,
-                operations.c.execution_id == request.execution_id,
-            )
-        ).scalar()
-        decision = decide_begin(tenant, request, same_attempt, newest_attempt)
+        newest = rows.newest_operation(conn, request.tenant_id, request.execution_id)
+        decision = decide_begin(tenant, request, newest)
         if decision is BeginDecision.ALREADY_BEGUN:
-            assert same_attempt is not None
-            return same_attempt
+            assert newest is not None
+            return newest
+        if decision is BeginDecision.TAKE_OVER:
+            assert newest is not None
+            return self._take_over(conn, newest, request, now)
+        attempt = newest.attempt + 1 if newest is not None else 1
         target = TenantStatus.OPERATION_IN_PROGRESS
         check_tenant_transition(tenant.tenant_id, tenant.status, TenantEvent.BEGIN, target)
         self._move_tenant(
@@ -336,33 +388,73 @@ class SqlTenantStateStore(TenantStateStore):
             target,
             TenantEvent.BEGIN,
             execution_id=request.execution_id,
-            attempt=request.attempt,
+            attempt=attempt,
             held=True,
             now=now,
         )
-        # An earlier try that never finished (its worker died) ends here.
+        # An earlier try that never finished (its worker died, or it is a zombie) ends here;
+        # from now on its writes are refused, since it is no longer the newest.
         self._close_unfinished(conn, request.tenant_id, now)
         inserted = conn.execute(
             operations.insert().values(
                 tenant_id=request.tenant_id,
                 execution_id=request.execution_id,
-                attempt=request.attempt,
+                attempt=attempt,
                 operation=request.operation,
                 provider=request.provider,
                 status=OperationStatus.IN_PROGRESS.value,
                 started_at=now,
+                try_token=request.token,
+                airflow_ti=request.airflow_ti,
+                airflow_try_number=request.attempt,
+                heartbeat_at=now,
             )
         ).inserted_primary_key
         assert inserted is not None
         op_id = int(inserted[0])
         return rows.operation_by_id(conn, op_id)
 
-    def _intent(self, conn: Connection, values: dict[str, Any]) -> LedgerEntry:
+    def _take_over(self, conn: Connection, op: Operation, request: BeginRequest, now: datetime) -> Operation:
+        """The same Airflow try began in a second process: the newest begin wins. The try keeps
+        its attempt number and starts over under the new token; whatever outcome the first
+        process recorded is forgotten (the second process runs the try again), and the first
+        process's writes are refused from now on (``_check_try``)."""
+        _log.warning(
+            "try %d of execution %r on tenant %r began again in another process (%s, Airflow try %s): "
+            "it takes the try over from %s, whose writes are refused from now on",
+            op.attempt,
+            op.execution_id,
+            op.tenant_id,
+            request.token,
+            request.attempt,
+            op.try_token,
+        )
+        self._update_operation(
+            conn,
+            op,
+            {
+                "try_token": request.token,
+                "status": OperationStatus.IN_PROGRESS.value,
+                "error_code": None,
+                "error": None,
+                "outcome_at": None,
+                "heartbeat_at": now,
+                "live_until": None,
+            },
+        )
+        return rows.operation_by_id(conn, op.id)
+
+    def _heartbeat(
+        self, conn: Connection, tenant_id: str, execution_id: str, by: TryRef, live_until: datetime | None
+    ) -> Operation:
+        op = self._check_try(conn, tenant_id, execution_id, by, "heartbeat")
+        self._beat(conn, op, database_now(conn), live_until=live_until)
+        return rows.operation_by_id(conn, op.id)
+
+    def _intent(self, conn: Connection, values: dict[str, Any], by: TryRef | None) -> LedgerEntry:
         tenant_id, execution_id = values["tenant_id"], values["execution_id"]
         tenant = self._require_tenant(conn, tenant_id)
-        op = rows.newest_operation(conn, tenant_id, execution_id)
-        if op is None:
-            raise _never_began(tenant_id, execution_id)
+        op = self._check_try(conn, tenant_id, execution_id, by, "record_intent")
         holds = (
             tenant.status is TenantStatus.OPERATION_IN_PROGRESS
             and tenant.execution_id == execution_id
@@ -379,7 +471,9 @@ class SqlTenantStateStore(TenantStateStore):
             )
         key = (values["unit_index"], values["generation"])
         row = rows.ledger_entry(conn, tenant_id, execution_id, *key)
-        now = _now()
+        now = database_now(conn)
+        if by is not None:
+            self._beat(conn, op, now)
         if row is None:
             conn.execute(
                 resources.insert().values(
@@ -417,9 +511,16 @@ class SqlTenantStateStore(TenantStateStore):
         return updated
 
     def _resources(
-        self, conn: Connection, tenant_id: str, execution_id: str, updates: list[ResourceUpdate]
+        self,
+        conn: Connection,
+        tenant_id: str,
+        execution_id: str,
+        updates: list[ResourceUpdate],
+        by: TryRef | None,
     ) -> list[LedgerEntry]:
-        now = _now()
+        now = database_now(conn)
+        if by is not None:
+            self._beat(conn, self._check_try(conn, tenant_id, execution_id, by, "record_resources"), now)
         done = []
         for update in updates:
             key = (update.unit_index, update.generation)
@@ -457,11 +558,14 @@ class SqlTenantStateStore(TenantStateStore):
         return done
 
     def _outcome(
-        self, conn: Connection, tenant_id: str, execution_id: str, outcome: ComputeError | None
+        self,
+        conn: Connection,
+        tenant_id: str,
+        execution_id: str,
+        outcome: ComputeError | None,
+        by: TryRef | None,
     ) -> Operation:
-        op = rows.newest_operation(conn, tenant_id, execution_id)
-        if op is None:
-            raise _never_began(tenant_id, execution_id)
+        op = self._check_try(conn, tenant_id, execution_id, by, "record_outcome")
         if op.finished_at is not None:
             raise IllegalTransitionError(
                 f"try {op.attempt} of execution {execution_id!r} on tenant {tenant_id!r} already "
@@ -471,16 +575,16 @@ class SqlTenantStateStore(TenantStateStore):
                 requested=_op_status(outcome).value,
             )
         error = _in_context(outcome, op)
-        self._update_operation(
-            conn,
-            op,
-            {
-                "status": _op_status(outcome).value,
-                "error_code": error.code.value if error else None,
-                "error": error.model_dump_json() if error else None,
-                "outcome_at": _now(),
-            },
-        )
+        now = database_now(conn)
+        changes: dict[str, Any] = {
+            "status": _op_status(outcome).value,
+            "error_code": error.code.value if error else None,
+            "error": error.model_dump_json() if error else None,
+            "outcome_at": now,
+        }
+        if by is not None:
+            changes["heartbeat_at"] = now
+        self._update_operation(conn, op, changes)
         return rows.operation_by_id(conn, op.id)
 
     def _finish(
@@ -492,11 +596,10 @@ class SqlTenantStateStore(TenantStateStore):
         will_retry: bool,
         *,
         note: str | None = None,
+        by: TryRef | None = None,
     ) -> Tenant:
         tenant = self._require_tenant(conn, tenant_id)
-        op = rows.newest_operation(conn, tenant_id, execution_id)
-        if op is None:
-            raise _never_began(tenant_id, execution_id)
+        op = self._check_try(conn, tenant_id, execution_id, by, "finish_operation")
         target, held = finish_target(outcome, will_retry)
         op_status = _op_status(outcome)
         if op.finished_at is not None:
@@ -529,7 +632,7 @@ class SqlTenantStateStore(TenantStateStore):
                 requested=target.value,
             )
         check_tenant_transition(tenant_id, tenant.status, TenantEvent.FINISH, target)
-        now = _now()
+        now = database_now(conn)
         moved = self._move_tenant(
             conn,
             tenant,
@@ -590,7 +693,7 @@ class SqlTenantStateStore(TenantStateStore):
             {
                 "eventual_status": eventual.value,
                 "eventual_error": error.model_dump_json() if error else None,
-                "eventual_at": _now(),
+                "eventual_at": database_now(conn),
             },
             guard=operations.c.eventual_status.is_(None),
         )
@@ -648,7 +751,7 @@ class SqlTenantStateStore(TenantStateStore):
                 eventual = {
                     "eventual_status": OperationStatus.FAILED.value,
                     "eventual_error": recorded.model_dump_json(),
-                    "eventual_at": _now(),
+                    "eventual_at": database_now(conn),
                 }
             elif op.eventual_error is None or op.eventual_error.code is not error.code:
                 raise refused(
@@ -668,7 +771,7 @@ class SqlTenantStateStore(TenantStateStore):
             execution_id=execution_id,
             attempt=attempt,
             held=False,
-            now=_now(),
+            now=database_now(conn),
             note=note,
         )
         if eventual:
@@ -700,7 +803,7 @@ class SqlTenantStateStore(TenantStateStore):
             )
         event = TenantEvent.FORCE_RELEASE if tenant.status in held else TenantEvent.RELEASE
         check_tenant_transition(tenant_id, tenant.status, event, TenantStatus.READY)
-        now = _now()
+        now = database_now(conn)
         moved = self._move_tenant(
             conn,
             tenant,
@@ -773,6 +876,42 @@ class SqlTenantStateStore(TenantStateStore):
         )
         conn.execute(operations.update().where(unfinished).values(finished_at=now))
 
+    def _check_try(
+        self, conn: Connection, tenant_id: str, execution_id: str, by: TryRef | None, write: str
+    ) -> Operation:
+        """The execution's newest try, which ``by`` (when given) must be: a write from a try that
+        is no longer the newest (a zombie, or the older process of a double run) is refused
+        before it changes anything. A try recorded before tokens existed accepts any writer."""
+        op = rows.newest_operation(conn, tenant_id, execution_id)
+        if op is None:
+            raise _never_began(tenant_id, execution_id)
+        if by is None:
+            return op
+        if op.attempt == by.attempt and (op.try_token is None or op.try_token == by.token):
+            return op
+        message = (
+            f"{write} refused: {by} of execution {execution_id!r} on tenant {tenant_id!r} is no "
+            f"longer the newest try ({op.ref} is); nothing was written, and that try must stop"
+        )
+        _log.warning(message)
+        raise SupersededTryError(
+            message, subject=tenant_id, writer=str(by), newest=str(op.ref), requested=write
+        )
+
+    def _beat(
+        self, conn: Connection, op: Operation, now: datetime, *, live_until: datetime | None = None
+    ) -> None:
+        """A sign of life from a running try (its own writes count as one); a finished try has no
+        heartbeat to renew."""
+        changes: dict[str, Any] = {"heartbeat_at": now}
+        if live_until is not None:
+            changes["live_until"] = live_until
+        conn.execute(
+            operations.update()
+            .where(operations.c.id == op.id, operations.c.finished_at.is_(None))
+            .values(**changes)
+        )
+
     def _update_operation(
         self,
         conn: Connection,
@@ -827,6 +966,16 @@ def _in_context(outcome: ComputeError | None, op: Operation) -> ComputeError | N
         provider=op.provider,
         operation=op.operation,
     )
+
+
+def _optional_try(by: Any) -> TryRef | None:
+    return None if by is None else _checked_try(by)
+
+
+def _checked_try(by: Any) -> TryRef:
+    if not isinstance(by, TryRef):
+        raise ComputeConfigError(f"must be a TryRef, got {type(by).__name__}", argument="by")
+    return TryRef(v.positive_int(by.attempt, "by.attempt"), v.text(by.token, "by.token", v.TOKEN_MAX))
 
 
 def _checked_outcome(outcome: Any) -> ComputeError | None:

@@ -8,7 +8,8 @@
     RESOURCE_TRANSITIONS status -> the statuses a ledger row may move to
 
 A tenant move missing from its table raises ``IllegalTransitionError`` (``TenantNotFoundError``
-for a tenant the store never saw); a ledger move missing from its table is a stale observation
+for a tenant the store never saw; ``SupersededTryError`` for a write from a try that is no
+longer the newest); a ledger move missing from its table is a stale observation
 and is not applied (see ``resource_move_allowed``). Who may make a move (which execution holds
 a tenant) is decided in ``rules.py``; these tables only say which moves exist.
 """
@@ -77,6 +78,21 @@ class IllegalTransitionError(ValueError):
         self.subject = subject
         self.current = current
         self.requested = requested
+
+
+class SupersededTryError(IllegalTransitionError):
+    """A write named a try that is no longer its execution's newest: refused, nothing written.
+
+    The writer is a zombie (Airflow gave up on its try and began a newer one) or the older
+    process of a double run (a second process began the same Airflow try and took it over).
+    It must stop: whatever it would write belongs to the newer try now.
+    """
+
+    def __init__(self, message: str, *, subject: str, writer: str, newest: str, requested: str) -> None:
+        super().__init__(message, subject=subject, current=newest, requested=requested)
+        #: the refused try and the newest one, as ``TryRef`` prints them
+        self.writer = writer
+        self.newest = newest
 
 
 class TenantNotFoundError(LookupError):

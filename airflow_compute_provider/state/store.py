@@ -1,15 +1,21 @@
 """``TenantStateStore``: what the operators, the reconciler and the command line ask of the store.
 
 Operations are keyed by (tenant_id, execution_id): two tenants may use the same execution id
-without touching each other. One execution has one operation row per try (``attempt``, the
-Airflow try number). The order the lifecycle calls things in::
+without touching each other. One execution has one operation row per try; the store numbers
+them (``attempt`` 1, 2, 3...), so a retry, a cleared task and a new DAG run of the same
+execution id are simply its next try. Airflow's own try number is kept for display. The
+order the lifecycle calls things in::
 
     begin_operation ──> record_intent ──> (launch) ──> record_resources ... ──> record_outcome
-         │                                                                        │
+         │   returns the try: attempt + token      heartbeat (while waiting)      │
          └── refused: CONFLICT (another execution holds the tenant, retriable)    │
                       TENANT_STATE_CONFLICT (held for investigation)              v
                                                       finish_operation(will_retry=...) from
                                                       Airflow's retry / failure callbacks
+
+Every write a try makes names it (``by=TryRef(attempt, token)``); one from a try that is no
+longer its execution's newest raises ``SupersededTryError`` and changes nothing. ``by=None``
+is for writers that are not a try (the reconciler, the command line): they act on the newest.
 
 Every method validates its arguments first (``ComputeConfigError`` naming the argument), and
 every write is one transaction: it happens entirely or not at all.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from airflow_compute_provider.errors import ComputeError, ErrorCode
 from airflow_compute_provider.state.models import (
@@ -27,6 +34,7 @@ from airflow_compute_provider.state.models import (
     ResourceUpdate,
     Tenant,
     Transition,
+    TryRef,
 )
 from airflow_compute_provider.state.status import OperationStatus, ResourceStatus, TenantStatus
 
@@ -38,15 +46,41 @@ class TenantStateStore(abc.ABC):
 
     @abc.abstractmethod
     def begin_operation(
-        self, tenant_id: str, execution_id: str, operation: str, provider: str, attempt: int
+        self,
+        tenant_id: str,
+        execution_id: str,
+        operation: str,
+        provider: str,
+        airflow_try_number: int | None = None,
+        *,
+        token: str | None = None,
+        airflow_ti: str | None = None,
     ) -> Operation:
-        """Start try ``attempt`` of an execution; creates the tenant on first sight.
+        """Start the execution's next try and return it (``attempt``, numbered by the store, and
+        ``try_token``, the writer's ``token``: by default one per process); creates the tenant on
+        first sight.
 
-        Idempotent for the same execution and attempt. A new attempt of the execution holding
-        the tenant (``operation_in_progress`` or ``retry_pending`` for it) is its retry and is
-        accepted. Refusals write nothing: ``TENANT_STATE_CONFLICT`` when the tenant needs
-        investigation, ``CONFLICT`` when another execution holds it or the attempt already ran.
+        ``airflow_ti`` (the Airflow task instance: dag/run/task/map index) and
+        ``airflow_try_number`` say which Airflow try this is. The same Airflow try begun again
+        while its operation is unfinished is the same try: with the same token nothing changes;
+        with another (a second process: a double run, or a rerun after its worker died) the
+        newest begin takes the try over, and the older process's writes are refused. Anything
+        else is the next attempt, the holder's next try included; an unfinished earlier try is
+        closed as abandoned. Refusals write nothing: ``TENANT_STATE_CONFLICT`` when the tenant
+        needs investigation, ``CONFLICT`` when another execution holds it.
         """
+
+    @abc.abstractmethod
+    def heartbeat(
+        self, tenant_id: str, execution_id: str, *, by: TryRef, live_until: datetime | None = None
+    ) -> Operation:
+        """Try ``by`` is alive (the database's clock stamps it); ``live_until``: and will be until
+        then without renewing (a deferred try: its deadline). Refused like any write of a
+        superseded try, which is how a zombie waiting in a loop learns it must stop."""
+
+    def now(self) -> datetime:
+        """The store's clock (the database's, for a SQL store): what heartbeats are stamped with."""
+        return datetime.now(UTC)
 
     @abc.abstractmethod
     def record_intent(
@@ -60,6 +94,7 @@ class TenantStateStore(abc.ABC):
         unit_index: int,
         generation: int,
         idempotency_token: str,
+        by: TryRef | None = None,
     ) -> LedgerEntry:
         """Write the ledger row of one unit generation *before* its launch request is sent.
 
@@ -70,7 +105,12 @@ class TenantStateStore(abc.ABC):
 
     @abc.abstractmethod
     def record_resources(
-        self, tenant_id: str, execution_id: str, updates: Sequence[ResourceUpdate]
+        self,
+        tenant_id: str,
+        execution_id: str,
+        updates: Sequence[ResourceUpdate],
+        *,
+        by: TryRef | None = None,
     ) -> list[LedgerEntry]:
         """Move ledger rows (by unit index and generation) to new statuses, in one transaction.
 
@@ -85,7 +125,14 @@ class TenantStateStore(abc.ABC):
         """Every ledger row of an execution, by unit index then generation."""
 
     @abc.abstractmethod
-    def record_outcome(self, tenant_id: str, execution_id: str, outcome: ComputeError | None) -> Operation:
+    def record_outcome(
+        self,
+        tenant_id: str,
+        execution_id: str,
+        outcome: ComputeError | None,
+        *,
+        by: TryRef | None = None,
+    ) -> Operation:
         """Keep the current try's outcome (``None`` is success) without moving the tenant yet."""
 
     @abc.abstractmethod
@@ -97,6 +144,7 @@ class TenantStateStore(abc.ABC):
         *,
         will_retry: bool,
         note: str | None = None,
+        by: TryRef | None = None,
     ) -> Tenant:
         """End the current try and move the tenant.
 

@@ -155,17 +155,14 @@ def test_a_try_whose_worker_died_is_abandoned_when_the_next_try_begins(store: Sq
     assert ops[1].finished_at is not None
 
 
-def test_stale_and_repeated_attempts_are_refused(store: SqlTenantStateStore, state_url: str) -> None:
+def test_a_repeated_airflow_try_after_its_finish_is_the_next_try(store: SqlTenantStateStore) -> None:
+    """The store numbers tries (more in test_state_tries.py): Airflow's try 1 again (a dag.test
+    rerun, a new DAG run of the same execution id) is the execution's try 2, not a refusal."""
     begin(store)
     store.finish_operation("acme", EXEC, error(ErrorCode.PROVIDER_UNREACHABLE), will_retry=True)
-    before = snapshot(state_url)
-    with pytest.raises(ComputeOperationError, match="already ran"):
-        begin(store, attempt=1)
-    begin(store, attempt=3)
-    with pytest.raises(ComputeOperationError, match="stale"):
-        begin(store, attempt=2)
-    assert snapshot(state_url) != before  # only attempt 3 wrote
-    assert [o.attempt for o in store.operations("acme")] == [3, 1]
+    again = begin(store, attempt=1)
+    assert (again.attempt, again.airflow_try_number) == (2, 1)
+    assert [o.attempt for o in store.operations("acme")] == [2, 1]
 
 
 # -- finish -----------------------------------------------------------------------------------------
@@ -669,8 +666,9 @@ def test_the_longest_valid_tenant_id_is_accepted(store: SqlTenantStateStore) -> 
         (lambda s: s.begin_operation("acme", "", "provision", "ecs", 1), "execution_id"),
         (lambda s: s.begin_operation("acme", "x" * 1001, "provision", "ecs", 1), "execution_id"),
         (lambda s: s.begin_operation("acme", "run\r1", "provision", "ecs", 1), "execution_id"),
-        (lambda s: s.begin_operation("acme", EXEC, "provision", "ecs", 0), "attempt"),
-        (lambda s: s.begin_operation("acme", EXEC, "provision", "ecs", True), "attempt"),
+        (lambda s: s.begin_operation("acme", EXEC, "provision", "ecs", 0), "airflow_try_number"),
+        (lambda s: s.begin_operation("acme", EXEC, "provision", "ecs", True), "airflow_try_number"),
+        (lambda s: s.begin_operation("acme", EXEC, "provision", "ecs", 1, token=""), "token"),
         (lambda s: s.begin_operation("acme", EXEC, " ", "ecs", 1), "operation"),
         (lambda s: s.list_tenants(status="broken"), "status"),
         (lambda s: s.list_resources(status="gone"), "status"),

@@ -117,6 +117,66 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="newest-try",
+        part="issue 16: clears",
+        removes="the newest-try rule: a cleared try starts fresh when ANY earlier try succeeded",
+        path=f"{PACKAGE}/operators/launch.py",
+        old="return newest is not None and newest.status is OperationStatus.SUCCEEDED",
+        new="return any(op.status is OperationStatus.SUCCEEDED for op in earlier)",
+        caught_by=(
+            "tests/integration/test_tries_ecs.py::test_after_a_clear_a_retry_relaunches_only_the_failed_unit",
+        ),
+    ),
+    Mutation(
+        name="store-numbered-tries",
+        part="issue 16: tries",
+        removes="the store's numbering of tries: Airflow's try number is the attempt again",
+        path=f"{PACKAGE}/state/sql.py",
+        old="attempt = newest.attempt + 1 if newest is not None else 1",
+        new="attempt = request.attempt or 1",
+        caught_by=(
+            "tests/integration/test_state_tries.py::test_tries_are_numbered_per_execution_and_keep_airflows_try_number[sqlite]",
+            "tests/integration/test_tries_ecs.py::test_a_new_dag_run_of_a_custom_execution_id_adopts_what_the_last_run_left",
+        ),
+    ),
+    Mutation(
+        name="zombie-writes",
+        part="issue 16: zombies",
+        removes="the refusal of writes from a try that is no longer the newest (an older attempt)",
+        path=f"{PACKAGE}/state/sql.py",
+        old="if op.attempt == by.attempt and (op.try_token is None or op.try_token == by.token):",
+        new="if op.attempt != by.attempt or (op.try_token is None or op.try_token == by.token):",
+        caught_by=(
+            "tests/integration/test_state_tries.py::test_a_zombie_try_cannot_write_anything[sqlite-record_intent]",
+            "tests/integration/test_state_tries.py::test_a_zombie_cannot_release_the_tenant_a_newer_try_holds[sqlite]",
+        ),
+    ),
+    Mutation(
+        name="double-run",
+        part="issue 16: double runs",
+        removes="the token check: the older process of a double run (same attempt) may still launch",
+        path=f"{PACKAGE}/state/sql.py",
+        old="if op.attempt == by.attempt and (op.try_token is None or op.try_token == by.token):",
+        new="if op.attempt == by.attempt:",
+        caught_by=(
+            "tests/integration/test_state_tries.py::test_a_double_run_the_newest_begin_takes_the_try_over[sqlite]",
+            "tests/integration/test_state_tries.py::test_racing_begins_of_one_try_leave_exactly_one_owner[sqlite]",
+        ),
+    ),
+    Mutation(
+        name="heartbeat-staleness",
+        part="issue 16: clocks",
+        removes="the heartbeat in stale-hold detection: a try is judged by its start again",
+        path=f"{PACKAGE}/recovery/outcomes.py",
+        old="stamps = [op.heartbeat_at, op.live_until, op.finished_at]",
+        new="stamps = [op.started_at, op.finished_at]",
+        caught_by=(
+            "tests/integration/test_state_tries.py::"
+            "test_a_try_that_started_long_ago_but_renews_its_heartbeat_is_not_stale[sqlite]",
+            "tests/integration/test_state_tries.py::test_a_deferred_try_is_alive_until_its_deadline[sqlite]",
+        ),
+    ),
+    Mutation(
         name="summary",
         part="7 summary line",
         removes="trylast from the hook that prints the line (it no longer ends the run's summaries)",
