@@ -97,6 +97,8 @@ class MemoryCloud:
     def __init__(self, name: str = "default") -> None:
         self.name = name
         self.units: dict[str, MemoryUnit] = {}
+        #: units the provider forgot (``vanish``), for a test's own reads
+        self.gone: dict[str, MemoryUnit] = {}
         self.tokens: dict[str, str] = {}
         self._ids = itertools.count(1)
         # scripted faults, consumed in order
@@ -133,6 +135,12 @@ class MemoryCloud:
             error or _error(ErrorCode.PROVIDER_TEMPORARILY_UNAVAILABLE, "stop failed", http_status=503)
         )
 
+    def clear_faults(self) -> None:
+        """Forget every scripted fault not yet consumed: the provider answers well from now on."""
+        self._launch_faults.clear()
+        self._call_faults.clear()
+        self._stop_faults.clear()
+
     # -- the units' fate -----------------------------------------------------------------------------
 
     def set_phase(
@@ -163,6 +171,7 @@ class MemoryCloud:
         unit = self.units.pop(resource_id)
         unit.history.append(UnitPhase.VANISHED)
         unit.phase = UnitPhase.VANISHED
+        self.gone[resource_id] = unit
 
     def of_execution(self, execution: ExecutionRef) -> list[MemoryUnit]:
         return [u for u in self.units.values() if u.execution_key == execution.key]
