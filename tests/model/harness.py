@@ -100,7 +100,11 @@ class Gated:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             gate(f"{self._name}.{attr}")
-            return value(*args, **kwargs)
+            result = value(*args, **kwargs)
+            current = greenlet.getcurrent()
+            if attr == "begin_operation" and isinstance(current, _ProcessGreenlet):
+                current.process.began = True  # the store now knows this try as the newest
+            return result
 
         return call
 
@@ -138,6 +142,8 @@ class Process:
         self.will_retry = will_retry
         self.context: dict[str, Any] = {"ti": TaskInstance(attempt), "task": op}
         self.at = "start"
+        #: the store recorded this process's try (a resumption is its deferred try, recorded)
+        self.began = False
         self.in_execute = True
         self.result: tuple[str, Any] | None = None
         self.callback_error: BaseException | None = None

@@ -153,8 +153,6 @@ class LifecycleModel(RuleBasedStateMachine):
         rescheduled while its previous process still runs (that one is now a zombie)."""
         if any(op_succeeded for op_succeeded in self._succeeded_attempts()):
             self.taint.add("clear_rule")
-        if any(p.alive for p in self.processes):
-            self.taint.add("try_tokens")
         self.attempt += 1
         self.trigger = None  # a new try cancels the old one's trigger
         op = self._operator(deferrable)
@@ -175,12 +173,17 @@ class LifecycleModel(RuleBasedStateMachine):
     def _alive(self) -> list[Process]:
         return [p for p in self.processes if p.alive]
 
+    def _superseded(self, process: Process) -> bool:
+        """A newer process's try began in the store: ``process`` is a zombie (or the older of
+        two runs of one try), and none of its writes may count any more."""
+        return any(q.began and q.pid > process.pid for q in self.processes)
+
     @precondition(lambda self: any(p.alive for p in self.processes))
     @rule(which=st.integers(0, 3), calls=st.integers(1, 6))
     def advance(self, which: int, calls: int) -> None:
         alive = self._alive()
         process = alive[which % len(alive)]
-        zombie = process is not self.newest
+        zombie = self._superseded(process)
         before = self._snapshot() if zombie else None
         for _ in range(calls):
             if not process.alive:
@@ -203,7 +206,7 @@ class LifecycleModel(RuleBasedStateMachine):
     def run_to_end(self, which: int) -> None:
         alive = self._alive()
         process = alive[which % len(alive)]
-        zombie = process is not self.newest
+        zombie = self._superseded(process)
         before = self._snapshot() if zombie else None
         for _ in range(500):
             if not process.alive:
@@ -230,7 +233,7 @@ class LifecycleModel(RuleBasedStateMachine):
         """Airflow's execution_timeout fires in a blocking try (a signal: at any call)."""
         alive = [p for p in self._alive() if p.in_execute and p.at != "start"]
         process = alive[which % len(alive)]
-        zombie = process is not self.newest
+        zombie = self._superseded(process)
         before = self._snapshot() if zombie else None
         process.throw(AirflowTaskTimeout("execution_timeout"))
         self._note(f"execution_timeout p{process.pid} -> {self._result(process)}")
@@ -273,7 +276,8 @@ class LifecycleModel(RuleBasedStateMachine):
             event = {"kind": kind, "statuses": [s.to_dict() for s in statuses], "resume": trigger.resume}
         self.trigger = None
         op = self._operator(True)
-        self._start(attempt, lambda context: op.execute_complete(context, event), op, will_retry)
+        resumed = self._start(attempt, lambda context: op.execute_complete(context, event), op, will_retry)
+        resumed.began = True  # the same try, resumed
         self._note(f"trigger_fires {event['kind']} attempt={attempt}")
 
     def _assess(self, statuses: list[UnitStatus], deadline: datetime) -> Settlement:

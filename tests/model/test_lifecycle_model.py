@@ -23,6 +23,7 @@ STEPS = int(os.environ.get("MODEL_STEPS", "30"))
 DEEP = "MODEL_EXAMPLES" in os.environ
 
 
+@pytest.mark.timeout(0 if DEEP else 600)  # a deep run takes as long as its budget needs
 def test_the_lifecycle_keeps_its_invariants_whatever_airflow_does(tmp_path: Path) -> None:
     # The store is the real SQLite one; on a RAM disk where there is one, since the model makes
     # tens of thousands of transactions and waiting for the disk's fsync adds nothing to it.
