@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint venv test-deps clean
+.PHONY: demo test lint venv test-deps clean model
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,13 @@ test-deps:
 
 test: lint test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The lifecycle model (tests/model), deep: MODEL_EXAMPLES random examples (CI runs a fixed 150).
+MODEL_EXAMPLES ?= 20000
+MODEL_STEPS ?= 20
+model: venv
+	MODEL_EXAMPLES=$(MODEL_EXAMPLES) MODEL_STEPS=$(MODEL_STEPS) $(PY) -m pytest -q -p no:cacheprovider \
+		tests/model/test_lifecycle_model.py $(PYTEST_ARGS)
 
 # The scenarios of dags/ through Airflow against moto (as ECS) and, when it is built or
 # DEMO_ARGS=--kube asks, the local Kubernetes API server. DEMO_ARGS=--ui keeps a web UI running

@@ -1,5 +1,15 @@
 """The reconciler's decisions, as pure functions of ledger rows, unit statuses and store records.
 
+    unresolved_launch(entry)       whether a row is a launch whose fate the ledger does not know: an
+                                   intent (the try died after writing it, or its answer was lost
+                                   and the try's own look missed the unit) or a refusal (whose
+                                   request may have landed all the same); the reconciler looks
+                                   these up on the provider before it concludes anything
+    found_launch_move(entry, ...)  what such a row becomes once looked up: the unit it found is
+                                   recorded with its resource id, and followed (``launched``) when
+                                   the operation's try left its work running or never finished,
+                                   else handed to cleanup (``pending_cleanup``); nothing found is
+                                   ``failed`` (an intent, never launched) or ``cleaned`` (a refusal)
     ledger_move(entry, status)     the forward move a row takes from what the provider says now:
                                    launched/running -> running, succeeded, failed (vanished counts
                                    as failed, with the same error the lifecycle would give it);
@@ -31,12 +41,12 @@ from datetime import datetime, timedelta
 
 from airflow_compute_provider.errors import ComputeError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
-from airflow_compute_provider.hooks.base import UnitPhase, UnitStatus
+from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.operators import outcome as lifecycle_outcome
 from airflow_compute_provider.recovery.backends import unit_of
 from airflow_compute_provider.state.models import LedgerEntry, Operation, ResourceUpdate, Tenant
 from airflow_compute_provider.state.rules import finish_target
-from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
+from airflow_compute_provider.state.status import OperationStatus, ResourceStatus, TenantStatus
 from airflow_compute_provider.triggers.progress import unit_failure
 
 R = ResourceStatus
@@ -61,6 +71,57 @@ UNSETTLED = Unsettled.UNSETTLED
 def observable(entry: LedgerEntry) -> bool:
     """Whether a row is worth a describe: it has a resource, and its unit may not be over."""
     return bool(entry.resource_id) and (entry.status in ALIVE or entry.status in TO_CLEAN)
+
+
+def unresolved_launch(entry: LedgerEntry) -> bool:
+    """A launch with no resource id whose unit may exist all the same: an intent, or a refusal
+    not yet looked up (an intent the reconciler found missing is a refusal it already checked)."""
+    if entry.resource_id:
+        return False
+    if entry.status is R.INTENDED:
+        return True
+    looked_up = entry.last_error is not None and entry.last_error.root_cause.reason == NEVER_LAUNCHED
+    return entry.status is R.FAILED and not looked_up
+
+
+def work_may_outlive(op: Operation | None) -> bool:
+    """Whether the operation's try meant its units to run on after it: it never finished (its
+    worker died, or it is abandoned), or it ended leaving them running (a timeout, a
+    ``retry_failed`` partial failure)."""
+    if op is None or op.finished_at is None or op.status is OperationStatus.ABANDONED:
+        return True
+    if op.status is OperationStatus.SUCCEEDED or op.error is None:
+        return False
+    left_running = op.error.cleanup is not None and op.error.cleanup.action == "left_running"
+    return left_running or op.error.code is ErrorCode.OPERATION_TIMEOUT
+
+
+def found_launch_move(entry: LedgerEntry, unit: Unit | None, op: Operation | None) -> ResourceUpdate:
+    """What an ``unresolved_launch`` row becomes once the provider was asked (``unit``: what
+    ``find`` returned for its unit index and generation; ``op``: the execution's newest try).
+
+    A unit found is recorded with its resource id. An intent whose try left its work running
+    (or never finished) is followed like any launched unit; otherwise the operation's outcome
+    does not count it (the try failed without it, or succeeded with another), so it is handed to
+    cleanup. A refusal the try already counted as failed cannot become launched again: its unit
+    is always cleaned up. Nothing found: an intent never launched (failed), a refusal that
+    started nothing (cleaned: looked up, nothing left), each with its error kept.
+    """
+    key = (entry.unit_index, entry.generation)
+    if unit is None:
+        if entry.status is R.INTENDED:
+            return ResourceUpdate(
+                *key,
+                R.FAILED,
+                error=_never_launched(
+                    f"unit {entry.unit_index} generation {entry.generation} was intended, and the "
+                    "provider has no unit for it"
+                ),
+            )
+        return ResourceUpdate(*key, R.CLEANED)
+    if entry.status is R.INTENDED and work_may_outlive(op):
+        return ResourceUpdate(*key, R.LAUNCHED, resource_id=unit.resource_id)
+    return ResourceUpdate(*key, R.PENDING_CLEANUP, resource_id=unit.resource_id)
 
 
 def ledger_move(

@@ -8,6 +8,12 @@
     2. executions      every execution with a finished try awaiting its eventual outcome, or
                        with ledger rows not yet over (launched, running, stopping, pending
                        cleanup), unless it holds its tenant (a live try owns its rows):
+         look up       first, launches whose fate the ledger does not know (intents, refusals:
+                       ``outcomes.unresolved_launch``) are looked for with one ``find`` per
+                       execution; a unit found is recorded with its resource id and followed or
+                       handed to cleanup as the operation's outcome says
+                       (``outcomes.found_launch_move``). Pass 1 looks up a stale hold's rows the
+                       same way before it decides anything
          observe       one describe per backend group (``backends.py``); rows move forward
          clean up      ``pending_cleanup`` rows (and ``stopping`` ones whose unit runs on) go
                        to ``Cleaner``: verified, stopped with retries, ledgered
@@ -34,7 +40,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError
-from airflow_compute_provider.hooks.base import UnitStatus
+from airflow_compute_provider.hooks.base import ExecutionRef, UnitStatus
 from airflow_compute_provider.observability import LOGGER_NAME
 from airflow_compute_provider.recovery import outcomes
 from airflow_compute_provider.recovery.backends import (
@@ -134,7 +140,7 @@ class _Run:
             idle = self.now - outcomes.last_activity(op, entries)
             if idle < self.settings.stale_after:
                 continue
-            candidates.append((tenant, op, entries, idle))
+            candidates.append((tenant, op, self._look_up_launches(op, entries), idle))
         statuses, unobservable = self._observe(e for _, _, entries, _ in candidates for e in entries)
         for tenant, op, entries, idle in candidates:
             blind = [e for e in entries if e.id in unobservable]
@@ -197,6 +203,7 @@ class _Run:
 
     def _executions(self) -> None:
         settings = self.settings
+        self._look_up_unresolved()
         awaiting = [
             op
             for op in self.store.list_operations(tenant_id=settings.tenant_id, awaiting_eventual_outcome=True)
@@ -250,6 +257,62 @@ class _Run:
                 self._settle(
                     op, ledgers[execution], blind_error=unobservable[unseen[0].id] if unseen else None
                 )
+
+    def _look_up_unresolved(self) -> None:
+        """Every launch whose fate the ledger does not know, of an execution no live try owns,
+        is looked up before this pass reads the open rows (so what it finds is followed or
+        cleaned up by this same run)."""
+        settings = self.settings
+        unresolved = [
+            e
+            for status in (R.INTENDED, R.FAILED)
+            for e in self.store.list_resources(tenant_id=settings.tenant_id, status=status)
+            if settings.covers(e.tenant_id, e.provider) and outcomes.unresolved_launch(e)
+        ]
+        by_execution: dict[Execution, list[LedgerEntry]] = {}
+        for entry in unresolved:
+            by_execution.setdefault(_ex(entry), []).append(entry)
+        for execution, entries in by_execution.items():
+            if self._holds_its_tenant(execution):
+                continue
+            ops = [
+                op
+                for op in self.store.list_operations(tenant_id=execution[0])
+                if op.execution_id == execution[1]
+            ]
+            newest_op = max(ops, key=lambda op: op.attempt, default=None)
+            self._look_up_launches(newest_op, entries)
+
+    def _look_up_launches(self, op: Operation | None, entries: list[LedgerEntry]) -> list[LedgerEntry]:
+        """Look the ``unresolved_launch`` rows of one execution up on the provider (one ``find``
+        per backend) and record what became of them; returns ``entries`` as they now read."""
+        pending = [e for e in entries if outcomes.unresolved_launch(e)]
+        moved: dict[int, LedgerEntry] = {}
+        for key, group in group_by_backend(pending, lambda e: e).items():
+            tenant_id, execution_id = _ex(group[0])
+            try:
+                found = {
+                    (u.index, u.generation): u
+                    for u in self.backends.get(key).find(ExecutionRef(tenant_id, execution_id))
+                }
+            except ComputeOperationError as exc:
+                for e in group:
+                    self._item_row(
+                        e, Action.UNOBSERVABLE, f"could not be looked up: {exc.error.message}", exc.error
+                    )
+                continue
+            updates = [
+                outcomes.found_launch_move(e, found.get((e.unit_index, e.generation)), op) for e in group
+            ]
+            for entry in self._write_rows(tenant_id, execution_id, updates, group):
+                moved[entry.id] = entry
+                if entry.resource_id:
+                    self._item_row(
+                        entry, Action.FOUND, f"found on the provider; {entry.status.value}", entry.last_error
+                    )
+                else:
+                    self._item_row(entry, Action.NOT_LAUNCHED, "looked up: the provider has no unit for it")
+        return [moved.get(e.id, e) for e in entries]
 
     def _holds_its_tenant(self, execution: Execution) -> bool:
         tenant = self._tenant(execution[0])

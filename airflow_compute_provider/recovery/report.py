@@ -27,6 +27,10 @@ class Action(enum.StrEnum):
     EXECUTION_ACTIVE = "execution_active"
     # ledger rows
     OBSERVED = "observed"
+    #: a launch whose fate the ledger did not know (an intent, a refusal), found on the provider
+    FOUND = "found"
+    #: the same, looked up and not there: it never started
+    NOT_LAUNCHED = "not_launched"
     CLEANED = "cleaned"
     STOPPED = "stopped"
     REFUSED = "refused"

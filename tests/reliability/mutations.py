@@ -177,6 +177,21 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="intent-lookup",
+        part="issue 16 reconciler",
+        removes="the reconciler's look-up of intents and refusals (it reads them as never launched)",
+        path=f"{PACKAGE}/recovery/outcomes.py",
+        old="    if entry.resource_id:\n        return False\n    if entry.status is R.INTENDED:",
+        new="    if True:\n        return False\n    if entry.status is R.INTENDED:",
+        caught_by=(
+            "tests/model/test_model_scenarios.py::"
+            "test_a_try_that_dies_after_its_intent_is_found_by_the_next_stale_reconciler_run",
+            "tests/model/test_lifecycle_steps.py::test_a_try_that_died_after_its_intent_is_found_followed_and_finished",
+            "tests/model/test_lifecycle_steps.py::"
+            "test_a_refused_launch_that_did_start_is_found_and_cleaned_up_once_the_try_failed",
+        ),
+    ),
+    Mutation(
         name="summary",
         part="7 summary line",
         removes="trylast from the hook that prints the line (it no longer ends the run's summaries)",

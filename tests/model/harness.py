@@ -1,0 +1,206 @@
+"""How the lifecycle model runs a try the way Airflow does, one provider or store call at a time.
+
+    Process        one worker process running a try: ``execute`` (a new try, or the same try
+                   run twice) or ``execute_complete`` (a deferred try resumed), then Airflow's
+                   decision (the retry or failure callback). It runs in its own greenlet and
+                   stops before every call to the store or the backend (a *gate*), so the model
+                   decides what happens next: let it go on, crash it there (the try just stops),
+                   raise the task's ``execution_timeout`` there, or run another process first
+    Gated          the store or backend a process sees: every public call passes a gate first
+    ModelClock     the time the lifecycle reads (``datetime.now`` in ``operators/base.py`` and
+                   ``operators/wait.py``, ``time.sleep`` in the blocking wait): it moves only when
+                   a try sleeps between polls or a trigger reaches its deadline. Time is
+                   simulated because a model cannot wait for real minutes; everything else (the
+                   operator, the store on SQLite) is the real code
+
+A ``Crash`` is a ``BaseException``: nothing in the lifecycle catches it, exactly like a killed
+worker that runs no more code.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import greenlet
+
+try:
+    from airflow.sdk.exceptions import AirflowTaskTimeout, TaskDeferred
+except ImportError:  # Airflow < 3.2
+    from airflow.exceptions import AirflowTaskTimeout, TaskDeferred  # type: ignore[no-redef]
+
+from airflow_compute_provider.operators import base as base_module
+from airflow_compute_provider.operators import wait as wait_module
+
+
+class Crash(BaseException):
+    """The worker died here: no more code of this process runs."""
+
+
+class ModelClock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=max(0.0, seconds))
+
+    def at_least(self, moment: datetime) -> None:
+        self.now = max(self.now, moment)
+
+
+CLOCK = ModelClock()
+
+
+class _ModelDatetime(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return CLOCK.now if tz is not None else CLOCK.now.replace(tzinfo=None)
+
+
+def _sleep(seconds: float) -> None:
+    gate("sleep")
+    CLOCK.advance(seconds)
+
+
+@contextmanager
+def model_time() -> Iterator[ModelClock]:
+    """The lifecycle reads the model's clock while this is open."""
+    saved = (base_module.datetime, wait_module.datetime, wait_module.time)
+    base_module.datetime = _ModelDatetime  # type: ignore[misc]
+    wait_module.datetime = _ModelDatetime  # type: ignore[misc]
+    wait_module.time = types.SimpleNamespace(sleep=_sleep)  # type: ignore[assignment]
+    try:
+        yield CLOCK
+    finally:
+        base_module.datetime, wait_module.datetime, wait_module.time = saved  # type: ignore[misc,assignment]
+
+
+def gate(label: str) -> None:
+    """Inside a process: hand control to the model until it says go on (or raises here)."""
+    current = greenlet.getcurrent()
+    if isinstance(current, _ProcessGreenlet):
+        current.process.at = label
+        current.parent.switch(("gate", label))
+
+
+class Gated:
+    """``target`` with a gate before every public method call."""
+
+    def __init__(self, target: Any, name: str) -> None:
+        self._target = target
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._target, attr)
+        if attr.startswith("_") or not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            gate(f"{self._name}.{attr}")
+            result = value(*args, **kwargs)
+            current = greenlet.getcurrent()
+            if attr == "begin_operation" and isinstance(current, _ProcessGreenlet):
+                current.process.began = True  # the store now knows this try as the newest
+            return result
+
+        return call
+
+
+class _ProcessGreenlet(greenlet.greenlet):
+    process: Process
+
+
+class TaskInstance:
+    """What the lifecycle reads of Airflow's task instance, and the XCom it pushes."""
+
+    def __init__(self, try_number: int) -> None:
+        self.try_number = try_number
+        self.max_tries = 100
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+class Process:
+    """One worker process running one try (or its resumption), then Airflow's decision.
+
+    ``result`` once it ends: ``("succeeded", xcom)``, ``("deferred", trigger)``,
+    ``("failed", exception)`` or ``("crashed", where)``; ``callback_error`` is what the retry /
+    failure callback raised, if anything (Airflow logs it and goes on).
+    """
+
+    def __init__(
+        self, pid: int, attempt: int, op: Any, body: Callable[[dict[str, Any]], Any], will_retry: bool
+    ) -> None:
+        self.pid = pid
+        self.attempt = attempt
+        self.op = op
+        self.will_retry = will_retry
+        self.context: dict[str, Any] = {"ti": TaskInstance(attempt), "task": op}
+        self.at = "start"
+        #: the store recorded this process's try (a resumption is its deferred try, recorded)
+        self.began = False
+        self.in_execute = True
+        self.result: tuple[str, Any] | None = None
+        self.callback_error: BaseException | None = None
+        self._body = body
+        self._greenlet = _ProcessGreenlet(self._run)
+        self._greenlet.process = self
+
+    @property
+    def alive(self) -> bool:
+        return self.result is None
+
+    def _run(self) -> None:
+        try:
+            value = self._body(self.context)
+        except TaskDeferred as deferred:
+            self.result = ("deferred", deferred.trigger)
+            return
+        except Crash:
+            self.result = ("crashed", self.at)
+            return
+        except BaseException as exc:
+            self._decide(exc)
+            return
+        self.result = ("succeeded", value)
+
+    def _decide(self, exc: BaseException) -> None:
+        """Airflow's decision, then the callback the operator added (``decisions.py``)."""
+        self.in_execute = False
+        self.context["exception"] = exc
+        aborted = type(exc).__name__ == "ComputeTaskAborted"
+        will_retry = self.will_retry and not aborted
+        try:
+            self.op.finish_after_decision(self.context, will_retry=will_retry)
+        except Crash:
+            self.result = ("crashed", self.at)
+            return
+        except Exception as callback_error:  # Airflow logs a failing callback and goes on
+            self.callback_error = callback_error
+        self.result = ("failed", exc)
+
+    def step(self) -> None:
+        """Run to the next gate (or to the end)."""
+        if self.alive:
+            self._greenlet.switch()
+
+    def throw(self, exc: BaseException) -> None:
+        """Raise ``exc`` where the process waits (it must have started)."""
+        if self.alive and self._greenlet:
+            self._greenlet.throw(exc)
+
+    def kill(self) -> None:
+        if not self.alive:
+            return
+        if not self._greenlet:  # never started: nothing ran
+            self.result = ("crashed", "start")
+            return
+        self.throw(Crash())
+
+
+__all__ = ["CLOCK", "AirflowTaskTimeout", "Crash", "Gated", "Process", "TaskInstance", "gate", "model_time"]
