@@ -61,6 +61,7 @@ from airflow_compute_provider.operators.failure import (
 from airflow_compute_provider.operators.launch import launch_failure, reconcile_and_launch
 from airflow_compute_provider.operators.ledger import LaunchTimer, follow_statuses
 from airflow_compute_provider.operators.rollback import handle_partial, left_running, roll_back
+from airflow_compute_provider.operators.task_instance import task_instance_of
 from airflow_compute_provider.operators.tries import Try
 from airflow_compute_provider.operators.wait import (
     assess_try,
@@ -245,7 +246,12 @@ class BaseComputeOperator(BaseOperator):
         t = Try.start(execution, attempt, args, provider=self.provider)
         try:
             self._store.begin_operation(
-                execution.tenant_id, execution.execution_id, args["operation"], self.provider, attempt
+                execution.tenant_id,
+                execution.execution_id,
+                args["operation"],
+                self.provider,
+                attempt,
+                task_instance=task_instance_of(context),
             )
         except ComputeOperationError as exc:
             # Refused: the tenant is someone else's to change, so nothing is recorded.

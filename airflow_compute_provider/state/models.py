@@ -2,6 +2,7 @@
 
     Tenant          a tenant's status and who holds it
     Operation       one try (attempt) of one execution, with its outcome and error
+    TaskInstanceRef the Airflow task instance that began an operation (its DAG, run, task)
     LedgerEntry     one unit generation the lifecycle intended to launch, and what became of it
     Transition      one move of a tenant's status (the audit trail ``release`` notes land in)
     ResourceUpdate  the input of ``record_resources``: a new status for one unit generation
@@ -12,7 +13,7 @@ Errors travel as ``ComputeError`` objects here and as their JSON in the database
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,20 @@ class Tenant:
 
 
 @dataclass(frozen=True)
+class TaskInstanceRef:
+    """The Airflow task instance that began a try, as the store records it (``begin_operation``).
+
+    Recorded, never parsed from the execution id (which a DAG author may set to anything): the
+    Compute Health page decides who may see and release a tenant by this ``dag_id``.
+    """
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+
+
+@dataclass(frozen=True)
 class Operation:
     id: int
     tenant_id: str
@@ -63,6 +78,9 @@ class Operation:
     eventual_status: OperationStatus | None = None
     eventual_error: ComputeError | None = None
     eventual_at: datetime | None = None
+    #: the task instance that began the try; ``None`` on rows written before schema version 2
+    #: and for callers outside an Airflow task
+    task_instance: TaskInstanceRef | None = None
 
     @property
     def error_code(self) -> ErrorCode | None:
@@ -137,6 +155,8 @@ def to_json_dict(record: Tenant | Operation | LedgerEntry | Transition) -> dict[
 def _plain(value: Any) -> Any:
     if isinstance(value, ComputeError):
         return value.to_json_dict()
+    if isinstance(value, TaskInstanceRef):
+        return asdict(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, str):  # StrEnum members included

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from airflow_compute_provider.errors import ComputeError
-from airflow_compute_provider.state.models import LedgerEntry, Operation, Tenant, Transition
+from airflow_compute_provider.state.models import LedgerEntry, Operation, TaskInstanceRef, Tenant, Transition
 from airflow_compute_provider.state.schema import operations, resources, tenants
 from airflow_compute_provider.state.status import OperationStatus, ResourceStatus, TenantEvent, TenantStatus
 
@@ -96,6 +96,18 @@ def to_operation(row: Row[Any]) -> Operation:
         eventual_status=OperationStatus(row.eventual_status) if row.eventual_status else None,
         eventual_error=to_error(row.eventual_error),
         eventual_at=row.eventual_at,
+        task_instance=to_task_instance(row),
+    )
+
+
+def to_task_instance(row: Row[Any]) -> TaskInstanceRef | None:
+    if row.dag_id is None:
+        return None
+    return TaskInstanceRef(
+        dag_id=row.dag_id,
+        run_id=row.run_id,
+        task_id=row.task_id,
+        map_index=-1 if row.map_index is None else row.map_index,
     )
 
 

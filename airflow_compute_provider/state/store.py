@@ -25,6 +25,7 @@ from airflow_compute_provider.state.models import (
     LedgerEntry,
     Operation,
     ResourceUpdate,
+    TaskInstanceRef,
     Tenant,
     Transition,
 )
@@ -38,9 +39,19 @@ class TenantStateStore(abc.ABC):
 
     @abc.abstractmethod
     def begin_operation(
-        self, tenant_id: str, execution_id: str, operation: str, provider: str, attempt: int
+        self,
+        tenant_id: str,
+        execution_id: str,
+        operation: str,
+        provider: str,
+        attempt: int,
+        *,
+        task_instance: TaskInstanceRef | None = None,
     ) -> Operation:
         """Start try ``attempt`` of an execution; creates the tenant on first sight.
+
+        ``task_instance`` is the Airflow task instance running the try (the operator passes
+        it); it is recorded with the operation, and the Compute Health page authorizes by it.
 
         Idempotent for the same execution and attempt. A new attempt of the execution holding
         the tenant (``operation_in_progress`` or ``retry_pending`` for it) is its retry and is
