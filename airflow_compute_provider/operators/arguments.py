@@ -76,6 +76,15 @@ ARGUMENT_TYPES: Mapping[str, Validator] = {
 }
 
 
+def valid_or_none(value: Any, argument: str) -> Any:
+    """``value`` when it passes its check, else ``None``: for the context of an error about
+    another argument (an error must not carry a rejected value, even as its context)."""
+    try:
+        return ARGUMENT_TYPES[argument](value)
+    except (ComputeConfigError, ValidationError, ValueError, TypeError):
+        return None
+
+
 def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 

@@ -50,7 +50,12 @@ from airflow_compute_provider.errors.model import CleanupReport
 from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.observability import redact_error, register_secrets
 from airflow_compute_provider.operators import decisions, outcome
-from airflow_compute_provider.operators.arguments import ARGUMENT_TYPES, Validator, validate_arguments
+from airflow_compute_provider.operators.arguments import (
+    ARGUMENT_TYPES,
+    Validator,
+    valid_or_none,
+    validate_arguments,
+)
 from airflow_compute_provider.operators.decisions import AfterAirflowDecided
 from airflow_compute_provider.operators.failure import (
     ComputeTaskAborted,
@@ -239,7 +244,8 @@ class BaseComputeOperator(BaseOperator):
             attempt = int(context["ti"].try_number)
             execution = ExecutionRef(args["tenant_id"], self._execution_id(context, args))
         except ComputeConfigError as exc:
-            error = redact_error(exc.error.with_context(provider=self.provider, operation=self.operation))
+            operation = valid_or_none(self.operation, "operation")  # never the rejected value
+            error = redact_error(exc.error.with_context(provider=self.provider, operation=operation))
             push_error(context, error)
             metrics.error(error, provider=self.provider)
             raise self._exception_for(exc.error, context) from None

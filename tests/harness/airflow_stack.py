@@ -48,6 +48,18 @@ LIMITED_USER = "limited"
 LIMITED_PASSWORD = "compute-limited"
 LIMITED_DAGS = ("compute_health_demo",)
 START_TIMEOUT = 180.0
+AUTH_MANAGER_VARIABLE = "COMPUTE_TEST_AUTH_MANAGER"
+# ``airflow standalone`` forces the simple auth manager on its components (it rewrites
+# AIRFLOW__CORE__AUTH_MANAGER in their environment). Every Airflow process imports
+# $AIRFLOW_HOME/config/airflow_local_settings.py when it starts, before it creates its auth
+# manager, and Airflow reads configuration from the environment when asked: so the components
+# (the api-server among them) use the auth manager named in AUTH_MANAGER_VARIABLE.
+_LOCAL_SETTINGS = f"""\
+import os
+
+if os.environ.get({AUTH_MANAGER_VARIABLE!r}):
+    os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = os.environ[{AUTH_MANAGER_VARIABLE!r}]
+"""
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
 
@@ -157,6 +169,8 @@ class StandaloneStack:
 
     def _environment(self, database_url: str, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        (self.home / "config").mkdir(exist_ok=True)
+        (self.home / "config" / "airflow_local_settings.py").write_text(_LOCAL_SETTINGS)
         passwords = self.home / "simple_auth_manager_passwords.json"
         passwords.write_text(
             json.dumps(
@@ -175,8 +189,9 @@ class StandaloneStack:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": (
                     f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer,{LIMITED_USER}:user"
                 ),
-                # the simple auth manager, able to limit a user to some DAGs (tests/harness/dag_auth.py)
-                "AIRFLOW__CORE__AUTH_MANAGER": "tests.harness.dag_auth.DagLimitedAuthManager",
+                # the simple auth manager, able to limit a user to some DAGs (tests/harness/dag_auth.py);
+                # see _LOCAL_SETTINGS for why it is not AIRFLOW__CORE__AUTH_MANAGER itself
+                AUTH_MANAGER_VARIABLE: "tests.harness.dag_auth.DagLimitedAuthManager",
                 "COMPUTE_TEST_DAG_ACCESS": f"{LIMITED_USER}={'|'.join(LIMITED_DAGS)}",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,

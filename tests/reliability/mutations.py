@@ -92,6 +92,18 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="echo",
+        part="4 fuzzed input",
+        removes="the rule that a refused value is never echoed (the message quotes it again)",
+        path=f"{PACKAGE}/operators/arguments.py",
+        old='f"{_first_problem(exc)} (got {_kind(value)})"',
+        new='f"{_first_problem(exc)} (got {value!r})"',
+        caught_by=(
+            "tests/reliability/test_fuzz_inputs.py::test_a_refused_value_is_never_echoed_by_its_error",
+            "tests/reliability/test_fuzz_inputs.py::test_templated_canaries_reach_no_message_xcom_row_or_log",
+        ),
+    ),
+    Mutation(
         name="canaries",
         part="5 secret canaries",
         removes="the masking of registered secrets a provider echoes in its error",
