@@ -120,26 +120,38 @@ def tenant_counts(store: SqlTenantStateStore, vis: Visibility) -> dict[str, int]
 
 
 def tenants_page(
-    store: SqlTenantStateStore, vis: Visibility, *, offset: int, limit: int
+    store: SqlTenantStateStore, vis: Visibility, *, offset: int, limit: int, counts: dict[str, int]
 ) -> tuple[list[Tenant], Page]:
-    """One page of the visible tenants, by status (``STATUS_ORDER``), then tenant id."""
+    """One page of the visible tenants, by status (``STATUS_ORDER``), then tenant id.
+
+    ``counts`` (``tenant_counts``) says which statuses the page spans; each is read along the
+    ``(status, tenant_id)`` index, so a page costs what it shows, not the number of tenants.
+    """
     join, visible = _tenant_visible(vis)
-    rank = sa.case({s.value: i for i, s in enumerate(STATUS_ORDER)}, value=tenants.c.status, else_=99)
-    query = (
-        sa.select(tenants)
-        .select_from(join)
-        .where(visible)
-        .order_by(rank, tenants.c.tenant_id)
-        .offset(offset)
-        .limit(limit)
-    )
-    total = sa.select(sa.func.count()).select_from(join).where(visible)
+    queries: list[Any] = []
+    skip, wanted = offset, limit
+    for state in STATUS_ORDER:
+        n = counts.get(state.value, 0)
+        if wanted <= 0:
+            break
+        if skip >= n:
+            skip -= n
+            continue
+        queries.append(
+            sa.select(tenants)
+            .select_from(join)
+            .where(tenants.c.status == state.value, visible)
+            .order_by(tenants.c.tenant_id)
+            .offset(skip)
+            .limit(wanted)
+        )
+        wanted -= min(n - skip, wanted)
+        skip = 0
 
-    def work(conn: Connection) -> tuple[list[Tenant], int]:
-        return [rows.to_tenant(r) for r in conn.execute(query)], int(conn.execute(total).scalar_one())
+    def work(conn: Connection) -> list[Tenant]:
+        return [rows.to_tenant(r) for query in queries for r in conn.execute(query)]
 
-    found, count = store.read(work)
-    return found, Page(offset, limit, count)
+    return store.read(work), Page(offset, limit, sum(counts.values()))
 
 
 def last_errors(

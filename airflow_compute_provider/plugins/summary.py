@@ -57,12 +57,15 @@ def health_summary(
 ) -> dict[str, Any]:
     vis = visibility if visibility is not None else everything(store)
     limit = max(1, min(limit, queries.MAX_PAGE))
-    page, tenants_at = queries.tenants_page(store, vis, offset=max(0, tenants_offset), limit=limit)
+    counts = queries.tenant_counts(store, vis)
+    page, tenants_at = queries.tenants_page(
+        store, vis, offset=max(0, tenants_offset), limit=limit, counts=counts
+    )
     failed = queries.last_errors(store, vis, [t.tenant_id for t in page])
     cleanup, cleanup_at = queries.cleanup_page(store, vis, offset=max(0, cleanup_offset), limit=limit)
     return {
         "generated_at": now.isoformat(),
-        "counts": queries.tenant_counts(store, vis),
+        "counts": counts,
         "tenants": [_tenant(t, failed.get(t.tenant_id)) for t in page],
         "tenants_page": tenants_at.to_json(),
         "pending_cleanup": [_resource(e) for e in cleanup],

@@ -81,6 +81,7 @@ tenants = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_compute_state_tenants_status", "status", "tenant_id"),
     _one_of("status", TenantStatus),
 )
 
@@ -171,6 +172,7 @@ def _create_v1(conn: Connection) -> None:
 _TASK_INSTANCE_COLUMNS = ("dag_id", "run_id", "task_id", "map_index")
 #: the indexes version 2 adds: the Compute Health page's bounded, DAG-filtered reads
 _V2_INDEXES = (
+    "ix_compute_state_tenants_status",
     "ix_compute_state_operations_dag",
     "ix_compute_state_operations_outcome_at",
     "ix_compute_state_resources_execution",
@@ -193,9 +195,11 @@ def _task_instance_and_page_indexes_v2(conn: Connection) -> None:
             kind = column.type.compile(dialect=conn.dialect)
             conn.execute(sa.text(f"ALTER TABLE {operations.name} ADD COLUMN {name} {kind}"))
     indexes = {
-        i["name"] for table in (operations, resources) for i in sa.inspect(conn).get_indexes(table.name)
+        i["name"]
+        for table in (tenants, operations, resources)
+        for i in sa.inspect(conn).get_indexes(table.name)
     }
-    for table in (operations, resources):
+    for table in (tenants, operations, resources):
         for index in table.indexes:
             if index.name in _V2_INDEXES and index.name not in indexes:
                 index.create(conn)

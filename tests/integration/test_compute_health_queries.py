@@ -114,7 +114,9 @@ def test_pages_are_stable_and_complete(store: SqlTenantStateStore) -> None:
     vis = Visibility(frozenset({"dag_a"}))
     seen: list[tuple[str, str]] = []
     for offset in range(0, 12, 5):
-        page, at = queries.tenants_page(store, vis, offset=offset, limit=5)
+        page, at = queries.tenants_page(
+            store, vis, offset=offset, limit=5, counts=queries.tenant_counts(store, vis)
+        )
         assert at.total == 12
         seen += [(t.status.value, t.tenant_id) for t in page]
     assert len(seen) == len(set(seen)) == 12
@@ -136,6 +138,7 @@ def test_a_version_1_database_is_upgraded_and_its_rows_recorded_no_dag(state_url
     engine = sa.create_engine(state_url)
     with engine.begin() as conn:
         for index in (
+            "ix_compute_state_tenants_status",
             "ix_compute_state_operations_dag",
             "ix_compute_state_operations_outcome_at",
             "ix_compute_state_resources_execution",
