@@ -200,6 +200,23 @@ def _dag_of(op: Operation | None) -> str | None:
     return op.task_instance.dag_id if op is not None and op.task_instance is not None else None
 
 
+def _own_origins(request: Request) -> set[str]:
+    """This server's origin as the request reached it, and as ``[api] base_url`` names it (the
+    browser's, behind a proxy)."""
+    from urllib.parse import urlsplit
+
+    origins = {f"{request.url.scheme}://{request.url.netloc}"}
+    try:
+        from airflow.configuration import conf
+
+        base = urlsplit(conf.get("api", "base_url", fallback="") or "")
+        if base.scheme and base.netloc:
+            origins.add(f"{base.scheme}://{base.netloc}")
+    except Exception:
+        pass  # no Airflow configuration: the request's own origin only
+    return origins
+
+
 def _refuse_cross_site(request: Request) -> None:
     """A change authenticated by the session cookie alone must come from the page's script.
 
@@ -211,8 +228,8 @@ def _refuse_cross_site(request: Request) -> None:
     if request.headers.get("authorization", "").lower().startswith("bearer "):
         return
     origin = request.headers.get("origin")
-    here = f"{request.url.scheme}://{request.url.netloc}"
-    if not request.headers.get(CSRF_HEADER) or (origin is not None and origin != here):
+    foreign = origin is not None and origin not in _own_origins(request)
+    if not request.headers.get(CSRF_HEADER) or foreign:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             f"changes need the {CSRF_HEADER} header the Compute Health page sends "
