@@ -8,7 +8,9 @@
                                           read, plus ``can_release`` for each tenant they may
                                           release; tenants and pending cleanup come a page at a
                                           time (``tenants_page``, ``pending_cleanup_page``)
-    GET  /api/resources?resource_id=...   the ledger rows of one resource (the pod link)
+    GET  /api/resources?resource_id=...&offset=0
+                                          the ledger rows of one resource (the pod link),
+                                          100 at a time, oldest first
     POST /api/tenants/{tenant_id}/release {"note": "...", "expected_version": 7, "force": false}
 
 Every route but the static files needs an authenticated Airflow user, and every row returned
@@ -35,7 +37,12 @@ from pydantic import BaseModel, Field
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.plugins import access, queries
 from airflow_compute_provider.plugins.queries import Visibility
-from airflow_compute_provider.plugins.summary import DEFAULT_PAGE, health_summary, resource_lookup
+from airflow_compute_provider.plugins.summary import (
+    DEFAULT_PAGE,
+    LOOKUP_LIMIT,
+    health_summary,
+    resource_lookup,
+)
 from airflow_compute_provider.state.models import Operation
 from airflow_compute_provider.state.sql import SqlTenantStateStore
 from airflow_compute_provider.state.status import IllegalTransitionError, TenantNotFoundError, TenantStatus
@@ -128,12 +135,16 @@ def create_app() -> FastAPI:
 
     @app.get("/api/resources")
     def resources(
-        user: User, resource_id: Annotated[str, Query(min_length=1, max_length=2048)]
+        user: User,
+        resource_id: Annotated[str, Query(min_length=1, max_length=2048)],
+        offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict[str, Any]:
         store = state_store()
         return {
             "resource_id": resource_id,
-            "entries": resource_lookup(store, resource_id, _visibility(store, user)),
+            "offset": offset,
+            "limit": LOOKUP_LIMIT,
+            "entries": resource_lookup(store, resource_id, _visibility(store, user), offset=offset),
         }
 
     @app.post("/api/tenants/{tenant_id}/release")

@@ -230,7 +230,7 @@ def cleanup_page(
 
 
 def resources_named(
-    store: SqlTenantStateStore, vis: Visibility, resource_id: str, *, limit: int
+    store: SqlTenantStateStore, vis: Visibility, resource_id: str, *, limit: int, offset: int = 0
 ) -> list[LedgerEntry]:
     """The visible ledger rows of one resource id (by its index), oldest first."""
     query = (
@@ -240,6 +240,7 @@ def resources_named(
             _execution_visible(vis, resources.c.tenant_id, resources.c.execution_id),
         )
         .order_by(resources.c.id)
+        .offset(offset)
         .limit(limit)
     )
     return store.read(lambda conn: [rows.to_entry(r) for r in conn.execute(query)])

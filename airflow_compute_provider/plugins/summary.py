@@ -75,10 +75,12 @@ def health_summary(
 
 
 def resource_lookup(
-    store: SqlTenantStateStore, resource_id: str, visibility: Visibility | None = None
+    store: SqlTenantStateStore, resource_id: str, visibility: Visibility | None = None, *, offset: int = 0
 ) -> list[dict[str, Any]]:
+    """At most ``LOOKUP_LIMIT`` rows from ``offset``, oldest first."""
     vis = visibility if visibility is not None else everything(store)
-    return [_resource(e) for e in queries.resources_named(store, vis, resource_id, limit=LOOKUP_LIMIT)]
+    found = queries.resources_named(store, vis, resource_id, limit=LOOKUP_LIMIT, offset=max(0, offset))
+    return [_resource(e) for e in found]
 
 
 def task_instance_ref(execution_id: str | None) -> dict[str, Any] | None:

@@ -87,6 +87,8 @@ def test_rows_of_unreadable_dags_are_absent_from_lists_counts_chart_and_lookups(
     ]
     assert [r["resource_id"] for r in only_a["pending_cleanup"]] == ["task/alpha"]
     assert resource_lookup(store, "task/beta", Visibility(frozenset({"dag_a"}))) == []
+    assert len(resource_lookup(store, "task/alpha", Visibility(frozenset({"dag_a"})))) == 1
+    assert resource_lookup(store, "task/alpha", Visibility(frozenset({"dag_a"})), offset=1) == []
     assert [
         r["tenant_id"] for r in resource_lookup(store, "task/beta", Visibility(frozenset({"dag_b"})))
     ] == ["beta"]
