@@ -110,7 +110,10 @@ def unit_pod(
     manifest = copy.deepcopy(dict(template))
     kind = manifest.get("kind", "Pod")
     if kind != "Pod":
-        raise ComputeConfigError(f"the request must be a Pod manifest, not {kind!r}", argument="request")
+        raise ComputeConfigError(
+            "the request must be a Pod manifest (kind 'Pod')",
+            argument="request",
+        )
     manifest["apiVersion"] = manifest.get("apiVersion") or "v1"
     manifest["kind"] = "Pod"
     manifest.pop("status", None)
@@ -125,7 +128,7 @@ def unit_pod(
     template_namespace = metadata.get("namespace")
     if template_namespace and template_namespace != namespace:
         raise ComputeConfigError(
-            f"the pod template names namespace {template_namespace!r} but the hook launches in {namespace!r}",
+            f"the pod template names another namespace than the one the hook launches in ({namespace!r})",
             argument="namespace",
         )
     for field in _SERVER_METADATA:

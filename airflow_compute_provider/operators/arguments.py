@@ -76,6 +76,15 @@ ARGUMENT_TYPES: Mapping[str, Validator] = {
 }
 
 
+def valid_or_none(value: Any, argument: str) -> Any:
+    """``value`` when it passes its check, else ``None``: for the context of an error about
+    another argument (an error must not carry a rejected value, even as its context)."""
+    try:
+        return ARGUMENT_TYPES[argument](value)
+    except (ComputeConfigError, ValidationError, ValueError, TypeError):
+        return None
+
+
 def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
@@ -99,19 +108,37 @@ def validate_arguments(
         try:
             validated[name] = check(value)
         except ValidationError as exc:
-            raise ComputeConfigError(f"{_first_problem(exc)} (got {_shown(value)})", argument=name) from None
+            raise ComputeConfigError(f"{_first_problem(exc)} (got {_kind(value)})", argument=name) from None
         except (ValueError, TypeError) as exc:
             # The provider operators' own checks (tags, strategies, pod templates) raise plain
-            # errors; they are argument errors all the same, and must name the argument.
-            raise ComputeConfigError(f"{exc} (got {_shown(value)})", argument=name) from None
+            # errors; they are argument errors all the same, and must name the argument. Their
+            # text is written here and names the rule, never the value.
+            raise ComputeConfigError(f"{exc} (got {_kind(value)})", argument=name) from None
     return validated
 
 
+# A rejected value is never part of the message: the message reaches XCom, the state store and
+# the log before Airflow's masker sees it, and the value may be an env var, a pod template, an
+# override or a connection field holding a secret. The rule, where in the value, and its type
+# say enough to find the mistake in the DAG file.
+
+
 def _first_problem(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False)
-    return str(errors[0]["msg"]) if errors else str(exc)
+    """Pydantic's rule (its messages name what was expected, not the input) and where in the
+    value it failed (keys and positions, e.g. ``containerOverrides.0.cpu``)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return "is not valid"
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _kind(value: Any) -> str:
+    """The value's type, and its length for a sized one: never the value itself."""
+    kind = type(value).__name__
+    try:
+        return f"a {kind} of length {len(value)}"
+    except TypeError:
+        return f"a {kind}"

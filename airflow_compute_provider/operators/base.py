@@ -52,7 +52,12 @@ from airflow_compute_provider.errors.model import CleanupReport, RootCause
 from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.observability import redact_error, register_secrets
 from airflow_compute_provider.operators import decisions, outcome
-from airflow_compute_provider.operators.arguments import ARGUMENT_TYPES, Validator, validate_arguments
+from airflow_compute_provider.operators.arguments import (
+    ARGUMENT_TYPES,
+    Validator,
+    valid_or_none,
+    validate_arguments,
+)
 from airflow_compute_provider.operators.decisions import AfterAirflowDecided
 from airflow_compute_provider.operators.failure import (
     ComputeTaskAborted,
@@ -63,6 +68,7 @@ from airflow_compute_provider.operators.failure import (
 from airflow_compute_provider.operators.launch import launch_failure, reconcile_and_launch
 from airflow_compute_provider.operators.ledger import LaunchTimer, follow_statuses
 from airflow_compute_provider.operators.rollback import handle_partial, left_running, roll_back
+from airflow_compute_provider.operators.task_instance import task_instance_of
 from airflow_compute_provider.operators.tries import Try
 from airflow_compute_provider.operators.wait import (
     assess_try,
@@ -243,7 +249,8 @@ class BaseComputeOperator(BaseOperator):
             attempt = int(context["ti"].try_number)
             execution = ExecutionRef(args["tenant_id"], self._execution_id(context, args))
         except ComputeConfigError as exc:
-            error = redact_error(exc.error.with_context(provider=self.provider, operation=self.operation))
+            operation = valid_or_none(self.operation, "operation")  # never the rejected value
+            error = redact_error(exc.error.with_context(provider=self.provider, operation=operation))
             push_error(context, error)
             metrics.error(error, provider=self.provider)
             raise self._exception_for(exc.error, context) from None
@@ -256,7 +263,7 @@ class BaseComputeOperator(BaseOperator):
                 self.provider,
                 attempt,
                 token=token,
-                airflow_ti=_airflow_ti(context),
+                task_instance=task_instance_of(context),
             )
         except ComputeOperationError as exc:
             # Refused: the tenant is someone else's to change, so nothing is recorded.
@@ -510,13 +517,6 @@ class BaseComputeOperator(BaseOperator):
         timeout: timedelta = t.args["timeout"] * (factor**earlier_timeouts)
         cap = t.args.get("max_timeout")
         return min(timeout, cap) if cap else timeout
-
-
-def _airflow_ti(context: Any) -> str:
-    """The Airflow task instance running the try (``dag/run/task/map index``): with its try
-    number, how the store tells the same try run twice from the next try."""
-    ti = context["ti"]
-    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{getattr(ti, 'map_index', -1)}"
 
 
 __all__ = ["XCOM_ERROR_KEY", "BaseComputeOperator", "ComputeTaskAborted"]

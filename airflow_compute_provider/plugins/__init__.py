@@ -3,7 +3,8 @@
     compute_health.py   ComputeHealthPlugin: the FastAPI app and the UI entry Airflow loads
     api.py              the app's routes (page, JSON summary, release action)
     access.py           who may read and who may release, asked of Airflow's auth manager
-    summary.py          what the page shows, read from the tenant state store (pure)
+    summary.py          what the page shows, as JSON (no Airflow, no HTTP)
+    queries.py          its reads: bounded, paginated, only rows of DAGs the user may read
     static/             the page: plain HTML, a script that draws it, a style sheet
 
 Nothing here is imported by the operators; Airflow imports ``compute_health`` when it loads

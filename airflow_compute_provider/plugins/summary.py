@@ -1,91 +1,86 @@
 """What the Compute Health page shows, read from the tenant state store as plain JSON data.
 
-    health_summary(store, now, window)   tenants by status with their last error, resources
-                                         pending cleanup, and the errors of the window counted
-                                         per (provider, code) in equal time buckets
-    resource_lookup(store, resource_id)  every ledger row of one resource (a pod or task id)
+    health_summary(store, now, window, visibility, ...)
+                                         tenant counts by status, one page of tenants with
+                                         their last error, one page of resources pending
+                                         cleanup, and the errors of the window counted per
+                                         (provider, code) in equal time buckets: only rows of
+                                         DAGs ``visibility`` allows (``queries.py``)
+    resource_lookup(store, resource_id, visibility)
+                                         the ledger rows of one resource (a pod or task id)
     task_instance_ref(execution_id)      the Airflow task instance behind a default execution
-                                         id (``dag_id:run_id:task_id:map_index``), or ``None``
+                                         id (``dag_id:run_id:task_id:map_index``), or ``None``:
+                                         for the page's links only, never for authorization
 
-No Airflow and no HTTP here: ``api.py`` calls these and adds who may do what.
+No Airflow and no HTTP here: ``api.py`` asks the auth manager what the user may see and do.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from airflow_compute_provider.errors import ComputeError
 from airflow_compute_provider.links import ecs_console_url
+from airflow_compute_provider.plugins import queries
+from airflow_compute_provider.plugins.queries import STATUS_ORDER, Visibility
 from airflow_compute_provider.state.models import LedgerEntry, Operation, Tenant
-from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
-from airflow_compute_provider.state.store import TenantStateStore
+from airflow_compute_provider.state.sql import SqlTenantStateStore
 
-#: the order the page lists tenants in: what needs a human first
-STATUS_ORDER = (
-    TenantStatus.NEEDS_INVESTIGATION,
-    TenantStatus.RETRY_PENDING,
-    TenantStatus.OPERATION_IN_PROGRESS,
-    TenantStatus.READY,
-)
 DEFAULT_BUCKETS = 24
+DEFAULT_PAGE = 100
+#: at most this many ledger rows of one resource id are shown
+LOOKUP_LIMIT = 100
 # Airflow's own rules: DAG and task ids never contain ":", so a default execution id splits
 # unambiguously around the run id (which may).
 _ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
+def everything(store: SqlTenantStateStore) -> Visibility:
+    """Every row: for the command line and tests, where no Airflow user asks."""
+    return Visibility(frozenset(queries.recorded_dag_ids(store)), unrecorded=True)
+
+
 def health_summary(
-    store: TenantStateStore, *, now: datetime, window: timedelta, buckets: int = DEFAULT_BUCKETS
+    store: SqlTenantStateStore,
+    *,
+    now: datetime,
+    window: timedelta,
+    visibility: Visibility | None = None,
+    buckets: int = DEFAULT_BUCKETS,
+    tenants_offset: int = 0,
+    cleanup_offset: int = 0,
+    limit: int = DEFAULT_PAGE,
 ) -> dict[str, Any]:
-    operations = store.list_operations()  # newest first
-    last_error = _last_errors(operations)
-    tenants = sorted(store.list_tenants(), key=lambda t: (STATUS_ORDER.index(t.status), t.tenant_id))
+    vis = visibility if visibility is not None else everything(store)
+    limit = max(1, min(limit, queries.MAX_PAGE))
+    counts = queries.tenant_counts(store, vis)
+    page, tenants_at = queries.tenants_page(
+        store, vis, offset=max(0, tenants_offset), limit=limit, counts=counts
+    )
+    failed = queries.last_errors(store, vis, [t.tenant_id for t in page])
+    cleanup, cleanup_at = queries.cleanup_page(store, vis, offset=max(0, cleanup_offset), limit=limit)
     return {
         "generated_at": now.isoformat(),
-        "counts": {s.value: sum(1 for t in tenants if t.status is s) for s in STATUS_ORDER},
-        "tenants": [_tenant(t, last_error.get(t.tenant_id)) for t in tenants],
-        "pending_cleanup": [
-            _resource(e) for e in store.list_resources(status=ResourceStatus.PENDING_CLEANUP)
-        ],
-        "errors": errors_over_time(operations, now=now, window=window, buckets=buckets),
+        "counts": counts,
+        "tenants": [_tenant(t, failed.get(t.tenant_id)) for t in page],
+        "tenants_page": tenants_at.to_json(),
+        "pending_cleanup": [_resource(e) for e in cleanup],
+        "pending_cleanup_page": cleanup_at.to_json(),
+        "errors": queries.error_series(store, vis, now=now, window=window, buckets=buckets),
     }
 
 
-def resource_lookup(store: TenantStateStore, resource_id: str) -> list[dict[str, Any]]:
-    return [_resource(e) for e in store.list_resources() if e.resource_id == resource_id]
-
-
-def errors_over_time(
-    operations: Iterable[Operation], *, now: datetime, window: timedelta, buckets: int
-) -> dict[str, Any]:
-    """Errors of the tries that failed in ``(now - window, now]``, per bucket and series."""
-    start = now - window
-    width = window / buckets
-    counts: Counter[tuple[str, str, str, int]] = Counter()
-    for op in operations:
-        if op.error is None:
-            continue
-        at = _failed_at(op)
-        if not start < at <= now:
-            continue
-        slot = min(int((at - start) / width), buckets - 1)
-        counts[(op.provider, op.error.code.value, op.error.classification.value, slot)] += 1
-    series: dict[tuple[str, str, str], list[int]] = {}
-    for (provider, code, classification, slot), n in counts.items():
-        series.setdefault((provider, code, classification), [0] * buckets)[slot] += n
-    return {
-        "start": start.isoformat(),
-        "bucket_seconds": width.total_seconds(),
-        "buckets": [(start + width * i).isoformat() for i in range(buckets)],
-        "series": [
-            {"provider": p, "code": c, "classification": k, "counts": values, "total": sum(values)}
-            for (p, c, k), values in sorted(series.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
-        ],
-    }
+def resource_lookup(
+    store: SqlTenantStateStore, resource_id: str, visibility: Visibility | None = None, *, offset: int = 0
+) -> list[dict[str, Any]]:
+    """At most ``LOOKUP_LIMIT`` rows from ``offset``, oldest first."""
+    vis = visibility if visibility is not None else everything(store)
+    found = queries.resources_named(store, vis, resource_id, limit=LOOKUP_LIMIT, offset=max(0, offset))
+    return [_resource(e) for e in found]
 
 
 def task_instance_ref(execution_id: str | None) -> dict[str, Any] | None:
@@ -99,7 +94,10 @@ def task_instance_ref(execution_id: str | None) -> dict[str, Any] | None:
     run_id = ":".join(parts[1:-2])
     if not (_ID.match(dag_id) and _ID.match(task_id) and run_id and re.fullmatch(r"-?\d+", map_text)):
         return None
-    map_index = int(map_text)
+    return _ref(dag_id, run_id, task_id, int(map_text))
+
+
+def _ref(dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any]:
     path = f"dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id, safe='')}"
     if map_index >= 0:
         path += f"/mapped/{map_index}"
@@ -107,15 +105,6 @@ def task_instance_ref(execution_id: str | None) -> dict[str, Any] | None:
 
 
 # -- one row each ---------------------------------------------------------------------------------
-
-
-def _last_errors(operations: Iterable[Operation]) -> dict[str, Operation]:
-    """Per tenant, its newest operation that ended with an error."""
-    found: dict[str, Operation] = {}
-    for op in operations:
-        if _last_error_of(op) is not None and op.tenant_id not in found:
-            found[op.tenant_id] = op
-    return found
 
 
 def _last_error_of(op: Operation) -> ComputeError | None:
@@ -150,8 +139,15 @@ def _error(op: Operation) -> dict[str, Any]:
         "execution_id": op.execution_id,
         "attempt": op.attempt,
         "failed_at": failed_at.isoformat(),
-        "task_instance": task_instance_ref(op.execution_id),
+        "task_instance": _recorded_ref(op) or task_instance_ref(op.execution_id),
     }
+
+
+def _recorded_ref(op: Operation) -> dict[str, Any] | None:
+    ti = op.task_instance
+    if ti is None:
+        return None
+    return _ref(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
 
 
 def _resource(entry: LedgerEntry) -> dict[str, Any]:
@@ -183,4 +179,4 @@ def _failed_at(op: Operation) -> datetime:
     return op.outcome_at or op.finished_at or op.started_at
 
 
-__all__ = ["errors_over_time", "health_summary", "resource_lookup", "task_instance_ref"]
+__all__ = ["STATUS_ORDER", "everything", "health_summary", "resource_lookup", "task_instance_ref"]

@@ -3,6 +3,7 @@
     Tenant          a tenant's status and who holds it
     Operation       one try (attempt) of one execution, with its outcome and error
     TryRef          which try a write comes from: its attempt and the token of its process
+    TaskInstanceRef the Airflow task instance that began an operation (its DAG, run, task)
     LedgerEntry     one unit generation the lifecycle intended to launch, and what became of it
     Transition      one move of a tenant's status (the audit trail ``release`` notes land in)
     ResourceUpdate  the input of ``record_resources``: a new status for one unit generation
@@ -13,7 +14,7 @@ Errors travel as ``ComputeError`` objects here and as their JSON in the database
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +42,26 @@ class Tenant:
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TaskInstanceRef:
+    """The Airflow task instance that began a try, as the store records it (``begin_operation``).
+
+    Recorded, never parsed from the execution id (which a DAG author may set to anything): the
+    Compute Health page decides who may see and release a tenant by this ``dag_id``.
+    """
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+
+    @property
+    def key(self) -> str:
+        """``dag/run/task/map index``: with Airflow's try number, how the store tells the same try
+        run twice (a double run) from the next try."""
+        return f"{self.dag_id}/{self.run_id}/{self.task_id}/{self.map_index}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,9 @@ class Operation:
     heartbeat_at: datetime | None = None
     #: a deferred try is alive until then (its deadline) without renewing: the trigger watches
     live_until: datetime | None = None
+    #: the task instance that began the try; ``None`` on rows written before schema version 3
+    #: and for callers outside an Airflow task
+    task_instance: TaskInstanceRef | None = None
 
     @property
     def ref(self) -> TryRef:
@@ -169,6 +193,8 @@ def to_json_dict(record: Tenant | Operation | LedgerEntry | Transition) -> dict[
 def _plain(value: Any) -> Any:
     if isinstance(value, ComputeError):
         return value.to_json_dict()
+    if isinstance(value, TaskInstanceRef):
+        return asdict(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, str):  # StrEnum members included

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from airflow_compute_provider.errors import ComputeError
-from airflow_compute_provider.state.models import LedgerEntry, Operation, Tenant, Transition
+from airflow_compute_provider.state.models import LedgerEntry, Operation, TaskInstanceRef, Tenant, Transition
 from airflow_compute_provider.state.schema import operations, resources, tenants
 from airflow_compute_provider.state.status import OperationStatus, ResourceStatus, TenantEvent, TenantStatus
 
@@ -101,6 +101,18 @@ def to_operation(row: Row[Any]) -> Operation:
         airflow_try_number=row.airflow_try_number,
         heartbeat_at=row.heartbeat_at,
         live_until=row.live_until,
+        task_instance=to_task_instance(row),
+    )
+
+
+def to_task_instance(row: Row[Any]) -> TaskInstanceRef | None:
+    if row.dag_id is None:
+        return None
+    return TaskInstanceRef(
+        dag_id=row.dag_id,
+        run_id=row.run_id,
+        task_id=row.task_id,
+        map_index=-1 if row.map_index is None else row.map_index,
     )
 
 

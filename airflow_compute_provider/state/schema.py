@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Dialect
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.state.status import OperationStatus, ResourceStatus, TenantEvent, TenantStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: an arbitrary constant: the key of the PostgreSQL advisory lock held while creating tables
 _PG_LOCK_KEY = 0x636F6D70757465  # "compute"
@@ -81,6 +81,7 @@ tenants = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_compute_state_tenants_status", "status", "tenant_id"),
     _one_of("status", TenantStatus),
 )
 
@@ -110,9 +111,17 @@ operations = sa.Table(
     sa.Column("airflow_try_number", sa.Integer),
     sa.Column("heartbeat_at", UtcDateTime),
     sa.Column("live_until", UtcDateTime),
+    # The Airflow task instance that began the try (version 3; NULL on older rows and for
+    # callers outside a task). The Compute Health page authorizes by this DAG id.
+    sa.Column("dag_id", sa.String(250)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("task_id", sa.String(250)),
+    sa.Column("map_index", sa.Integer),
     sa.UniqueConstraint("tenant_id", "execution_id", "attempt", name="uq_compute_state_operations_try"),
     sa.Index("ix_compute_state_operations_tenant", "tenant_id", "id"),
     sa.Index("ix_compute_state_operations_status", "status", "error_code"),
+    sa.Index("ix_compute_state_operations_dag", "dag_id", "id"),
+    sa.Index("ix_compute_state_operations_outcome_at", "outcome_at"),
     _one_of("status", OperationStatus),
 )
 
@@ -139,6 +148,8 @@ resources = sa.Table(
         "tenant_id", "execution_id", "unit_index", "generation", name="uq_compute_state_resources_unit"
     ),
     sa.Index("ix_compute_state_resources_status", "status", "tenant_id"),
+    sa.Index("ix_compute_state_resources_execution", "tenant_id", "execution_id"),
+    sa.Index("ix_compute_state_resources_resource_id", "resource_id"),
     _one_of("status", ResourceStatus),
 )
 
@@ -189,10 +200,44 @@ def _add_try_identity(conn: Connection) -> None:
     )
 
 
+#: the Airflow task instance columns of version 3 (all nullable: older rows have none)
+_TASK_INSTANCE_COLUMNS = ("dag_id", "run_id", "task_id", "map_index")
+#: the indexes version 3 adds: the Compute Health page's bounded, DAG-filtered reads
+_V3_INDEXES = (
+    "ix_compute_state_tenants_status",
+    "ix_compute_state_operations_dag",
+    "ix_compute_state_operations_outcome_at",
+    "ix_compute_state_resources_execution",
+    "ix_compute_state_resources_resource_id",
+)
+
+
+def _task_instance_and_page_indexes(conn: Connection) -> None:
+    """Operations record the task instance that began them; indexes for the health page.
+
+    A database created at this version by ``_create_v1`` (``_METADATA`` is the
+    newest schema) has the columns and indexes already: each is added only when missing.
+    """
+    _add_columns(conn, operations, _TASK_INSTANCE_COLUMNS)
+    indexes = {
+        i["name"]
+        for table in (tenants, operations, resources)
+        for i in sa.inspect(conn).get_indexes(table.name)
+    }
+    for table in (tenants, operations, resources):
+        for index in table.indexes:
+            if index.name in _V3_INDEXES and index.name not in indexes:
+                index.create(conn)
+
+
 #: version -> (what it does, the step that brings a database from version - 1 to it)
 _MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     1: ("tenants, operations, resource ledger, transitions", _create_v1),
     2: ("operations: try token, Airflow try, heartbeat", _add_try_identity),
+    3: (
+        "operations record their Airflow task instance; indexes for the health page",
+        _task_instance_and_page_indexes,
+    ),
 }
 
 

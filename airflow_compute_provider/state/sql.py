@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -40,6 +40,7 @@ from airflow_compute_provider.state.models import (
     LedgerEntry,
     Operation,
     ResourceUpdate,
+    TaskInstanceRef,
     Tenant,
     Transition,
     TryRef,
@@ -70,6 +71,7 @@ _WORK_MAY_OUTLIVE = (ErrorCode.OPERATION_TIMEOUT.value,)
 
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SqlTenantStateStore(TenantStateStore):
@@ -90,6 +92,11 @@ class SqlTenantStateStore(TenantStateStore):
     def close(self) -> None:
         self._db.dispose()
 
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one read transaction on the store's database: for read-only views
+        (the Compute Health page's bounded queries) that select exactly what they show."""
+        return self._db.read(work)
+
     # -- the lifecycle -------------------------------------------------------------------------
 
     def begin_operation(
@@ -102,7 +109,9 @@ class SqlTenantStateStore(TenantStateStore):
         *,
         token: str | None = None,
         airflow_ti: str | None = None,
+        task_instance: TaskInstanceRef | None = None,
     ) -> Operation:
+        recorded = _task_instance_columns(task_instance)
         request = BeginRequest(
             tenant_id=v.tenant_id(tenant_id),
             execution_id=v.execution_id(execution_id),
@@ -114,9 +123,13 @@ class SqlTenantStateStore(TenantStateStore):
                 else v.positive_int(airflow_try_number, "airflow_try_number")
             ),
             token=process_token() if token is None else v.text(token, "token", v.TOKEN_MAX),
-            airflow_ti=v.optional_text(airflow_ti, "airflow_ti", v.EXECUTION_ID_MAX),
+            airflow_ti=v.optional_text(
+                airflow_ti if airflow_ti is not None or task_instance is None else task_instance.key,
+                "airflow_ti",
+                v.EXECUTION_ID_MAX,
+            ),
         )
-        return self._db.write("begin_operation", lambda conn: self._begin(conn, request))
+        return self._db.write("begin_operation", lambda conn: self._begin(conn, request, recorded))
 
     def heartbeat(
         self, tenant_id: str, execution_id: str, *, by: TryRef, live_until: datetime | None = None
@@ -353,7 +366,7 @@ class SqlTenantStateStore(TenantStateStore):
 
     # -- transitions (each runs inside one transaction) ----------------------------------------
 
-    def _begin(self, conn: Connection, request: BeginRequest) -> Operation:
+    def _begin(self, conn: Connection, request: BeginRequest, recorded: dict[str, Any]) -> Operation:
         now = database_now(conn)
         tenant = rows.tenant(conn, request.tenant_id)
         if tenant is None:
@@ -408,6 +421,7 @@ class SqlTenantStateStore(TenantStateStore):
                 airflow_ti=request.airflow_ti,
                 airflow_try_number=request.attempt,
                 heartbeat_at=now,
+                **recorded,
             )
         ).inserted_primary_key
         assert inserted is not None
@@ -984,6 +998,28 @@ def _checked_outcome(outcome: Any) -> ComputeError | None:
             f"must be a ComputeError or None, got {type(outcome).__name__}", argument="outcome"
         )
     return outcome
+
+
+def _task_instance_columns(ref: Any) -> dict[str, Any]:
+    """The operations columns of the task instance that begins a try (none outside a task)."""
+    if ref is None:
+        return {}
+    if not isinstance(ref, TaskInstanceRef):
+        raise ComputeConfigError(
+            f"must be a TaskInstanceRef or None, got {type(ref).__name__}", argument="task_instance"
+        )
+    return {
+        "dag_id": v.text(ref.dag_id, "task_instance.dag_id"),
+        "run_id": v.text(ref.run_id, "task_instance.run_id"),
+        "task_id": v.text(ref.task_id, "task_instance.task_id"),
+        "map_index": _map_index(ref.map_index),
+    }
+
+
+def _map_index(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise ComputeConfigError("must be an integer of at least -1", argument="task_instance.map_index")
+    return value
 
 
 def _checked_update(update: Any, position: int) -> ResourceUpdate:

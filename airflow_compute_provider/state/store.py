@@ -32,6 +32,7 @@ from airflow_compute_provider.state.models import (
     LedgerEntry,
     Operation,
     ResourceUpdate,
+    TaskInstanceRef,
     Tenant,
     Transition,
     TryRef,
@@ -55,6 +56,7 @@ class TenantStateStore(abc.ABC):
         *,
         token: str | None = None,
         airflow_ti: str | None = None,
+        task_instance: TaskInstanceRef | None = None,
     ) -> Operation:
         """Start the execution's next try and return it (``attempt``, numbered by the store, and
         ``try_token``, the writer's ``token``: by default one per process); creates the tenant on
@@ -68,6 +70,10 @@ class TenantStateStore(abc.ABC):
         else is the next attempt, the holder's next try included; an unfinished earlier try is
         closed as abandoned. Refusals write nothing: ``TENANT_STATE_CONFLICT`` when the tenant
         needs investigation, ``CONFLICT`` when another execution holds it.
+
+        ``task_instance`` is the Airflow task instance running the try (the operator passes
+        it); it is recorded with the operation, and the Compute Health page authorizes by it.
+        Without ``airflow_ti``, its ``key`` is the try's Airflow identity.
         """
 
     @abc.abstractmethod

@@ -1,6 +1,7 @@
 """Argument checks run before the store touches its database, so bad input writes nothing.
 
-Every failure is a ``ComputeConfigError`` naming the argument. Tenant ids follow the DNS label
+Every failure is a ``ComputeConfigError`` naming the argument and the rule, never quoting the
+value (it may be anything a DAG author templated, secrets included). Tenant ids follow the DNS label
 rule (``^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$``) because they become provider labels and tags.
 """
 
@@ -33,8 +34,9 @@ def tenant_id(value: Any, argument: str = "tenant_id") -> str:
     # fullmatch, not match with "$": "$" would accept a trailing newline.
     if TENANT_ID_PATTERN.fullmatch(value) is None:
         raise ComputeConfigError(
-            f"{_shown(value)} is not a valid tenant id: 1 to {TENANT_ID_MAX} characters of a-z, 0-9 "
-            "and '-', starting and ending with a letter or digit (it becomes provider labels and tags)",
+            f"is not a valid tenant id (a str of length {len(value)}): 1 to {TENANT_ID_MAX} characters "
+            "of a-z, 0-9 and '-', starting and ending with a letter or digit (it becomes provider "
+            "labels and tags)",
             argument=argument,
         )
     return value
@@ -55,7 +57,7 @@ def text(value: Any, argument: str, max_length: int = NAME_MAX) -> str:
             f"is {len(value)} characters long; at most {max_length} are allowed", argument=argument
         )
     if _CONTROL.search(value):
-        raise ComputeConfigError(f"{_shown(value)} contains control characters", argument=argument)
+        raise ComputeConfigError("contains control characters", argument=argument)
     return value
 
 
@@ -122,8 +124,3 @@ def locator(value: Any, argument: str = "locator") -> dict[str, str]:
     for key, item in value.items():
         out[text(key, f"{argument} key")] = text(item, f"{argument}[{key!r}]", RESOURCE_ID_MAX)
     return out
-
-
-def _shown(value: str) -> str:
-    # repr() makes control characters visible; long values are cut so the message stays readable.
-    return repr(value if len(value) <= 80 else value[:77] + "...")

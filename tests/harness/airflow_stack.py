@@ -6,8 +6,10 @@
                       moved off its default; started in its own process group and stopped by
                       that group's id; ``start_component("triggerer")`` starts one more
                       component (standalone never restarts one that died), stopped with it
-    AirflowRestClient  JWT from ``/auth/token`` (simple auth manager, known admin password;
-                      a read-only ``viewer`` user exists too),
+    AirflowRestClient  JWT from ``/auth/token`` (the simple auth manager, limited per DAG by
+                      ``dag_auth.DagLimitedAuthManager``; known admin password; a read-only
+                      ``viewer`` and a ``limited`` user, who may edit ``LIMITED_DAGS`` only,
+                      exist too),
                       then the public API v2: wait for a DAG to be parsed, trigger a run, wait
                       for it, list task instances with their try numbers, read XComs
 
@@ -41,7 +43,23 @@ ADMIN_PASSWORD = "compute-admin"  # a throwaway local stack
 #: a read-only user (the simple auth manager's viewer role), for authorization tests
 VIEWER_USER = "viewer"
 VIEWER_PASSWORD = "compute-viewer"
+#: a user with the simple auth manager's "user" role (edits DAGs), but only on LIMITED_DAGS
+LIMITED_USER = "limited"
+LIMITED_PASSWORD = "compute-limited"
+LIMITED_DAGS = ("compute_health_demo",)
 START_TIMEOUT = 180.0
+AUTH_MANAGER_VARIABLE = "COMPUTE_TEST_AUTH_MANAGER"
+# ``airflow standalone`` forces the simple auth manager on its components (it rewrites
+# AIRFLOW__CORE__AUTH_MANAGER in their environment). Every Airflow process imports
+# $AIRFLOW_HOME/config/airflow_local_settings.py when it starts, before it creates its auth
+# manager, and Airflow reads configuration from the environment when asked: so the components
+# (the api-server among them) use the auth manager named in AUTH_MANAGER_VARIABLE.
+_LOCAL_SETTINGS = f"""\
+import os
+
+if os.environ.get({AUTH_MANAGER_VARIABLE!r}):
+    os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = os.environ[{AUTH_MANAGER_VARIABLE!r}]
+"""
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
 
@@ -151,8 +169,14 @@ class StandaloneStack:
 
     def _environment(self, database_url: str, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        (self.home / "config").mkdir(exist_ok=True)
+        (self.home / "config" / "airflow_local_settings.py").write_text(_LOCAL_SETTINGS)
         passwords = self.home / "simple_auth_manager_passwords.json"
-        passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD, VIEWER_USER: VIEWER_PASSWORD}))
+        passwords.write_text(
+            json.dumps(
+                {ADMIN_USER: ADMIN_PASSWORD, VIEWER_USER: VIEWER_PASSWORD, LIMITED_USER: LIMITED_PASSWORD}
+            )
+        )
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
@@ -162,7 +186,13 @@ class StandaloneStack:
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__FERNET_KEY": "8oEvcgbuJ6zd3CeIqN1ydzwq0qGDO4OcsHEZjP3JTLA=",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": (
+                    f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer,{LIMITED_USER}:user"
+                ),
+                # the simple auth manager, able to limit a user to some DAGs (tests/harness/dag_auth.py);
+                # see _LOCAL_SETTINGS for why it is not AIRFLOW__CORE__AUTH_MANAGER itself
+                AUTH_MANAGER_VARIABLE: "tests.harness.dag_auth.DagLimitedAuthManager",
+                "COMPUTE_TEST_DAG_ACCESS": f"{LIMITED_USER}={'|'.join(LIMITED_DAGS)}",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
                 "AIRFLOW__API__HOST": LOOPBACK,

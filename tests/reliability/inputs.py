@@ -429,3 +429,55 @@ ROUTES = Field(
         st.text(min_size=1, max_size=5),
     ),
 )
+
+
+# -- canaries: an invalid value of every operator argument, carrying a unique string ----------------
+
+
+def _long(canary: str, length: int) -> str:
+    return (canary * (length // len(canary) + 2))[: length + 1]
+
+
+#: per argument, invalid values with the canary inside: the refusal may name the argument, the
+#: rule and the type, never the value (it may be a secret: an env var, a pod template, an
+#: override, a connection field), so the canary must appear in no message, XCom, row or log
+CANARIES: dict[str, Any] = {
+    "tenant_id": lambda c: [c.upper(), f"{c}\n", _long(c, 63)],
+    "operation": lambda c: [f"{c}\n{c}", f"{c}\x00", _long(c, 250)],
+    "execution_id": lambda c: [f"{c}\x1b", _long(c, 1000)],
+    "count": lambda c: [c, f"{c}1"],
+    "wait_for": lambda c: [c],
+    "timeout": lambda c: [c, f"P{c}"],
+    "timeout_factor": lambda c: [c],
+    "max_timeout": lambda c: [c],
+    "on_partial_failure": lambda c: [c],
+    "on_kill_action": lambda c: [c],
+    "poll_interval": lambda c: [c],
+    "pending_grace_period": lambda c: [c],
+    "state_conn_id": lambda c: [f"{c}\n", _long(c, 250)],
+    "cluster": lambda c: [_long(c, 2048), [c]],
+    "task_definition": lambda c: [_long(c, 2048), {"family": c}],
+    "launch_type": lambda c: [c],
+    "capacity_provider_strategy": lambda c: [[{"weight": c}], [c]],
+    "tags": lambda c: [[c], c],
+    "overrides": lambda c: [f"containerOverrides={c}", [{"environment": [{"name": "TOKEN", "value": c}]}]],
+    "network_configuration": lambda c: [c, [c]],
+    "platform_version": lambda c: [_long(c, 64), [c]],
+    "aws_conn_id": lambda c: [_long(c, 250), [c]],
+    "region_name": lambda c: [_long(c, 64), [c]],
+    "namespace": lambda c: [c.upper(), f"{c}/x"],
+    "image": lambda c: [_long(c, 4096), [c]],
+    "cmds": lambda c: [c, [c, 1]],
+    "arguments": lambda c: [c, [c, {"secret": c}]],
+    "env_vars": lambda c: [f"PASSWORD={c}", {f"PASSWORD={c}"}],
+    "container_resources": lambda c: [[c], c],
+    "pod_template": lambda c: [
+        {"metadata": {"annotations": {"token": c}}},
+        {"spec": {"containers": []}, "metadata": {"labels": {"token": c}}},
+        c,
+    ],
+    "labels": lambda c: [[c], c],
+    "annotations": lambda c: [[f"token={c}"], c],
+    "service_account_name": lambda c: [c.upper(), _long(c, 254)],
+    "kubernetes_conn_id": lambda c: [_long(c, 250), [c]],
+}

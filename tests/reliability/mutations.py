@@ -13,7 +13,8 @@ not caught means the suite no longer proves what it claims.
 
 The edit is found by its text, in the file named or, if a refactoring moved it, in any module
 of the package; text that is no longer anywhere is reported as a stale mutation, not skipped.
-Not part of ``.ci/run`` (about six minutes: the chaos and the triggerer tests dominate).
+Not part of ``.ci/run`` (about six minutes: the chaos and the triggerer tests dominate; the
+Compute Health access mutations start the standalone stack, about four minutes each).
 """
 
 from __future__ import annotations
@@ -89,6 +90,53 @@ MUTATIONS = (
         new="Field(le=1000)",
         caught_by=(
             "tests/reliability/test_fuzz_inputs.py::test_fuzzed_operator_arguments_are_refused_by_name_before_any_request",
+        ),
+    ),
+    Mutation(
+        name="echo",
+        part="4 fuzzed input",
+        removes="the rule that a refused value is never echoed (the message quotes it again)",
+        path=f"{PACKAGE}/operators/arguments.py",
+        old='f"{_first_problem(exc)} (got {_kind(value)})"',
+        new='f"{_first_problem(exc)} (got {value!r})"',
+        caught_by=(
+            "tests/reliability/test_fuzz_inputs.py::test_a_refused_value_is_never_echoed_by_its_error",
+            "tests/reliability/test_fuzz_inputs.py::test_templated_canaries_reach_no_message_xcom_row_or_log",
+        ),
+    ),
+    Mutation(
+        name="health-dags",
+        part="7 compute health access",
+        removes="the DAG filter of the health page's reads (every recorded DAG shown to everyone)",
+        path=f"{PACKAGE}/plugins/queries.py",
+        old="known = op.c.dag_id.in_(sorted(vis.dag_ids))",
+        new="known = op.c.dag_id.is_not(None)",
+        caught_by=(
+            "tests/integration/test_compute_health_queries.py::"
+            "test_rows_of_unreadable_dags_are_absent_from_lists_counts_chart_and_lookups[sqlite]",
+            "tests/slow/test_compute_health_ui.py::test_compute_health_page_api_and_links_on_a_failed_run",
+        ),
+    ),
+    Mutation(
+        name="health-force",
+        part="7 compute health access",
+        removes="the administrator's right for forcing a live hold (every hold treated as stale)",
+        path=f"{PACKAGE}/plugins/api.py",
+        old="if access.hold_is_stale(holding.task_instance if holding else None):",
+        new="if True:",
+        caught_by=(
+            "tests/slow/test_compute_health_ui.py::test_compute_health_page_api_and_links_on_a_failed_run",
+        ),
+    ),
+    Mutation(
+        name="health-csrf",
+        part="7 compute health access",
+        removes="the cross-site refusal of a release sent with the session cookie alone",
+        path=f"{PACKAGE}/plugins/api.py",
+        old="if not request.headers.get(CSRF_HEADER) or foreign:",
+        new="if False:",
+        caught_by=(
+            "tests/slow/test_compute_health_ui.py::test_compute_health_page_api_and_links_on_a_failed_run",
         ),
     ),
     Mutation(

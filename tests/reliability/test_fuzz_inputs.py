@@ -19,6 +19,8 @@ operation must run to success against the provider.
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -307,3 +309,109 @@ def test_fuzzed_templated_arguments_fail_the_task_before_any_request(
 
     batch()
     assert batches, "no batch ran"
+
+
+# -- canaries: a refused value is never echoed ---------------------------------------------------------
+
+_CANARY = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=8, max_size=12).map(lambda s: f"canary{s}")
+_KUBE_ONLY = set(KubernetesComputeOperator.provider_argument_types)
+_ECS_ONLY = set(EcsComputeOperator.provider_argument_types)
+
+
+def _echoes(canary: str, *texts: str) -> bool:
+    return any(canary.lower() in text.lower() for text in texts)
+
+
+def test_every_operator_argument_has_canaries() -> None:
+    from airflow_compute_provider.operators.arguments import ARGUMENT_TYPES
+
+    assert set(inputs.CANARIES) >= set(ARGUMENT_TYPES) | _ECS_ONLY | _KUBE_ONLY
+
+
+def test_a_refused_value_is_never_echoed_by_its_error(counted: Any) -> None:
+    """The message names the argument, the rule and the type; the canary inside the value (an
+    env var, an override, a pod template...) appears nowhere in the error."""
+    before = snapshot(counted[2])
+
+    @FUZZ
+    @given(data=st.data())
+    def canary(data: Any) -> None:
+        argument = data.draw(st.sampled_from(sorted(inputs.CANARIES)), label="argument")
+        token = data.draw(_CANARY, label="canary")
+        value = data.draw(st.sampled_from(inputs.CANARIES[argument](token)), label="value")
+        kube = argument in _KUBE_ONLY or (
+            argument not in _ECS_ONLY and data.draw(st.booleans(), label="kube")
+        )
+        TALLY.add(inputs=1)
+
+        def build() -> object:
+            if kube:
+                return KubernetesComputeOperator(task_id="canary", **{**_KUBE_BASE, argument: value})
+            return EcsComputeOperator(task_id="canary", **{**_ECS_BASE, argument: value})
+
+        with pytest.raises(ComputeConfigError) as refused:
+            build()
+        error = refused.value
+        assert names(error.argument, argument), f"{argument} refused as {error.argument!r}: {error}"
+        message = str(error)
+        assert not _echoes(token, message, error.error.model_dump_json()), f"{argument} echoed: {message}"
+
+    canary()
+    _untouched(counted, before)
+
+
+_CANARY_DAG = """\
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airflow_compute_provider.operators.ecs import EcsComputeOperator
+
+with DAG({dag_id!r}, start_date=datetime(2026, 1, 1), schedule=None, catchup=False, params={params!r},
+         render_template_as_native_obj=True):
+{tasks}
+"""
+#: the ECS operator's templated arguments: rendered at run time, checked at the start of execute
+_TEMPLATED_CANARIES = ("tenant_id", "operation", "execution_id", "count", "cluster", "task_definition",
+                       "overrides", "network_configuration", "tags")  # fmt: skip
+
+
+def test_templated_canaries_reach_no_message_xcom_row_or_log(
+    airflow_env: Any, ecs_env: Any, fault_proxy: Callable[[str], FaultProxy], state_store: Any,
+    default_state_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Each templated argument of a real ``dag.test()`` run (in a child, whose output is the task
+    log) renders to an invalid value carrying a canary; the tasks fail INVALID_CONFIGURATION and
+    the canary is in no XCom, no state store row and no line of the log."""
+    proxy = fault_proxy(ecs_env.moto_url)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(proxy.url))
+    token = f"canary{secrets.token_hex(5)}"
+    params: dict[str, Any] = {}
+    tasks: list[str] = []
+    for i, argument in enumerate(_TEMPLATED_CANARIES):
+        params[f"v{i}"] = inputs.CANARIES[argument](token)[0]
+        arguments = {**_ECS_BASE, "tenant_id": f"canary-{i}", "launch_type": "FARGATE",
+                     argument: f"{{{{ params.v{i} }}}}"}  # fmt: skip
+        lines = "\n".join(f"        {k}={v!r}," for k, v in arguments.items())
+        tasks.append(f"    EcsComputeOperator(\n        task_id='t{i}',\n{lines}\n    )")
+    source = _CANARY_DAG.format(dag_id="fuzz_canaries", params=params, tasks="\n".join(tasks))
+    child = airflow_env.run_dag_in_subprocess(source, "fuzz_canaries")
+    child.wait(timeout=300)
+    states = child.record.task_states()
+    assert set(states.values()) == {"failed"}, child.log_text()[-4000:]
+    xcoms = [
+        json.dumps(child.record.xcom(f"t{i}", key="compute_error")) for i in range(len(_TEMPLATED_CANARIES))
+    ]
+    for i, argument in enumerate(_TEMPLATED_CANARIES):
+        error = json.loads(xcoms[i])
+        assert (error["code"], error["root_cause"]["reason"]) == ("INVALID_CONFIGURATION", argument), error
+    assert proxy.counts.total == 0
+    TALLY.add(inputs=len(_TEMPLATED_CANARIES))
+    rows = [row for table in snapshot(default_state_url).values() for row in table]
+    log = child.log_text()
+    assert "INVALID_CONFIGURATION" in log
+    places = {"xcom": xcoms, "state store": rows, "log": log.splitlines()}
+    found = [
+        f"{place}: {text[:500]}" for place, texts in places.items() for text in texts if _echoes(token, text)
+    ]
+    assert not found, "\n".join(found)

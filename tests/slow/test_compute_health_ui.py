@@ -16,6 +16,17 @@ codes, the resource pending cleanup and the chart's series, saves a screenshot (
 ``build/test-artifacts/compute-health.png`` or ``$COMPUTE_TEST_ARTIFACTS``), and releases one
 tenant through the page's form. Over plain HTTP: an anonymous caller and the read-only viewer
 are refused.
+
+Then access per DAG, with the stack's auth manager limiting the ``limited`` user (role "user")
+to this DAG (``tests/harness/dag_auth.py``). Rows are added to the stack's state store the way
+the operators write them: a tenant failed by another DAG (with a resource pending cleanup), one
+whose rows predate recorded DAGs (no DAG id: administrators only), a hold by a task instance of
+this DAG that Airflow does not know as finished (live), and a hold by the run's own finished
+task instance (stale). Through the API and in the browser, the limited user sees this DAG's
+tenants only (rows, counts, chart, cleanup, resource lookup), cannot release the other DAG's,
+cannot force the live hold but may force the stale one; the administrator may force the live
+one, and each release lands in the tenant's history with who and why. A change sent with the
+session cookie alone, without the page's header, is refused as cross-site.
 """
 
 from __future__ import annotations
@@ -32,10 +43,19 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_compute_provider.errors import ComputeError, ErrorCode
 from airflow_compute_provider.hooks.ecs_tags import TENANT_ID_TAG
-from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
+from airflow_compute_provider.state import ResourceUpdate, TaskInstanceRef
+from airflow_compute_provider.state.status import ResourceStatus, TenantEvent, TenantStatus
 from tests.harness.airflow_env import StandaloneHandle
-from tests.harness.airflow_stack import REPO_ROOT, VIEWER_PASSWORD, VIEWER_USER
+from tests.harness.airflow_stack import (
+    LIMITED_DAGS,
+    LIMITED_PASSWORD,
+    LIMITED_USER,
+    REPO_ROOT,
+    VIEWER_PASSWORD,
+    VIEWER_USER,
+)
 from tests.harness.ecs import CLUSTER_NAME, TASK_FAMILY, EcsEnv
 from tests.harness.proxy_faults import ecs_error
 from tests.slow.stack_runs import StackWorkflows
@@ -59,6 +79,8 @@ CHROMIUM_FLAGS = (
 )
 ARTIFACTS = Path(os.environ.get("COMPUTE_TEST_ARTIFACTS") or REPO_ROOT / "build" / "test-artifacts")
 DAG_ID = "compute_health_demo"
+OTHER_DAG = "compute_health_other"
+assert LIMITED_DAGS == (DAG_ID,)
 WAIT = 30.0
 
 _DAG = textwrap.dedent(
@@ -155,10 +177,11 @@ def _token(base_url: str, username: str, password: str) -> str:
     return token
 
 
-def _log_in(driver: Any, stack: StandaloneHandle) -> None:
+def _log_in(driver: Any, stack: StandaloneHandle, username: str = "", password: str = "") -> None:
     """What the login page leaves behind: Airflow's ``_token`` session cookie."""
     driver.get(f"{stack.base_url}/api/v2/monitor/health")  # any page of the origin, to set a cookie on
-    token = _token(stack.base_url, stack.username, stack.password)
+    driver.delete_all_cookies()
+    token = _token(stack.base_url, username or stack.username, password or stack.password)
     driver.add_cookie({"name": "_token", "value": token, "path": "/", "httpOnly": True})
 
 
@@ -170,6 +193,9 @@ def test_compute_health_page_api_and_links_on_a_failed_run(
     _check_refusals(airflow_standalone, failed_run)
     _check_extra_link(airflow_standalone, failed_run)
     _check_page_and_release(airflow_standalone, failed_run, browser)
+    _seed_other_tenants(failed_run)
+    _check_access_per_dag(airflow_standalone, failed_run)
+    _check_limited_page(airflow_standalone, failed_run, browser)
 
 
 def _check_page_and_release(
@@ -291,3 +317,192 @@ def _check_extra_link(airflow_standalone: StandaloneHandle, failed_run: tuple[St
             "/configuration?region=us-east-1"
         )
     }, json.dumps(links)
+
+
+# -- access per DAG ---------------------------------------------------------------------------------
+
+OTHER_RESOURCE = "arn:aws:ecs:us-east-1:123456789012:task/other/0123456789abcdef"
+
+
+def _seed_other_tenants(failed_run: tuple[StackWorkflows, str]) -> None:
+    """What the operators write for tries of other task instances (see the module docstring)."""
+    flows, run_id = failed_run
+    store = flows.store()
+    denied = ComputeError(code=ErrorCode.PERMISSION_DENIED, message="not authorized to perform ecs:RunTask")
+    other = TaskInstanceRef(OTHER_DAG, "manual__other", "provision")
+    store.begin_operation("health-other", "other:1", "provision", "ecs", 1, task_instance=other)
+    store.record_intent(
+        "health-other",
+        "other:1",
+        provider="ecs",
+        conn_id="aws_default",
+        locator={"cluster": CLUSTER_NAME, "region": "us-east-1"},
+        unit_index=0,
+        generation=0,
+        idempotency_token="other-u0-g0",
+    )
+    store.record_resources(
+        "health-other",
+        "other:1",
+        [ResourceUpdate(0, 0, ResourceStatus.PENDING_CLEANUP, resource_id=OTHER_RESOURCE, error=denied)],
+    )
+    store.record_outcome("health-other", "other:1", denied)
+    store.finish_operation("health-other", "other:1", denied, will_retry=False)
+    # a try recorded before operations named their task instance
+    store.begin_operation("health-legacy", "legacy:1", "provision", "ecs", 1)
+    store.record_outcome("health-legacy", "legacy:1", denied)
+    store.finish_operation("health-legacy", "legacy:1", denied, will_retry=False)
+    # held by a task instance of this DAG that Airflow does not know as finished
+    live = TaskInstanceRef(DAG_ID, "manual__still_running", "provision")
+    store.begin_operation("health-live", f"{DAG_ID}:live", "provision", "ecs", 1, task_instance=live)
+    # held by the run's own task instance, which failed: stale
+    stale = TaskInstanceRef(DAG_ID, run_id, "provision")
+    store.begin_operation("health-stale", f"{DAG_ID}:stale", "provision", "ecs", 1, task_instance=stale)
+
+
+def _headers(stack: StandaloneHandle, user: str, password: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {_token(stack.base_url, user, password)}"}
+
+
+def _release(stack: StandaloneHandle, headers: dict[str, str], tenant: str, **body: Any) -> requests.Response:
+    return requests.post(
+        f"{stack.base_url}/compute-health/api/tenants/{tenant}/release",
+        json={"note": "checked by hand", **body},
+        headers=headers,
+        timeout=30,
+    )
+
+
+def _check_access_per_dag(stack: StandaloneHandle, failed_run: tuple[StackWorkflows, str]) -> None:
+    flows, _ = failed_run
+    store = flows.store()
+    api = f"{stack.base_url}/compute-health/api"
+    admin = _headers(stack, stack.username, stack.password)
+    limited = _headers(stack, LIMITED_USER, LIMITED_PASSWORD)
+    viewer = _headers(stack, VIEWER_USER, VIEWER_PASSWORD)
+
+    def health(headers: dict[str, str]) -> dict[str, Any]:
+        answer = requests.get(f"{api}/health", headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def lookup(headers: dict[str, str]) -> list[dict[str, Any]]:
+        answer = requests.get(
+            f"{api}/resources", params={"resource_id": OTHER_RESOURCE}, headers=headers, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        entries: list[dict[str, Any]] = answer.json()["entries"]
+        return entries
+
+    ours = {"health-invalid", "health-cleanup", "health-live", "health-stale"}
+    everyone = health(admin)
+    # (other slow tests share the stack: their tenants may be listed too)
+    assert {t["tenant_id"] for t in everyone["tenants"]} >= ours | {"health-other", "health-legacy"}
+    assert {s["code"] for s in everyone["errors"]["series"]} >= {"PERMISSION_DENIED"}
+    assert [r["resource_id"] for r in everyone["pending_cleanup"]].count(OTHER_RESOURCE) == 1
+    assert len(lookup(admin)) == 1
+
+    # the limited user: this DAG's rows only, in the lists, the counts, the chart and the ledger
+    seen = health(limited)
+    assert {t["tenant_id"] for t in seen["tenants"]} == ours
+    assert seen["tenants_page"]["total"] == len(ours)
+    assert seen["counts"]["needs_investigation"] == 1  # health-cleanup (health-invalid was released)
+    assert seen["counts"]["operation_in_progress"] == 2
+    assert "PERMISSION_DENIED" not in {s["code"] for s in seen["errors"]["series"]}
+    assert OTHER_RESOURCE not in {r["resource_id"] for r in seen["pending_cleanup"]}
+    assert lookup(limited) == []
+    # the viewer reads every DAG, but not rows without a recorded DAG
+    read_by_viewer = {t["tenant_id"] for t in health(viewer)["tenants"]}
+    assert read_by_viewer >= ours | {"health-other"}
+    assert "health-legacy" not in read_by_viewer
+
+    # the limited user cannot release the other DAG's tenant: to them it does not exist
+    refused = _release(stack, limited, "health-other")
+    assert refused.status_code == 404, refused.text
+    assert _release(stack, limited, "health-legacy").status_code == 404
+    # a viewer cannot release what they see
+    refused = _release(stack, viewer, "health-other")
+    assert refused.status_code == 403, refused.text
+    assert f"task instances of DAG '{OTHER_DAG}'" in refused.json()["detail"]
+    for tenant in ("health-other", "health-legacy"):
+        state = store.get_tenant(tenant)
+        assert state is not None
+        assert state.status is TenantStatus.NEEDS_INVESTIGATION
+
+    # force: the live hold needs an administrator, the stale one the DAG's edit right
+    refused = _release(stack, limited, "health-live", force=True)
+    assert refused.status_code == 403, refused.text
+    assert "needs an administrator" in refused.json()["detail"]
+    assert store.get_tenant("health-live").status is TenantStatus.OPERATION_IN_PROGRESS  # type: ignore[union-attr]
+    forced = _release(stack, limited, "health-stale", force=True, note="its worker is gone")
+    assert forced.status_code == 200, forced.text
+    [move, *_] = store.transitions("health-stale")
+    assert move.event is TenantEvent.FORCE_RELEASE
+    assert move.note == (
+        f"its worker is gone (force-released (its task instance had finished) by {LIMITED_USER} "
+        "on the Compute Health page)"
+    )
+    forced = _release(stack, admin, "health-live", force=True, note="the run was deleted")
+    assert forced.status_code == 200, forced.text
+    [move, *_] = store.transitions("health-live")
+    assert move.note is not None
+    assert move.note.startswith(
+        "the run was deleted (force-released while its task instance may still run by admin"
+    )
+
+    # cross-site: the session cookie alone, without the page's header, changes nothing
+    cookie = {"Cookie": f"_token={limited['Authorization'].removeprefix('Bearer ')}"}
+    forged = _release(stack, cookie, "health-cleanup")
+    assert forged.status_code == 403, forged.text
+    assert "cross-site" in forged.json()["detail"]
+    other_origin = {**cookie, "X-Compute-Health-Request": "1", "Origin": "https://evil.example"}
+    assert _release(stack, other_origin, "health-cleanup").status_code == 403
+    assert store.get_tenant("health-cleanup").status is TenantStatus.NEEDS_INVESTIGATION  # type: ignore[union-attr]
+
+
+def _check_limited_page(
+    airflow_standalone: StandaloneHandle, failed_run: tuple[StackWorkflows, str], browser: Any
+) -> None:
+    """The limited user's page: this DAG's tenants only, and a release through the form."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    flows, _ = failed_run
+    wait = WebDriverWait(browser, WAIT)
+    _log_in(browser, airflow_standalone, LIMITED_USER, LIMITED_PASSWORD)
+    browser.get(f"{airflow_standalone.base_url}/plugin/compute-health")
+    wait.until(ec.frame_to_be_available_and_switch_to_it((By.TAG_NAME, "iframe")))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "body[data-loaded=true]")))
+
+    shown = {
+        r.get_attribute("data-tenant") for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-tenant]")
+    }
+    assert shown == {"health-invalid", "health-cleanup", "health-live", "health-stale"}
+    counts = browser.find_element(By.CSS_SELECTOR, "[data-count=needs_investigation] strong").text
+    assert counts == "1"
+    legend = {e.get_attribute("data-series") for e in browser.find_elements(By.CSS_SELECTOR, "#legend li")}
+    assert "ecs:PERMISSION_DENIED" not in legend
+    pending = {
+        r.get_attribute("data-resource") for r in browser.find_elements(By.CSS_SELECTOR, "#cleanup tbody tr")
+    }
+    assert OTHER_RESOURCE not in pending
+    assert f"· {LIMITED_USER}" in browser.find_element(By.ID, "generated").text
+
+    row = browser.find_element(By.CSS_SELECTOR, "#investigation tr[data-tenant='health-cleanup']")
+    row.find_element(By.CSS_SELECTOR, "[data-release-note]").send_keys("stopped the task by hand")
+    row.find_element(By.CSS_SELECTOR, "[data-release]").click()
+    wait.until(
+        ec.presence_of_element_located(
+            (By.CSS_SELECTOR, "#others tr[data-tenant='health-cleanup'][data-status=ready]")
+        )
+    )
+    released = flows.store().get_tenant("health-cleanup")
+    assert released is not None
+    assert (
+        released.note == f"stopped the task by hand (released by {LIMITED_USER} on the Compute Health page)"
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.switch_to.default_content()
+    assert browser.save_screenshot(str(ARTIFACTS / "compute-health-limited.png"))

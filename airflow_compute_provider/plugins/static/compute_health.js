@@ -6,6 +6,10 @@ const COLORS = ["#d1495b", "#edae49", "#00798c", "#30638e", "#003d5b", "#8e6c8a"
 // The Airflow UI's base path: this page lives at <base>compute-health/
 const UI_BASE = location.pathname.replace(/compute-health\/.*$/, "");
 const params = new URLSearchParams(location.search);
+// Every change carries this header: a cross-site form cannot set it (api.py refuses without it).
+const CHANGE_HEADERS = { "Content-Type": "application/json", "X-Compute-Health-Request": "1" };
+// The API sends tenants and pending cleanup a page at a time; where each list is.
+const offsets = { tenants: 0, cleanup: 0 };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -78,7 +82,7 @@ function releaseCell(tenant) {
     try {
       await api(`api/tenants/${encodeURIComponent(tenant.tenant_id)}/release`, {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        headers: CHANGE_HEADERS,
         body: JSON.stringify({ note: note.value.trim(), expected_version: tenant.version }),
       });
       say(`Tenant ${tenant.tenant_id} released.`, "ok");
@@ -91,7 +95,20 @@ function releaseCell(tenant) {
   return el("div", { class: "release" }, note, button);
 }
 
-function drawTenants(tenants) {
+function drawPager(name, page) {
+  const first = page.total ? page.offset + 1 : 0;
+  const last = Math.min(page.offset + page.limit, page.total);
+  for (const box of document.querySelectorAll(`[data-pager='${name}']`)) {
+    const previous = el("button", { type: "button", "data-page": "previous", disabled: page.offset === 0 }, "Previous");
+    const next = el("button", { type: "button", "data-page": "next", disabled: last >= page.total }, "Next");
+    previous.addEventListener("click", () => { offsets[name] = Math.max(0, page.offset - page.limit); load(); });
+    next.addEventListener("click", () => { offsets[name] = page.offset + page.limit; load(); });
+    box.replaceChildren(previous, el("span", { class: "muted", "data-field": "range" }, `${first}–${last} of ${page.total}`), next);
+    box.hidden = page.total <= page.limit;
+  }
+}
+
+function drawTenants(tenants, counts) {
   const investigate = tenants.filter((t) => t.status === "needs_investigation");
   const others = tenants.filter((t) => t.status !== "needs_investigation");
   document.querySelector("#investigation tbody").replaceChildren(
@@ -107,7 +124,7 @@ function drawTenants(tenants) {
       )
     )
   );
-  document.getElementById("investigation-empty").hidden = investigate.length > 0;
+  document.getElementById("investigation-empty").hidden = counts.needs_investigation > 0;
   document.querySelector("#others tbody").replaceChildren(
     ...others.map((t) =>
       el("tr", { "data-tenant": t.tenant_id, "data-status": t.status },
@@ -136,9 +153,9 @@ function resourceRow(r) {
   );
 }
 
-function drawCleanup(rows) {
+function drawCleanup(rows, page) {
   document.querySelector("#cleanup tbody").replaceChildren(...rows.map(resourceRow));
-  document.getElementById("cleanup-empty").hidden = rows.length > 0;
+  document.getElementById("cleanup-empty").hidden = page.total > 0;
 }
 
 function drawChart(errors) {
@@ -213,10 +230,13 @@ async function lookup() {
 async function load() {
   const hours = document.getElementById("window").value;
   try {
-    const summary = await api(`api/health?hours=${encodeURIComponent(hours)}`);
+    const query = new URLSearchParams({ hours, tenants_offset: offsets.tenants, cleanup_offset: offsets.cleanup });
+    const summary = await api(`api/health?${query}`);
     drawCounts(summary.counts);
-    drawTenants(summary.tenants);
-    drawCleanup(summary.pending_cleanup);
+    drawTenants(summary.tenants, summary.counts);
+    drawPager("tenants", summary.tenants_page);
+    drawCleanup(summary.pending_cleanup, summary.pending_cleanup_page);
+    drawPager("cleanup", summary.pending_cleanup_page);
     drawChart(summary.errors);
     document.getElementById("generated").textContent = `as of ${when(summary.generated_at)} · ${summary.user}`;
     document.body.dataset.loaded = "true";

@@ -31,18 +31,17 @@ def test_every_id_of_the_pattern_is_accepted(candidate: str) -> None:
     assert v.tenant_id(candidate) == candidate
 
 
-@pytest.mark.parametrize(
-    ("bad", "shown"),
-    [("acme\n", r"'acme\n'"), ("a\x00b", r"'a\x00b'"), ("", "''"), ("x" * 64, "xxxx")],
-)
-def test_the_message_shows_the_bad_value_readably(bad: str, shown: str) -> None:
+@pytest.mark.parametrize("bad", ["canary-acme\n", "canary\x00b", "canary-" + "x" * 64, "Canary-Secret"])
+def test_the_message_names_the_rule_never_the_value(bad: str) -> None:
+    """A tenant id may be templated from anything: the message reaches XCom and the log before
+    any masking, so it says what is wrong without quoting the value."""
     with pytest.raises(ComputeConfigError) as refused:
         v.tenant_id(bad)
     message = str(refused.value)
-    assert shown in message
+    assert "anary" not in message
     assert "tenant_id" in message
+    assert "1 to 63 characters" in message
     assert refused.value.error.code is ErrorCode.INVALID_CONFIGURATION
-    assert len(message) < 400  # an overlong value is cut, not echoed whole
 
 
 def test_unknown_statuses_name_the_known_ones() -> None:
