@@ -252,9 +252,9 @@ class SqlTenantStateStore(TenantStateStore):
         attempt: int | None = None,
     ) -> Tenant:
         tenant_id = v.tenant_id(tenant_id)
-        checked = _checked_outcome(error)
-        if checked is None:
-            raise ComputeConfigError("must be a ComputeError", argument="error")
+        if not isinstance(error, ComputeError):
+            raise ComputeConfigError(f"must be a ComputeError, got {type(error).__name__}", argument="error")
+        checked = error
         if execution_id is not None:
             execution_id = v.execution_id(execution_id)
         if attempt is not None:
@@ -719,6 +719,16 @@ class SqlTenantStateStore(TenantStateStore):
         target = TenantStatus.NEEDS_INVESTIGATION
         if tenant.status is target:
             return tenant
+        if tenant.status is TenantStatus.OPERATION_IN_PROGRESS:
+            # A try holds it: that try finishes it; holding it now would leave the running try
+            # a tenant it can no longer finish.
+            raise IllegalTransitionError(
+                f"tenant {tenant_id!r} is operation_in_progress for execution {tenant.execution_id!r} "
+                f"(attempt {tenant.attempt}); not held for another try's invalid arguments",
+                subject=tenant_id,
+                current=tenant.status.value,
+                requested=target.value,
+            )
         check_tenant_transition(tenant_id, tenant.status, TenantEvent.FINISH, target)
         return self._move_tenant(
             conn,
