@@ -58,7 +58,7 @@ def kube_env(
 def test_a_deferred_try_ends_at_its_execution_timeout_with_its_work_left_running(
     airflow_env, ecs_env
 ) -> None:
-    """Timeout 1 hour, execution_timeout 3 s, deferred: the trigger's deadline is the try's
+    """Timeout 1 minute, execution_timeout 3 s, deferred: the trigger's deadline is the try's
     start + 3 s, and the try ends there as OPERATION_TIMEOUT with the task still running."""
     ecs_env.default_script = RUNS_FOREVER
     tenant = "dl-deferred"
@@ -68,7 +68,8 @@ def test_a_deferred_try_ends_at_its_execution_timeout_with_its_work_left_running
         "deadline_deferred",
         tenant_id=tenant,
         deferrable=True,
-        timeout=Code("timedelta(hours=1)"),
+        # a minute: long beside the execution_timeout, short enough for a test that fails
+        timeout=Code("timedelta(minutes=1)"),
         execution_timeout=Code("timedelta(seconds=3)"),
         retries=0,
     )
@@ -98,7 +99,7 @@ def test_a_deferred_try_at_its_execution_timeout_stops_its_work_when_asked(airfl
         tenant_id=tenant,
         deferrable=True,
         on_kill_action="stop",
-        timeout=Code("timedelta(hours=1)"),
+        timeout=Code("timedelta(minutes=1)"),
         execution_timeout=Code("timedelta(seconds=3)"),
         retries=0,
     )
@@ -135,6 +136,64 @@ def test_a_blocking_try_at_its_execution_timeout_ends_the_same_way(airflow_env, 
     assert error["cleanup"]["action"] == "left_running"
     (arn,) = error["cleanup"]["resources"]
     assert _ecs_task_status(ecs_env, arn) == "RUNNING"
+
+
+_ENFORCED_DAG = """\
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from airflow_compute_provider.operators.ecs import EcsComputeOperator
+
+
+class AirflowEnforcesTheDeferralTimeout(EcsComputeOperator):
+    # dag.test() enforces no trigger timeout: this stands in for an Airflow that does, which
+    # resumes the deferred try with next method "__fail__" and the trigger-timeout reason
+    # (airflow.models.trigger.TriggerFailureReason.TRIGGER_TIMEOUT) instead of its event.
+    def resume_execution(self, next_method, next_kwargs, context):
+        return super().resume_execution("__fail__", {{"error": "Trigger timeout"}}, context)
+
+
+with DAG("deadline_enforced", start_date=datetime(2026, 1, 1), schedule=None, catchup=False) as dag:
+    AirflowEnforcesTheDeferralTimeout(
+        task_id="provision",
+        tenant_id="dl-enforced",
+        operation="provision",
+        cluster={cluster!r},
+        task_definition={task_definition!r},
+        launch_type="FARGATE",
+        network_configuration={network!r},
+        deferrable=True,
+        poll_interval=0.2,
+        timeout=timedelta(seconds=3),
+        execution_timeout=timedelta(minutes=10),
+        retries=0,
+    )
+"""
+
+
+def test_a_resume_with_task_deferral_timeout_ends_the_try_like_its_execution_timeout(
+    airflow_env, ecs_env
+) -> None:
+    """The try resumes with TaskDeferralTimeout and no event: its units come from the ledger, and
+    it ends as at its execution_timeout: OPERATION_TIMEOUT, the task left running."""
+    ecs_env.default_script = RUNS_FOREVER
+    source = _ENFORCED_DAG.format(
+        cluster=ecs_env.cluster_name,
+        task_definition=ecs_env.task_definition_arn,
+        network=ecs_env.network_configuration,
+    )
+
+    run = airflow_env.run_dag(source, "deadline_enforced")
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert (error["code"], error["classification"]) == ("OPERATION_TIMEOUT", "retriable")
+    assert error["message"].startswith("the task's execution_timeout (10m) passed"), error["message"]
+    assert error["cleanup"]["action"] == "left_running"
+    (arn,) = error["cleanup"]["resources"]
+    assert _ecs_task_status(ecs_env, arn) == "RUNNING"
+    assert open_state_store().get_tenant("dl-enforced").status is TenantStatus.RETRY_PENDING
 
 
 # -- a unit pending at the deadline -----------------------------------------------------------

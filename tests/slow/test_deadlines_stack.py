@@ -95,6 +95,16 @@ def _conf(workflows: StackWorkflows, namespace: str | None = None) -> dict[str, 
     return conf
 
 
+def _wait(workflows: StackWorkflows, dag_id: str, run_id: str, **kwargs: Any) -> StackRun:
+    """``workflows.wait``, with the stack's log tail in the failure when the stack stops answering."""
+    try:
+        return workflows.wait(dag_id, run_id, timeout=240, **kwargs)
+    except (TimeoutError, OSError) as exc:
+        raise AssertionError(
+            f"{dag_id}: {exc}; stack log tail:\n{workflows.stack.stack.log_tail(12000)}"
+        ) from exc
+
+
 def _ended_at_its_execution_timeout(run: StackRun, try_number: int) -> dict[str, Any]:
     """The try deferred, its deadline was its start + execution_timeout (not the operation's 10
     minutes), and it ended there, not before; returns its task instance try."""
@@ -126,7 +136,7 @@ def test_ecs_a_deferred_try_ends_at_its_execution_timeout_and_the_retry_adopts(
                 ecs_env.set_script(arn, TaskScript(pending=0, running=4))
                 finishing.append(arn)
 
-    run = workflows.wait("slow_deadline_ecs", run_id, each_poll=let_it_finish_after_try_1, timeout=240)
+    run = _wait(workflows, "slow_deadline_ecs", run_id, each_poll=let_it_finish_after_try_1)
 
     assert run.state == "success"
     assert [(t["try_number"], t["state"]) for t in run.tries("provision")] == [(1, "failed"), (2, "success")]
@@ -171,7 +181,7 @@ def test_kubernetes_a_deferred_try_ends_at_its_execution_timeout_and_the_retry_a
         },
     )
     run_id = workflows.client.trigger("slow_deadline_kube", conf=_conf(workflows, kube_namespace))
-    run = workflows.wait("slow_deadline_kube", run_id, timeout=240)
+    run = _wait(workflows, "slow_deadline_kube", run_id)
 
     assert run.state == "failed"
     assert [(t["try_number"], t["state"]) for t in run.tries("provision")] == [(1, "failed"), (2, "failed")]
@@ -220,7 +230,7 @@ def test_a_resume_with_task_deferral_timeout_ends_the_try_like_its_execution_tim
             engine.dispose()
         enforced.append(True)
 
-    run = workflows.wait("slow_deadline_enforced", run_id, each_poll=enforce_once_deferred, timeout=240)
+    run = _wait(workflows, "slow_deadline_enforced", run_id, each_poll=enforce_once_deferred)
 
     assert enforced
     assert run.state == "failed"
