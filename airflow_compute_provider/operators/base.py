@@ -13,8 +13,9 @@ the column on the right names the module that does the step's work:
     4. launch     intent in the ledger first, then the request with its      launch.py,
                   idempotency token; a partial launch is rolled back, or     ledger.py,
                   kept for ``retry_failed``                                  rollback.py
-    5. wait       deferred to ComputeStatusTrigger, or polling here: same    wait.py
-                  deadline either way
+    5. wait       deferred to ComputeStatusTrigger, or polling here: same    wait.py,
+                  deadline either way (a deferred try's is bounded by        deadline.py
+                  execution_timeout too, which Airflow 3.3 does not do)
     6. settle     success -> XCom result; failure -> XCom ``compute_error``, outcome.py,
                   the error kept with the operation, and                     failure.py,
                   ComputeOperationError raised                               rollback.py
@@ -88,7 +89,8 @@ class BaseComputeOperator(BaseOperator):
     :param wait_for: ``"completion"`` (every unit exits 0) or ``"running"`` (every unit runs,
         and is healthy where a health check is defined).
     :param timeout: how long one try waits before failing as OPERATION_TIMEOUT; the work
-        keeps running and the next try reattaches to it.
+        keeps running and the next try reattaches to it. A deferred try also stops waiting at
+        its start plus ``execution_timeout``, and ends the same way.
     :param timeout_factor: each earlier try of this execution that timed out multiplies the
         timeout by this (default: the retry policy's, else 1.0), capped by ``max_timeout``.
     :param on_partial_failure: ``"rollback"`` stops what started when some units failed;
@@ -99,7 +101,8 @@ class BaseComputeOperator(BaseOperator):
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poll_interval: seconds between status polls.
     :param pending_grace_period: how long a unit may be stuck pending with an error
-        (image pull back-off, unschedulable) before it counts as failed.
+        (image pull back-off, unschedulable) before it counts as failed (default 2 minutes);
+        at the try's deadline a stuck unit fails with its error whatever is left of it.
     :param on_kill_action: ``"keep"`` (default) or ``"stop"``: what a kill of the task does to
         the units. Worker shutdowns and ``execution_timeout`` keep them unless this is "stop".
     :param state_conn_id: the Airflow connection of the tenant state store.
