@@ -420,6 +420,7 @@ class BaseComputeOperator(BaseOperator):
             launched=[u.resource_id for u in launched],
             deadline=deadline.at.isoformat(),
             deadline_by=deadline.by.value,
+            try_started=(started.isoformat() if (started := _try_started(context)) else None),
         )
         if not watch:
             return self._settle(context, t, done, [], deadline, timed_out=False)
@@ -534,12 +535,10 @@ class BaseComputeOperator(BaseOperator):
     def _deadline(self, context: Any, t: Try) -> TryDeadline:
         """When this try stops waiting. A deferred try is bounded by ``execution_timeout`` too
         (Airflow does not bound it: ``deadline.py``); a blocking one is ended by Airflow itself."""
-        now = datetime.now(UTC)
-        started = getattr(context["ti"], "start_date", None)
         return try_deadline(
-            now=now,
+            now=datetime.now(UTC),
             timeout=self._try_timeout(t),
-            started_at=started if isinstance(started, datetime) and started.tzinfo else None,
+            started_at=_try_started(context),
             execution_timeout=self.execution_timeout if self.deferrable else None,
         )
 
@@ -553,6 +552,16 @@ class BaseComputeOperator(BaseOperator):
         timeout: timedelta = t.args["timeout"] * (factor**earlier_timeouts)
         cap = t.args.get("max_timeout")
         return min(timeout, cap) if cap else timeout
+
+
+def _try_started(context: Any) -> datetime | None:
+    """When Airflow started this try (``ti.start_date``: the worker's, once the API server took
+    the start), or ``None`` where it does not say."""
+    started = getattr(context["ti"], "start_date", None)
+    if isinstance(started, str):
+        with suppress(ValueError):
+            started = datetime.fromisoformat(started)
+    return started if isinstance(started, datetime) and started.tzinfo is not None else None
 
 
 def _usable_resume(resume: Any) -> bool:
