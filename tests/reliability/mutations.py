@@ -192,6 +192,18 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="rollback-final",
+        part="issue 16: retry_failed",
+        removes="the rollback of what retry_failed left running when no retry follows",
+        path=f"{PACKAGE}/operators/decisions.py",
+        old="        error = roll_back_left_running(opened, t, error, make_backend)\n",
+        new="        pass\n",
+        caught_by=(
+            "tests/integration/test_retry_failed_final.py::"
+            "test_retry_failed_without_a_retry_rolls_back_what_it_left_running",
+        ),
+    ),
+    Mutation(
         name="summary",
         part="7 summary line",
         removes="trylast from the hook that prints the line (it no longer ends the run's summaries)",
