@@ -121,7 +121,8 @@ def _ended_at_its_execution_timeout(run: StackRun, try_number: int) -> dict[str,
     assert ended - worker_started >= EXECUTION_TIMEOUT, "the try ended before its execution_timeout"
     # for the record (pytest -s): how long after its execution_timeout the try really ended
     print(
-        f"{run.dag_id} try {try_number}: ended {(ended - worker_started).total_seconds():.1f} s after its start"
+        f"{run.dag_id} try {try_number}: ended "
+        f"{(ended - worker_started).total_seconds():.1f} s after its start"
     )
     assert not run.logged("provision", try_number, AIRFLOW_ENDED_IT), "Airflow 3.3 enforced it after all?"
     return attempt
