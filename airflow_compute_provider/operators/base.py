@@ -47,7 +47,6 @@ except ImportError:  # Airflow < 3.2 keeps them in airflow.exceptions
 
 from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
-from airflow_compute_provider.errors.model import UnitReport, UnitsReport
 from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.observability import redact_error, register_secrets
 from airflow_compute_provider.operators import decisions, outcome
@@ -161,6 +160,8 @@ class BaseComputeOperator(BaseOperator):
         self.on_failure_callback = [*authors_failure, AfterAirflowDecided(will_retry=False)]
         self._active: Try | None = None
         self._watching: list[Unit] = []
+        #: the newest statuses of ``_watching`` a blocking wait polled
+        self._latest: list[UnitStatus] = []
         self._launch_timer = LaunchTimer()
         #: the exceptions ``_fail`` raised: recorded already, so they pass through untouched
         self._raised: list[ComputeOperationError] = []
@@ -379,8 +380,17 @@ class BaseComputeOperator(BaseOperator):
             # own deadline, ``_settle``). The same error either way; the units run on unless
             # on_kill_action="stop", and then they are stopped here, with the ledger, rather
             # than by Airflow's on_kill that follows.
-            watched = UnitsReport(
-                running=[UnitReport(index=u.index, resource_id=u.resource_id) for u in self._watching]
+            # Where the units stand as last polled; one never polled is pending, not running.
+            seen = {(s.unit.index, s.unit.generation) for s in self._latest}
+            watched = outcome.units_report(
+                [
+                    *self._latest,
+                    *(
+                        UnitStatus(unit=u, phase=UnitPhase.PENDING)
+                        for u in self._watching
+                        if (u.index, u.generation) not in seen
+                    ),
+                ]
             )
             error = outcome.timeout_error(
                 watched, timeout=self.execution_timeout or timedelta(0), execution_timeout=True
@@ -430,7 +440,14 @@ class BaseComputeOperator(BaseOperator):
                 method_name="execute_complete",
             )
         statuses, timed_out = poll_until_settled(
-            self._store, t, backend, watch=watch, done=done, deadline=deadline.at, timer=self._launch_timer
+            self._store,
+            t,
+            backend,
+            watch=watch,
+            done=done,
+            deadline=deadline.at,
+            timer=self._launch_timer,
+            latest=self._latest,
         )
         return self._settle(context, t, done, statuses, deadline, timed_out=timed_out)
 

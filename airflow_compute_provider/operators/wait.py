@@ -95,8 +95,11 @@ def poll_until_settled(
     done: list[UnitStatus],
     deadline: datetime,
     timer: LaunchTimer,
+    latest: list[UnitStatus] | None = None,
 ) -> tuple[list[UnitStatus], bool]:
-    """The newest statuses of ``watch``, and whether the deadline passed before they settled."""
+    """The newest statuses of ``watch``, and whether the deadline passed before they settled.
+    ``latest``, when given, holds the newest statuses all along (for a wait Airflow cuts short:
+    ``execution_timeout``)."""
     statuses: list[UnitStatus] = []
     while True:
         now = datetime.now(UTC)
@@ -107,6 +110,8 @@ def poll_until_settled(
                 raise
             t.log.warning("status poll failed, will poll again", code=exc.error.code.value)
         else:
+            if latest is not None:
+                latest[:] = statuses
             timer.observe(store, t, statuses)
             if assess_try(t, done + statuses, deadline, now).state in (
                 Settlement.SUCCEEDED,
