@@ -171,7 +171,13 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         )
 
         def launch_one(unit: UnitLaunch) -> _LaunchOutcome:
-            return self._launch_one(client, plan, template, unit, locator)
+            try:
+                return self._launch_one(client, plan, template, unit, locator)
+            except Exception as exc:
+                # One unit's surprise (a malformed answer) is that unit's refusal: it must not
+                # escape the pool and take the other units' launched ids with it.
+                self.log.warning("Launching unit %d failed unexpectedly", unit.index, exc_info=True)
+                return _LaunchOutcome(unit, error=self._error(exc, plan))
 
         workers = min(self.max_launch_concurrency, len(plan.units))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecs-launch") as pool:
@@ -233,8 +239,24 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
 
         tasks = response.get("tasks") or []
         if tasks:
-            arn = str(tasks[0]["taskArn"])
-            return _LaunchOutcome(unit, unit=Unit(unit.index, unit.generation, arn, dict(locator)))
+            task = tasks[0]
+            arn = task.get("taskArn") if isinstance(task, Mapping) else None
+            if isinstance(arn, str) and arn:
+                return _LaunchOutcome(unit, unit=Unit(unit.index, unit.generation, arn, dict(locator)))
+            log_raw_response(self.log, response, what="ECS RunTask response with a task but no taskArn")
+            malformed = ComputeError(
+                code=ErrorCode.UNKNOWN_PROVIDER_ERROR,
+                message=(
+                    f"RunTask answered with a task but no taskArn for unit {unit.index}; the task may "
+                    "have started (the next look on the provider finds it by its tags)"
+                ),
+                root_cause=RootCause(
+                    provider=PROVIDER,
+                    request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
+                    reason="malformed_answer",
+                ),
+            )
+            return _LaunchOutcome(unit, error=self._with_context(malformed, plan))
         failures = normalize_ecs.from_run_task_response(response)
         if failures:
             log_raw_response(self.log, response, what="ECS RunTask response with failures")

@@ -222,7 +222,13 @@ class KubernetesComputeHook(BaseHook):
         launched: list[Unit] = []
         refused: list[tuple[UnitLaunch, ComputeError]] = []
         for position, (unit, manifest) in enumerate(manifests):
-            outcome = self._launch_one(core, plan, unit, manifest)
+            try:
+                outcome = self._launch_one(core, plan, unit, manifest)
+            except Exception as exc:
+                # One unit's surprise (a malformed answer) is that unit's refusal: the units
+                # launched before it keep their ids, the ones after it are still tried.
+                log.warning("Launching unit %d failed unexpectedly", unit.index, exc_info=True)
+                outcome = self._malformed(plan, manifest["metadata"]["name"], exc)
             if isinstance(outcome, Unit):
                 launched.append(outcome)
                 continue
@@ -272,10 +278,21 @@ class KubernetesComputeHook(BaseHook):
         return self._conflict(plan, name, "kept appearing and vanishing while it was being created")
 
     def _read_pod(self, core: k8s.CoreV1Api, name: str) -> dict[str, Any]:
-        pod: dict[str, Any] = _read_json(
-            self._retry(core.read_namespaced_pod, name, self.namespace, _preload_content=False)
-        )
+        pod = _read_json(self._retry(core.read_namespaced_pod, name, self.namespace, _preload_content=False))
+        if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
+            raise ValueError(f"the API server answered the read of pod {name} with no pod metadata")
         return pod
+
+    def _malformed(self, plan: LaunchPlan, name: str, exc: BaseException) -> ComputeError:
+        return ComputeError(
+            code=ErrorCode.UNKNOWN_PROVIDER_ERROR,
+            message=f"pod {self.namespace}/{name}: the API server's answer could not be read ({exc})",
+            provider=PROVIDER,
+            operation=plan.operation or None,
+            execution_id=plan.execution.execution_id,
+            tenant_id=plan.execution.tenant_id,
+            root_cause=RootCause(provider=PROVIDER, resource_id=name, reason="malformed_answer"),
+        )
 
     def _conflict(self, plan: LaunchPlan, name: str, why: str) -> ComputeError:
         return ComputeError(
@@ -305,7 +322,8 @@ class KubernetesComputeHook(BaseHook):
         pods: dict[tuple[str, str], dict[str, Any]] = {}
         for namespace, selector in self._list_requests(units):
             for pod in self._list(namespace, selector):
-                pods[(namespace, pod["metadata"]["name"])] = pod
+                if (name := _name_of(pod)) is not None:
+                    pods[(namespace, name)] = pod
         return self._statuses(units, pods)
 
     async def adescribe(self, units: Sequence[Unit]) -> list[UnitStatus]:
@@ -320,7 +338,8 @@ class KubernetesComputeHook(BaseHook):
                 core = async_k8s.CoreV1Api(api)
                 for namespace, selector in requests:
                     for pod in await self._alist(core, namespace, selector):
-                        pods[(namespace, pod["metadata"]["name"])] = pod
+                        if (name := _name_of(pod)) is not None:
+                            pods[(namespace, name)] = pod
         return self._statuses(units, pods)
 
     def _list_requests(self, units: Sequence[Unit]) -> list[tuple[str, str]]:
@@ -502,6 +521,14 @@ def _status(exc: BaseException) -> int | None:
     if isinstance(exc, (k8s.ApiException, async_k8s.ApiException)):
         return int(exc.status) if exc.status is not None else None
     return None
+
+
+def _name_of(pod: Any) -> str | None:
+    """A listed pod's name; ``None`` for an item without one (a malformed answer), which then
+    matches no unit rather than failing the whole list."""
+    metadata = pod.get("metadata") if isinstance(pod, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _read_json(response: Any) -> Any:

@@ -15,8 +15,9 @@ the column on the right names the module that does the step's work:
     4. launch     intent in the ledger first, then the request with its      launch.py,
                   idempotency token; a partial launch is rolled back, or     ledger.py,
                   kept for ``retry_failed``                                  rollback.py
-    5. wait       deferred to ComputeStatusTrigger, or polling here: same    wait.py
-                  deadline either way
+    5. wait       deferred to ComputeStatusTrigger, or polling here: same    wait.py,
+                  deadline either way (a deferred try's is bounded by        deadline.py
+                  execution_timeout too, which Airflow 3.3 does not do)
     6. settle     success -> XCom result; failure -> XCom ``compute_error``, outcome.py,
                   the error kept with the operation, and                     failure.py,
                   ComputeOperationError raised                               rollback.py
@@ -33,7 +34,7 @@ from here too, where DAG files have imported them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar, NoReturn
@@ -42,13 +43,13 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 try:
-    from airflow.sdk.exceptions import AirflowTaskTimeout
-except ImportError:  # Airflow < 3.2 keeps it in airflow.exceptions
-    from airflow.exceptions import AirflowTaskTimeout  # type: ignore[no-redef]
+    from airflow.sdk.exceptions import AirflowTaskTimeout, TaskDeferralTimeout
+except ImportError:  # Airflow < 3.2 keeps them in airflow.exceptions
+    from airflow.exceptions import AirflowTaskTimeout, TaskDeferralTimeout  # type: ignore[no-redef]
 
 from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
-from airflow_compute_provider.errors.model import CleanupReport, RootCause
+from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.observability import redact_error, register_secrets
 from airflow_compute_provider.operators import decisions, outcome
@@ -58,6 +59,7 @@ from airflow_compute_provider.operators.arguments import (
     valid_or_none,
     validate_arguments,
 )
+from airflow_compute_provider.operators.deadline import DeadlineBy, TryDeadline, ledger_units, try_deadline
 from airflow_compute_provider.operators.decisions import AfterAirflowDecided
 from airflow_compute_provider.operators.failure import (
     ComputeTaskAborted,
@@ -78,11 +80,15 @@ from airflow_compute_provider.operators.wait import (
 )
 from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
 from airflow_compute_provider.policy import apply_policy_arguments, find_compute_policy, take_policy_arguments
+from airflow_compute_provider.state import validate as store_checks
 from airflow_compute_provider.state.clock import new_token
 from airflow_compute_provider.state.rules import STORE_SOURCE
 from airflow_compute_provider.state.status import SupersededTryError
 from airflow_compute_provider.state.store import TenantStateStore
-from airflow_compute_provider.triggers.progress import Settlement
+from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PERIOD, Settlement
+
+#: the next method Airflow resumes a deferred try with when it ends the deferral itself
+TRIGGER_FAIL_REPR = "__fail__"
 
 
 class BaseComputeOperator(BaseOperator):
@@ -94,7 +100,8 @@ class BaseComputeOperator(BaseOperator):
     :param wait_for: ``"completion"`` (every unit exits 0) or ``"running"`` (every unit runs,
         and is healthy where a health check is defined).
     :param timeout: how long one try waits before failing as OPERATION_TIMEOUT; the work
-        keeps running and the next try reattaches to it.
+        keeps running and the next try reattaches to it. A deferred try also stops waiting at
+        its start plus ``execution_timeout``, and ends the same way.
     :param timeout_factor: each earlier try of this execution that timed out multiplies the
         timeout by this (default: the retry policy's, else 1.0), capped by ``max_timeout``.
     :param on_partial_failure: ``"rollback"`` stops what started when some units failed;
@@ -105,7 +112,8 @@ class BaseComputeOperator(BaseOperator):
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poll_interval: seconds between status polls.
     :param pending_grace_period: how long a unit may be stuck pending with an error
-        (image pull back-off, unschedulable) before it counts as failed.
+        (image pull back-off, unschedulable) before it counts as failed (default 2 minutes);
+        at the try's deadline a stuck unit fails with its error whatever is left of it.
     :param on_kill_action: ``"keep"`` (default) or ``"stop"``: what a kill of the task does to
         the units. Worker shutdowns and ``execution_timeout`` keep them unless this is "stop".
     :param state_conn_id: the Airflow connection of the tenant state store.
@@ -132,7 +140,7 @@ class BaseComputeOperator(BaseOperator):
         execution_id: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
-        pending_grace_period: timedelta = timedelta(minutes=5),
+        pending_grace_period: timedelta = DEFAULT_PENDING_GRACE_PERIOD,
         on_kill_action: str = "keep",
         state_conn_id: str = "compute_state_default",
         **kwargs: Any,
@@ -164,6 +172,8 @@ class BaseComputeOperator(BaseOperator):
         self.on_failure_callback = [*authors_failure, AfterAirflowDecided(will_retry=False)]
         self._active: Try | None = None
         self._watching: list[Unit] = []
+        #: the newest statuses of ``_watching`` a blocking wait polled
+        self._latest: list[UnitStatus] = []
         self._launch_timer = LaunchTimer()
         #: the exceptions ``_fail`` raised: recorded already, so they pass through untouched
         self._raised: list[ComputeOperationError] = []
@@ -253,6 +263,7 @@ class BaseComputeOperator(BaseOperator):
             error = redact_error(exc.error.with_context(provider=self.provider, operation=operation))
             push_error(context, error)
             metrics.error(error, provider=self.provider)
+            self._hold_for_invalid_arguments(context, error)
             raise self._exception_for(exc.error, context) from None
         token = new_token()
         try:
@@ -286,9 +297,20 @@ class BaseComputeOperator(BaseOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any], **_next_kwargs: Any) -> dict[str, Any]:
         """Resume after the trigger fired: settle with the statuses it saw."""
-        resume = event["resume"]
+        resume = event.get("resume") if isinstance(event, dict) else None
+        if not _usable_resume(resume):
+            # The trigger's contract broken (it never should be): take what the try watches
+            # from the ledger instead, and let the provider say where it stands.
+            self.log.warning("the trigger's event is malformed; resuming from the ledger: %.200r", event)
+            return self._resume_from_ledger(context, DeadlineBy.TIMEOUT, timed_out=False)
+        assert isinstance(resume, dict)
         tenant_id, execution_id = resume["tenant_id"], resume["execution_id"]
-        units, done, deadline = resume["units"], resume["done"], resume["deadline"]
+        units, done = resume["units"], resume["done"]
+        deadline = TryDeadline(
+            datetime.fromisoformat(resume["deadline"]),
+            DeadlineBy(resume.get("deadline_by", DeadlineBy.TIMEOUT.value)),
+            timedelta(seconds=float(resume.get("deadline_bound") or 0.0)),
+        )
         args = self._validated(skip_templates=False)
         airflow_try = int(context["ti"].try_number)
         t = Try.start(
@@ -322,9 +344,87 @@ class BaseComputeOperator(BaseOperator):
                 t,
                 [UnitStatus.from_dict(s) for s in done],
                 statuses,
-                datetime.fromisoformat(deadline),
+                deadline,
                 timed_out=event.get("kind") == "timeout",
             )
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """Airflow's resume, plus one case: an Airflow that enforces the deferral's timeout
+        (``execution_timeout``) resumes the try with ``TaskDeferralTimeout`` and no event. The
+        try ends as at its own ``execution_timeout`` deadline (``deadline.py``)."""
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout:
+            if next_method != TRIGGER_FAIL_REPR:
+                raise  # not Airflow's timeout signal: raised inside our own resume
+            self.log.warning("Airflow ended the deferral at the task's execution_timeout")
+            by = DeadlineBy.EXECUTION_TIMEOUT if self.execution_timeout else DeadlineBy.TIMEOUT
+            return self._resume_from_ledger(context, by, timed_out=True)
+
+    def _hold_for_invalid_arguments(self, context: Any, error: ComputeError) -> None:
+        """Requirement 2.2: invalid configuration holds the tenant for investigation, also when
+        our own validation caught it before any provider call (``arguments.py``). Not when the
+        tenant id itself is invalid: there is no tenant to hold. The store's failure to record it
+        (an unreachable or misconfigured store, a try in progress) is logged; the argument error
+        is what the task fails with either way."""
+        tenant_id = self.tenant_id
+        try:
+            tenant_id = store_checks.tenant_id(tenant_id)
+        except ComputeConfigError:
+            return
+        execution_id: str | None = None
+        with suppress(Exception):
+            execution_id = store_checks.execution_id(
+                self._execution_id(context, {"execution_id": self.execution_id})
+            )
+        try:
+            held = self._store.hold_invalid_request(
+                tenant_id, error, execution_id=execution_id, attempt=int(context["ti"].try_number)
+            )
+        except Exception as exc:
+            self.log.warning("could not hold tenant %s for its invalid arguments: %s", tenant_id, exc)
+            return
+        self.log.error("tenant %s held for investigation: %s", held.tenant_id, error.message)
+
+    def _resume_from_ledger(self, context: Any, by: DeadlineBy, *, timed_out: bool) -> dict[str, Any]:
+        """Settle a resumed try that has no usable trigger event: its units from the ledger,
+        described once, and the deadline taken as passed now."""
+        self._active = None
+        try:
+            args = self._validated(skip_templates=False)
+            execution = ExecutionRef(args["tenant_id"], self._execution_id(context, args))
+        except ComputeConfigError as exc:
+            operation = valid_or_none(self.operation, "operation")  # never the rejected value
+            error = redact_error(exc.error.with_context(provider=self.provider, operation=operation))
+            push_error(context, error)
+            raise self._exception_for(exc.error, context) from None
+        # The try that deferred is the execution's newest, as the store numbered it; its writes
+        # name it (a newer try that began meanwhile refuses them).
+        airflow_try = int(context["ti"].try_number)
+        newest = next(
+            (
+                op
+                for op in self._store.operations(execution.tenant_id)
+                if op.execution_id == execution.execution_id
+            ),
+            None,
+        )
+        t = Try.start(
+            execution,
+            newest.attempt if newest else airflow_try,
+            args,
+            provider=self.provider,
+            token=newest.try_token if newest else None,
+            airflow_try_number=airflow_try,
+        )
+        self._active = t
+        with self._failures_as_compute_errors(context, t):
+            done, watch = ledger_units(self._store, t)
+            self._watching = watch
+            statuses = complete_statuses(t, watch, [], self.make_backend)
+            bound = self.execution_timeout if by is DeadlineBy.EXECUTION_TIMEOUT else None
+            deadline = TryDeadline(datetime.now(UTC), by, bound or self._try_timeout(t))
+            return self._settle(context, t, done, statuses, deadline, timed_out=timed_out)
 
     @contextmanager
     def _failures_as_compute_errors(self, context: Any, t: Try) -> Iterator[None]:
@@ -332,20 +432,30 @@ class BaseComputeOperator(BaseOperator):
         try:
             yield
         except AirflowTaskTimeout:
-            # execution_timeout: Airflow ends this try, never the units.
+            # execution_timeout of a blocking try: Airflow ends it (a deferred one ends at its
+            # own deadline, ``_settle``). The same error either way; the units run on unless
+            # on_kill_action="stop", and then they are stopped here, with the ledger, rather
+            # than by Airflow's on_kill that follows.
+            # Where the units stand as last polled; one never polled is pending, not running.
             with self._unless_superseded(t):
-                record_failure(
-                    context,
-                    t,
-                    ComputeError(
-                        code=ErrorCode.OPERATION_TIMEOUT,
-                        message="the task's execution_timeout passed; units left running",
-                        cleanup=CleanupReport(
-                            action="left_running", resources=[u.resource_id for u in self._watching]
+                seen = {(s.unit.index, s.unit.generation) for s in self._latest}
+                watched = outcome.units_report(
+                    [
+                        *self._latest,
+                        *(
+                            UnitStatus(unit=u, phase=UnitPhase.PENDING)
+                            for u in self._watching
+                            if (u.index, u.generation) not in seen
                         ),
-                    ),
-                    store=lambda: self._store,
+                    ]
                 )
+                error = outcome.timeout_error(
+                    watched, timeout=self.execution_timeout or timedelta(0), execution_timeout=True
+                )
+                if self.on_kill_action == "stop" and self._watching:
+                    error = roll_back(self._store, t, self.make_backend(), error, list(self._watching))
+                    self._watching = []
+                record_failure(context, t, error, store=lambda: self._store)
             raise
         except SupersededTryError as exc:
             self._superseded(context, t, exc)
@@ -384,8 +494,7 @@ class BaseComputeOperator(BaseOperator):
         backend = self.make_backend()
         request = self.launch_request()
         register_secrets(request)
-        timeout = self._try_timeout(t)
-        deadline = datetime.now(UTC) + timeout
+        deadline = self._deadline(context, t)
         result = reconcile_and_launch(
             self._store, t, backend, request, conn_id=self._conn_id(), timer=self._launch_timer
         )
@@ -399,7 +508,9 @@ class BaseComputeOperator(BaseOperator):
             "compute units launched",
             adopted=[s.unit.resource_id for s in adopted],
             launched=[u.resource_id for u in launched],
-            deadline=deadline.isoformat(),
+            deadline=deadline.at.isoformat(),
+            deadline_by=deadline.by.value,
+            try_started=(started.isoformat() if (started := _try_started(context)) else None),
         )
         if not watch:
             return self._settle(context, t, done, [], deadline, timed_out=False)
@@ -407,13 +518,20 @@ class BaseComputeOperator(BaseOperator):
             # No heartbeat while deferred: the try is alive until its deadline, when the trigger
             # fires at the latest (the reconciler counts stale_after from there).
             if t.ref is not None:
-                self._store.heartbeat(t.tenant_id, t.execution_id, by=t.ref, live_until=deadline)
+                self._store.heartbeat(t.tenant_id, t.execution_id, by=t.ref, live_until=deadline.at)
             self.defer(
                 trigger=status_trigger(t, backend, watch, done, deadline),
                 method_name="execute_complete",
             )
         statuses, timed_out = poll_until_settled(
-            self._store, t, backend, watch=watch, done=done, deadline=deadline, timer=self._launch_timer
+            self._store,
+            t,
+            backend,
+            watch=watch,
+            done=done,
+            deadline=deadline.at,
+            timer=self._launch_timer,
+            latest=self._latest,
         )
         return self._settle(context, t, done, statuses, deadline, timed_out=timed_out)
 
@@ -423,12 +541,12 @@ class BaseComputeOperator(BaseOperator):
         t: Try,
         done: list[UnitStatus],
         statuses: list[UnitStatus],
-        deadline: datetime,
+        deadline: TryDeadline,
         *,
         timed_out: bool,
     ) -> dict[str, Any]:
         everything = done + statuses
-        progress = assess_try(t, everything, deadline, datetime.now(UTC))
+        progress = assess_try(t, everything, deadline.at, datetime.now(UTC))
         self._launch_timer.observe(self._store, t, statuses)
         follow_statuses(self._store, t, statuses, conn_id=self._conn_id())
         if progress.state is Settlement.SUCCEEDED:
@@ -456,6 +574,14 @@ class BaseComputeOperator(BaseOperator):
             # The trigger fired early (it never should); treat it like a timeout, never as success.
             t.log.warning("trigger fired before the operation settled")
         report = outcome.units_report(everything)
+        if deadline.by is DeadlineBy.EXECUTION_TIMEOUT:
+            # The task's execution_timeout, which Airflow does not enforce on a deferred try:
+            # the same end as a blocking try's (``_failures_as_compute_errors``).
+            error = outcome.timeout_error(report, timeout=deadline.bound, execution_timeout=True)
+            left = [s.unit for s in everything if not s.phase.terminal]
+            if self.on_kill_action == "stop" and left:
+                error = roll_back(self._store, t, self.make_backend(), error, left)
+            self._fail(context, t, error)
         self._fail(context, t, outcome.timeout_error(report, timeout=self._try_timeout(t)))
 
     # -- failure --------------------------------------------------------------------------------
@@ -507,6 +633,16 @@ class BaseComputeOperator(BaseOperator):
         map_index = getattr(ti, "map_index", -1)
         return f"{ti.dag_id}:{ti.run_id}:{ti.task_id}:{map_index}"
 
+    def _deadline(self, context: Any, t: Try) -> TryDeadline:
+        """When this try stops waiting. A deferred try is bounded by ``execution_timeout`` too
+        (Airflow does not bound it: ``deadline.py``); a blocking one is ended by Airflow itself."""
+        return try_deadline(
+            now=datetime.now(UTC),
+            timeout=self._try_timeout(t),
+            started_at=_try_started(context),
+            execution_timeout=self.execution_timeout if self.deferrable else None,
+        )
+
     def _try_timeout(self, t: Try) -> timedelta:
         earlier_timeouts = self._store.timeouts_so_far(t.tenant_id, t.execution_id)
         factor = float(t.args.get("timeout_factor") or 1.0)
@@ -517,6 +653,22 @@ class BaseComputeOperator(BaseOperator):
         timeout: timedelta = t.args["timeout"] * (factor**earlier_timeouts)
         cap = t.args.get("max_timeout")
         return min(timeout, cap) if cap else timeout
+
+
+def _try_started(context: Any) -> datetime | None:
+    """When Airflow started this try (``ti.start_date``: the worker's, once the API server took
+    the start), or ``None`` where it does not say."""
+    started = getattr(context["ti"], "start_date", None)
+    if isinstance(started, str):
+        with suppress(ValueError):
+            started = datetime.fromisoformat(started)
+    return started if isinstance(started, datetime) and started.tzinfo is not None else None
+
+
+def _usable_resume(resume: Any) -> bool:
+    """Whether a trigger event's ``resume`` holds what ``execute_complete`` reads."""
+    needed = ("tenant_id", "execution_id", "units", "done", "deadline")
+    return isinstance(resume, dict) and all(key in resume for key in needed)
 
 
 __all__ = ["XCOM_ERROR_KEY", "BaseComputeOperator", "ComputeTaskAborted"]

@@ -21,6 +21,7 @@ from airflow_compute_provider.hooks.base import ComputeBackend
 from airflow_compute_provider.links import KubernetesPodLink
 from airflow_compute_provider.operators.arguments import Validator, typed
 from airflow_compute_provider.operators.base import BaseComputeOperator
+from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PERIOD
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
@@ -89,7 +90,8 @@ class KubernetesComputeOperator(BaseComputeOperator):
 
     ``wait_for="running"`` means every pod is Ready (or exited 0). A pod stuck pending
     (unschedulable, image pull back-off, config error) fails the operation once it has been stuck
-    for ``pending_grace_period`` (default 5 minutes) and is deleted. Every other parameter is
+    for ``pending_grace_period`` (default 2 minutes, KubernetesPodOperator's startup timeout), or is
+    still stuck at the deadline, with its own error, and is deleted. Every other parameter is
     ``BaseComputeOperator``'s.
     """
 
@@ -134,7 +136,7 @@ class KubernetesComputeOperator(BaseComputeOperator):
         annotations: Mapping[str, str] | None = None,
         service_account_name: str | None = None,
         kubernetes_conn_id: str = "kubernetes_default",
-        pending_grace_period: timedelta = timedelta(minutes=5),
+        pending_grace_period: timedelta = DEFAULT_PENDING_GRACE_PERIOD,
         **kwargs: Any,
     ) -> None:
         self.namespace = namespace

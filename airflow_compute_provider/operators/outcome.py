@@ -91,14 +91,24 @@ def failure_error(report: UnitsReport, *, count: int) -> ComputeError:
     )
 
 
-def timeout_error(report: UnitsReport, *, timeout: timedelta) -> ComputeError:
+def timeout_error(
+    report: UnitsReport, *, timeout: timedelta, execution_timeout: bool = False
+) -> ComputeError:
+    """OPERATION_TIMEOUT: the try's deadline came first. ``execution_timeout``: the deadline was
+    the task's ``execution_timeout``, not the operation's own ``timeout``; the error is the same.
+    A unit still pending is named pending, never running."""
     left = [u.resource_id for u in (*report.running, *report.pending) if u.resource_id]
+    what = (
+        f"the task's execution_timeout ({_human(timeout)}) passed before the operation settled"
+        if execution_timeout
+        else f"operation did not settle within {_human(timeout)}"
+    )
+    where = f"{len(report.running)} unit(s) left running"
+    if report.pending:
+        where += f" and {len(report.pending)} still pending"
     return ComputeError(
         code=ErrorCode.OPERATION_TIMEOUT,
-        message=(
-            f"operation did not settle within {_human(timeout)}; "
-            f"{len(left)} unit(s) left running for the next try to reattach"
-        ),
+        message=f"{what}; {where} for the next try to reattach",
         units=report,
         cleanup=CleanupReport(action="left_running", resources=left),
     )

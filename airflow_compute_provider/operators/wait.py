@@ -11,8 +11,10 @@
     assess_try(...)          where the units stand (``triggers.progress.assess``) with the try's
                              ``wait_for`` and grace period; the trigger asks the same question
 
-Either way the deadline is an absolute time fixed before the launch, and nothing here stops a
-unit: a wait that runs out of time leaves the units running (OPERATION_TIMEOUT).
+Either way the deadline is an absolute time fixed before the launch (``deadline.py``: for a
+deferred try, the earlier of the operation's timeout and the task's ``execution_timeout``), and
+nothing here stops a unit: a wait that runs out of time leaves the units running
+(OPERATION_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 
 from airflow_compute_provider.errors import Classification, ComputeOperationError
 from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitPhase, UnitStatus
+from airflow_compute_provider.operators.deadline import TryDeadline
 from airflow_compute_provider.operators.ledger import LaunchTimer
 from airflow_compute_provider.operators.tries import Heartbeat, Try
 from airflow_compute_provider.state.store import TenantStateStore
@@ -41,13 +44,15 @@ def assess_try(t: Try, statuses: Sequence[UnitStatus], deadline: datetime, now: 
 
 
 def status_trigger(
-    t: Try, backend: ComputeBackend, watch: list[Unit], done: list[UnitStatus], deadline: datetime
+    t: Try, backend: ComputeBackend, watch: list[Unit], done: list[UnitStatus], deadline: TryDeadline
 ) -> ComputeStatusTrigger:
+    """The trigger that watches ``watch`` until ``deadline``; ``resume`` names which clock
+    set it, so the resumed try ends at an ``execution_timeout`` deadline as that (``deadline.py``)."""
     return ComputeStatusTrigger(
         provider=t.provider,
         backend_config=backend.backend_config(),
         units=[u.to_dict() for u in watch],
-        deadline=deadline.isoformat(),
+        deadline=deadline.at.isoformat(),
         wait_for=t.args["wait_for"],
         poll_interval=t.args["poll_interval"],
         pending_grace_period=t.args["pending_grace_period"].total_seconds(),
@@ -57,7 +62,9 @@ def status_trigger(
             "execution_id": t.execution_id,
             "units": [u.to_dict() for u in watch],
             "done": [s.to_dict() for s in done],
-            "deadline": deadline.isoformat(),
+            "deadline": deadline.at.isoformat(),
+            "deadline_by": deadline.by.value,
+            "deadline_bound": deadline.bound.total_seconds(),
             # the try as the store numbered it, and its process's token: the resumed try's
             # writes name it (a try superseded while deferred is refused at its first write)
             "attempt": t.attempt,
@@ -92,8 +99,11 @@ def poll_until_settled(
     done: list[UnitStatus],
     deadline: datetime,
     timer: LaunchTimer,
+    latest: list[UnitStatus] | None = None,
 ) -> tuple[list[UnitStatus], bool]:
-    """The newest statuses of ``watch``, and whether the deadline passed before they settled."""
+    """The newest statuses of ``watch``, and whether the deadline passed before they settled.
+    ``latest``, when given, holds the newest statuses all along (for a wait Airflow cuts short:
+    ``execution_timeout``)."""
     statuses: list[UnitStatus] = []
     heartbeat = Heartbeat(store, t)
     while True:
@@ -106,6 +116,8 @@ def poll_until_settled(
                 raise
             t.log.warning("status poll failed, will poll again", code=exc.error.code.value)
         else:
+            if latest is not None:
+                latest[:] = statuses
             timer.observe(store, t, statuses)
             if assess_try(t, done + statuses, deadline, now).state in (
                 Settlement.SUCCEEDED,

@@ -310,6 +310,28 @@ class SqlTenantStateStore(TenantStateStore):
             lambda conn: self._hold(conn, *key, error=checked, note=note, expected_version=version),
         )
 
+    def hold_invalid_request(
+        self,
+        tenant_id: str,
+        error: ComputeError,
+        *,
+        execution_id: str | None = None,
+        attempt: int | None = None,
+    ) -> Tenant:
+        tenant_id = v.tenant_id(tenant_id)
+        if not isinstance(error, ComputeError):
+            raise ComputeConfigError(f"must be a ComputeError, got {type(error).__name__}", argument="error")
+        checked = error
+        if execution_id is not None:
+            execution_id = v.execution_id(execution_id)
+        if attempt is not None:
+            attempt = v.positive_int(attempt, "attempt")
+        note = v.note(f"{checked.code.value}: {checked.message}"[: v.NOTE_MAX])
+        return self._db.write(
+            "hold_invalid_request",
+            lambda conn: self._hold_invalid(conn, tenant_id, note, execution_id, attempt),
+        )
+
     # -- reading, and the operators of the platform --------------------------------------------
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
@@ -791,6 +813,51 @@ class SqlTenantStateStore(TenantStateStore):
         if eventual:
             self._update_operation(conn, op, eventual, guard=operations.c.eventual_status.is_(None))
         return moved
+
+    def _hold_invalid(
+        self, conn: Connection, tenant_id: str, note: str, execution_id: str | None, attempt: int | None
+    ) -> Tenant:
+        now = database_now(conn)
+        tenant = rows.tenant(conn, tenant_id)
+        if tenant is None:
+            # First sight, as in _begin: a racing insert fails on the key and the write reruns.
+            conn.execute(
+                tenants.insert().values(
+                    tenant_id=tenant_id,
+                    status=TenantStatus.READY.value,
+                    held=False,
+                    version=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            tenant = rows.tenant(conn, tenant_id)
+            assert tenant is not None
+        target = TenantStatus.NEEDS_INVESTIGATION
+        if tenant.status is target:
+            return tenant
+        if tenant.status is TenantStatus.OPERATION_IN_PROGRESS:
+            # A try holds it: that try finishes it; holding it now would leave the running try
+            # a tenant it can no longer finish.
+            raise IllegalTransitionError(
+                f"tenant {tenant_id!r} is operation_in_progress for execution {tenant.execution_id!r} "
+                f"(attempt {tenant.attempt}); not held for another try's invalid arguments",
+                subject=tenant_id,
+                current=tenant.status.value,
+                requested=target.value,
+            )
+        check_tenant_transition(tenant_id, tenant.status, TenantEvent.FINISH, target)
+        return self._move_tenant(
+            conn,
+            tenant,
+            target,
+            TenantEvent.FINISH,
+            execution_id=execution_id or tenant.execution_id,
+            attempt=attempt if execution_id else tenant.attempt,
+            held=False,
+            now=now,
+            note=note,
+        )
 
     def _release(
         self, conn: Connection, tenant_id: str, note: str, force: bool, expected_version: int | None

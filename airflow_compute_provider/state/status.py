@@ -116,6 +116,10 @@ TENANT_TRANSITIONS: Mapping[tuple[TenantStatus, TenantEvent], frozenset[TenantSt
         # timed-out work failed later, or the retry it waited for never came) with an error
         # that needs a human; no try is coming. Only the reconciler makes this move.
         (_T.RETRY_PENDING, _E.FINISH): frozenset({_T.NEEDS_INVESTIGATION}),
+        # A try refused by its own argument validation, before any provider call, ends before
+        # it began: its invalid configuration holds the tenant (requirement 2.2) from ready or
+        # retry_pending (never from a try in progress: that one is its own try's to finish).
+        (_T.READY, _E.FINISH): frozenset({_T.NEEDS_INVESTIGATION}),
         (_T.NEEDS_INVESTIGATION, _E.RELEASE): frozenset({_T.READY}),
         (_T.OPERATION_IN_PROGRESS, _E.FORCE_RELEASE): frozenset({_T.READY}),
         (_T.RETRY_PENDING, _E.FORCE_RELEASE): frozenset({_T.READY}),

@@ -218,6 +218,24 @@ class TenantStateStore(abc.ABC):
         tenant keeps that execution and try, no longer held; ``note`` lands in its history.
         """
 
+    @abc.abstractmethod
+    def hold_invalid_request(
+        self,
+        tenant_id: str,
+        error: ComputeError,
+        *,
+        execution_id: str | None = None,
+        attempt: int | None = None,
+    ) -> Tenant:
+        """A try refused by its own argument validation (before any provider call) holds the
+        tenant for investigation with its ``ComputeConfigError`` (requirement 2.2): ``ready`` or
+        ``retry_pending`` -> ``needs_investigation``, the tenant created first when the store
+        never saw it. A tenant already held for investigation stays as it is (nothing written);
+        one with a try in progress is refused (``IllegalTransitionError``, nothing written).
+        ``error`` (code and message) becomes the tenant's note; ``execution_id`` and ``attempt``
+        name the refused try where they are valid.
+        """
+
     # -- reading, and the operators of the platform --------------------------------------------
 
     @abc.abstractmethod

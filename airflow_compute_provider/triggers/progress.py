@@ -4,7 +4,10 @@
 still ``waiting``, has ``succeeded`` or ``failed``, or has ``timed_out``:
 
 * a unit *fails* when its provider says so, when it vanished, or when it has been stuck pending
-  with an error (image pull back-off, unschedulable) for longer than the grace period;
+  with an error (image pull back-off, unschedulable) for longer than the grace period, or at
+  all when the deadline comes: a unit still stuck at the deadline ends the operation with its
+  own error (IMAGE_NOT_FOUND, INSUFFICIENT_CAPACITY...), never as a bare timeout that would
+  call a pod that never started "running";
 * a unit is *satisfied* when it succeeded, or, for ``wait_for="running"``, when it runs (and is
   healthy where a health check is defined) or already exited 0;
 * the first failed unit settles the operation, so a rollback can stop the rest early;
@@ -26,6 +29,9 @@ from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import UnitPhase, UnitStatus
 
 WAIT_FOR_VALUES = ("completion", "running")
+#: how long a unit may stay stuck pending with a known reason before it counts as failed: the
+#: 120 s ``startup_timeout_seconds`` after which KubernetesPodOperator gives up on a pod
+DEFAULT_PENDING_GRACE_PERIOD = timedelta(minutes=2)
 
 
 class Settlement(enum.StrEnum):
@@ -51,10 +57,16 @@ def assess(
     deadline: datetime,
     pending_grace_period: timedelta,
 ) -> Progress:
+    # At the deadline no grace is left: a unit stuck pending with a known reason has failed.
+    at_deadline = now >= deadline
     failures = [
         (status, error)
         for status in statuses
-        if (error := unit_failure(status, now=now, pending_grace_period=pending_grace_period))
+        if (
+            error := unit_failure(
+                status, now=now, pending_grace_period=pending_grace_period, at_deadline=at_deadline
+            )
+        )
     ]
     if failures:
         return Progress(Settlement.FAILED, statuses, failures)
@@ -72,9 +84,10 @@ def is_satisfied(status: UnitStatus, wait_for: str) -> bool:
 
 
 def unit_failure(
-    status: UnitStatus, *, now: datetime, pending_grace_period: timedelta
+    status: UnitStatus, *, now: datetime, pending_grace_period: timedelta, at_deadline: bool = False
 ) -> ComputeError | None:
-    """The error that makes this unit a failure now, or ``None`` while it may still succeed."""
+    """The error that makes this unit a failure now, or ``None`` while it may still succeed.
+    ``at_deadline``: the operation's time is up, so a unit stuck pending fails whatever its grace."""
     if status.phase is UnitPhase.FAILED:
         return status.error or _missing_error(status, "failed without a reported cause")
     if status.phase is UnitPhase.VANISHED:
@@ -85,7 +98,7 @@ def unit_failure(
         )
     if status.phase is UnitPhase.PENDING and status.error is not None:
         since = _parse_time(status.stuck_since)
-        if since is None or now - since >= pending_grace_period:
+        if at_deadline or since is None or now - since >= pending_grace_period:
             return status.error
     return None
 

@@ -37,7 +37,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_compute_provider.errors import ComputeError
 from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitStatus, backend_from_config
 from airflow_compute_provider.triggers import pollers
-from airflow_compute_provider.triggers.progress import Settlement, assess
+from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PERIOD, Settlement, assess
 
 
 class ComputeStatusTrigger(BaseTrigger):
@@ -52,7 +52,7 @@ class ComputeStatusTrigger(BaseTrigger):
         deadline: str,
         wait_for: str = "completion",
         poll_interval: float = 10.0,
-        pending_grace_period: float = 300.0,
+        pending_grace_period: float = DEFAULT_PENDING_GRACE_PERIOD.total_seconds(),
         on_kill_action: str = "keep",
         resume: dict[str, Any] | None = None,
     ) -> None:

@@ -17,6 +17,7 @@ otherwise (Kubernetes). Rules match on ``operation`` (exact), ``method`` and a `
     proxy.add_rule(Reset(), operation="DescribeTasks", probability=0.1, seed=7)
     proxy.add_rule(kube_throttle(), method="POST", path=r"/pods$")
     proxy.add_rule(Reset(forward_first=True), operation="RunTask")      # launched, answer lost
+    proxy.add_rule(Rewrite(drop_arn), operation="RunTask", times=1)     # launched, answer malformed
     proxy.after_forward(lambda info, status: os.kill(pid, 9), operation="RunTask")
     proxy.counts["RunTask"], proxy.counts.faulted["RunTask"], proxy.count(method="GET", path="/pods")
     proxy.reset()                                                        # rules, hooks and counts
@@ -46,7 +47,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from tests.harness.ports import LOOPBACK
-from tests.harness.proxy_faults import Delay, Fault, Reset, Respond
+from tests.harness.proxy_faults import Delay, Fault, Reset, Respond, Rewrite
 
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 # Read whole and answer in one write below this size; stream anything larger or unsized.
@@ -304,6 +305,17 @@ class FaultProxy:
                 await upstream.read()
                 _reset_connection(request)
                 return web.Response()
+            if isinstance(fault, Rewrite):  # the upstream did the work; its answer is mangled
+                payload = fault.transform(await upstream.read())
+                headers = CIMultiDict(
+                    (k, v)
+                    for k, v in upstream.headers.items()
+                    if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding"
+                )
+                rewritten = web.Response(status=upstream.status, body=payload, headers=headers)
+                await rewritten.prepare(request)
+                await rewritten.write_eof()
+                return rewritten
             relayed = await self._relay(request, upstream)
         self._run_hooks(info, upstream.status)
         return relayed

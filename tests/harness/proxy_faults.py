@@ -5,6 +5,9 @@
                                      with forward_first the upstream gets and executes the
                                      request first, so the work happens but the answer is lost
     Delay(seconds)                   wait, then forward normally
+    Rewrite(transform)               forward, then answer with ``transform(body)`` in place of
+                                     the upstream's body (same status): a malformed answer to a
+                                     request the upstream did execute
 
 ECS (JSON 1.1 protocol, errors as ``__type`` + ``message``)::
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -44,7 +48,12 @@ class Delay:
     seconds: float
 
 
-Fault = Respond | Reset | Delay
+@dataclass(frozen=True)
+class Rewrite:
+    transform: Callable[[bytes], bytes]
+
+
+Fault = Respond | Reset | Delay | Rewrite
 
 AMZ_JSON = "application/x-amz-json-1.1"
 

@@ -320,9 +320,11 @@ def test_cluster_not_found_fails_fast_and_holds_the_tenant(airflow_env, ecs_env)
     assert open_state_store().get_tenant("no-cluster").status is TenantStatus.NEEDS_INVESTIGATION
 
 
-def test_invalid_argument_fails_before_any_call_and_never_touches_the_tenant(
+def test_invalid_argument_fails_before_any_call_and_holds_the_tenant(
     airflow_env, ecs_env, fault_proxy
 ) -> None:
+    """Requirement 2.2: invalid configuration holds the tenant for investigation, also when our
+    own validation finds it, before any provider call (the tenant is created for it)."""
     proxy = fault_proxy(ecs_env.endpoint_url)
     ecs_env.route_through(proxy.url)
     run = _run(airflow_env, ecs_env, "ecs_bad_count", tenant_id="bad-count", count="{{ 0 }}", retries=2)
@@ -333,7 +335,13 @@ def test_invalid_argument_fails_before_any_call_and_never_touches_the_tenant(
     assert error["code"] == "INVALID_CONFIGURATION"
     assert "'count'" in error["message"]
     assert proxy.counts.total == 0
-    assert open_state_store().get_tenant("bad-count") is None
+    tenant = open_state_store().get_tenant("bad-count")
+    assert tenant is not None
+    assert tenant.status is TenantStatus.NEEDS_INVESTIGATION
+    assert tenant.note is not None
+    assert tenant.note.startswith("INVALID_CONFIGURATION: ")
+    assert "'count'" in tenant.note
+    assert open_state_store().operations("bad-count") == [], "no try began"
 
 
 def test_access_denied_error_json_reaches_xcom_with_the_request_id(airflow_env, ecs_env, fault_proxy) -> None:

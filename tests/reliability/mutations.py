@@ -13,8 +13,9 @@ not caught means the suite no longer proves what it claims.
 
 The edit is found by its text, in the file named or, if a refactoring moved it, in any module
 of the package; text that is no longer anywhere is reported as a stale mutation, not skipped.
-Not part of ``.ci/run`` (about six minutes: the chaos and the triggerer tests dominate; the
-Compute Health access mutations start the standalone stack, about four minutes each).
+Not part of ``.ci/run`` (about thirty minutes in all: the chaos and the triggerer tests dominate,
+the lifecycle protections of issue 16 add about two minutes each, and the Compute Health access
+mutations start the standalone stack, about four minutes each).
 """
 
 from __future__ import annotations
@@ -237,6 +238,93 @@ MUTATIONS = (
             "tests/model/test_lifecycle_steps.py::test_a_try_that_died_after_its_intent_is_found_followed_and_finished",
             "tests/model/test_lifecycle_steps.py::"
             "test_a_refused_launch_that_did_start_is_found_and_cleaned_up_once_the_try_failed",
+        ),
+    ),
+    Mutation(
+        name="deadline",
+        part="issue 16: deadline",
+        removes="execution_timeout from a deferred try's deadline (Airflow 3.3 does not bound it)",
+        path=f"{PACKAGE}/operators/base.py",
+        old="execution_timeout=self.execution_timeout if self.deferrable else None,",
+        new="execution_timeout=None,",
+        caught_by=(
+            "tests/integration/test_deadlines.py::"
+            "test_a_deferred_try_ends_at_its_execution_timeout_with_its_work_left_running",
+        ),
+    ),
+    Mutation(
+        name="deferral-timeout",
+        part="issue 16: deadline",
+        removes="the handling of a resume with TaskDeferralTimeout (an Airflow that enforces it)",
+        path=f"{PACKAGE}/operators/base.py",
+        old="        except TaskDeferralTimeout:\n            if next_method != TRIGGER_FAIL_REPR:",
+        new="        except ZeroDivisionError:\n            if next_method != TRIGGER_FAIL_REPR:",
+        caught_by=(
+            "tests/integration/test_deadlines.py::"
+            "test_a_resume_with_task_deferral_timeout_ends_the_try_like_its_execution_timeout",
+        ),
+    ),
+    Mutation(
+        name="pending-deadline",
+        part="issue 16: deadline",
+        removes="the failure of a unit still stuck pending at the deadline (a bare timeout instead)",
+        path=f"{PACKAGE}/triggers/progress.py",
+        old="if at_deadline or since is None or now - since >= pending_grace_period:",
+        new="if since is None or now - since >= pending_grace_period:",
+        caught_by=(
+            "tests/unit/lifecycle/test_deadline.py::"
+            "test_a_unit_stuck_at_the_deadline_fails_with_its_own_error_within_its_grace[IMAGE_NOT_FOUND-non_retriable]",
+            "tests/integration/test_deadlines.py::"
+            "test_a_pod_stuck_at_the_deadline_ends_the_try_with_its_own_error[image-not-found-deferrable]",
+        ),
+    ),
+    Mutation(
+        name="invalid-holds",
+        part="issue 16: requirement 2.2",
+        removes="the hold of the tenant for arguments our own validation refused",
+        path=f"{PACKAGE}/operators/base.py",
+        old="            self._hold_for_invalid_arguments(context, error)\n",
+        new="",
+        caught_by=(
+            "tests/integration/test_ecs_operator.py::test_invalid_argument_fails_before_any_call_and_holds_the_tenant",
+            "tests/integration/test_invalid_arguments_hold.py::"
+            "test_an_invalid_argument_of_a_known_tenant_holds_it_without_touching_its_history",
+        ),
+    ),
+    Mutation(
+        name="malformed",
+        part="issue 16: malformed answers",
+        removes="the check that a RunTask answer's task has a taskArn",
+        path=f"{PACKAGE}/hooks/ecs.py",
+        old="if isinstance(arn, str) and arn:",
+        new="if True:",
+        caught_by=(
+            "tests/integration/test_malformed_answers.py::"
+            "test_an_ecs_answer_without_a_task_arn_refuses_only_its_own_unit",
+        ),
+    ),
+    Mutation(
+        name="malformed-event",
+        part="issue 16: malformed answers",
+        removes="execute_complete's guard against a trigger event without its resume part",
+        path=f"{PACKAGE}/operators/base.py",
+        old="if not _usable_resume(resume):",
+        new="if False:",
+        caught_by=(
+            "tests/integration/test_malformed_answers.py::"
+            "test_a_trigger_event_without_its_resume_part_settles_from_the_ledger",
+        ),
+    ),
+    Mutation(
+        name="rollback-final",
+        part="issue 16: retry_failed",
+        removes="the rollback of what retry_failed left running when no retry follows",
+        path=f"{PACKAGE}/operators/decisions.py",
+        old="        error = roll_back_left_running(opened, t, error, make_backend)\n",
+        new="        pass\n",
+        caught_by=(
+            "tests/integration/test_retry_failed_final.py::"
+            "test_retry_failed_without_a_retry_rolls_back_what_it_left_running",
         ),
     ),
     Mutation(

@@ -11,9 +11,11 @@ Hypothesis draws one argument at a time, from its valid or its invalid strategy
 * templated arguments, rendered by Airflow inside a real ``dag.test()`` run, checked by the
   operator at the start of ``execute``.
 
-An invalid value must raise ``ComputeConfigError`` naming the argument, make no provider request
-(the Airflow connections point at fault proxies that count every request) and leave the
-tenant state store as it was (row for row). A valid value must be accepted, and at run time the
+An invalid value must raise ``ComputeConfigError`` naming the argument and make no provider
+request (the Airflow connections point at fault proxies that count every request). At DAG parse
+time it leaves the tenant state store as it was (row for row); at run time it holds the tenant
+for investigation with the error (requirement 2.2), its operations and ledger untouched, unless
+the tenant id itself is the invalid value. A valid value must be accepted, and at run time the
 operation must run to success against the provider.
 """
 
@@ -35,6 +37,7 @@ from airflow_compute_provider.operators.branch import ComputeErrorBranchOperator
 from airflow_compute_provider.operators.ecs import EcsComputeOperator
 from airflow_compute_provider.operators.kubernetes import KubernetesComputeOperator
 from airflow_compute_provider.policy import ComputeRetryPolicy
+from airflow_compute_provider.state.status import TenantStatus
 from tests.harness.ecs import CLUSTER_NAME, TASK_FAMILY, aws_connection_json
 from tests.harness.proxy import FaultProxy
 from tests.reliability import inputs
@@ -268,7 +271,8 @@ def test_fuzzed_templated_arguments_fail_the_task_before_any_request(
         tenants = [
             d.value if d.argument == "tenant_id" else f"fuzz-run-{number}-{i}" for i, d in enumerate(drawn)
         ]
-        # the tenant of every invalid task has a history already, which must stay as it is
+        # the tenant of every invalid task has a history already, which must stay as it is, but
+        # for the hold for investigation that the invalid configuration adds (requirement 2.2)
         kept = [t for t, d in zip(tenants, drawn, strict=True) if not d.valid and d.argument != "tenant_id"]
         for tenant in kept:
             state_store.begin_operation(tenant, "earlier", "fuzz", "ecs", 1)
@@ -304,8 +308,18 @@ def test_fuzzed_templated_arguments_fail_the_task_before_any_request(
         )
         valid = {t for t, d in zip(tenants, drawn, strict=True) if d.valid}
         assert {t.tenant_id for t in state_store.list_tenants()} == known | valid
-        for tenant, history in histories.items():
-            assert _history(state_store, tenant) == history, f"tenant {tenant} changed"
+        for (tenant, history), d in zip(
+            histories.items(), [d for d in drawn if not d.valid and d.argument != "tenant_id"], strict=True
+        ):
+            held, operations, transitions, resources = _history(state_store, tenant)
+            assert (operations, resources) == history[1:2] + history[3:], f"tenant {tenant}: a try began"
+            assert held.status is TenantStatus.NEEDS_INVESTIGATION, (tenant, d)
+            assert held.note.startswith("INVALID_CONFIGURATION: "), held.note
+            assert transitions[1:] == history[2], f"tenant {tenant}: its history changed"
+            assert (transitions[0].from_status, transitions[0].to_status) == (
+                TenantStatus.READY,
+                TenantStatus.NEEDS_INVESTIGATION,
+            )
 
     batch()
     assert batches, "no batch ran"

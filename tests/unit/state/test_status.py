@@ -28,6 +28,8 @@ EXPECTED_MOVES = {
     (T.OPERATION_IN_PROGRESS, E.FINISH, T.NEEDS_INVESTIGATION),
     # the reconciler: a try that left the tenant retry_pending turns out to need a human
     (T.RETRY_PENDING, E.FINISH, T.NEEDS_INVESTIGATION),
+    # requirement 2.2: a try refused by its own argument validation holds a free tenant
+    (T.READY, E.FINISH, T.NEEDS_INVESTIGATION),
     (T.NEEDS_INVESTIGATION, E.RELEASE, T.READY),
     (T.OPERATION_IN_PROGRESS, E.FORCE_RELEASE, T.READY),
     (T.RETRY_PENDING, E.FORCE_RELEASE, T.READY),
