@@ -6,9 +6,14 @@
                         server)`` authenticate a user with no binding, ``.grant(namespace, verbs)``
                         gives it a Role in one namespace); builds the binaries through
                         ``scripts/build-kube`` when none are cached
+    real_node           session: a ``RealNode`` (``realnode``): containerd and a real kubelet
+                        registered as ``real-node-1``; a pod whose spec carries
+                        ``real_node.placement()`` runs there as a real container (image
+                        ``realnode.IMAGE``, built from Debian's busybox-static)
     node_simulator      session: a running ``NodeSimulator`` with two nodes of 4 CPUs / 8 GiB
                         (``sim-node-1``, ``sim-node-2``); pods bound to them follow their
-                        ``sim.compute.test/script`` annotation
+                        ``sim.compute.test/script`` annotation. Only for what one machine cannot
+                        do for real: node loss, eviction under pressure, Spot, preemption
     kube_namespace      function: a fresh namespace (its ``default`` ServiceAccount ready, so the
                         ServiceAccount admission plugin admits pods), deleted after the test
     kube_core           function: a ``kubernetes.client.CoreV1Api`` for the cluster
@@ -36,6 +41,7 @@ import pytest
 
 from tests.harness.kubecluster import KubeCluster, start_cluster
 from tests.harness.nodesim import NodeSimulator, default_nodes
+from tests.harness.realnode import RealNode, start_real_node
 
 AIRFLOW_CONN_ENV = "AIRFLOW_CONN_KUBERNETES_DEFAULT"
 
@@ -86,6 +92,15 @@ def kube_cluster() -> Iterator[KubeCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(kube_cluster: KubeCluster) -> Iterator[RealNode]:
+    node = start_real_node(kube_cluster)
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="session")
