@@ -21,6 +21,7 @@
 
     kubernetes_connection_json(kubeconfig, namespace)  the JSON of that Airflow connection
     wait_for_pod(core, namespace, name, predicate)     poll a pod until ``predicate(pod)``
+    read_log(core, namespace, pod, container=None)     a container's output, from the kubelet
     wait_for_quota(core, namespace, name)              poll until the quota controller filled
                                                        ``status.hard`` (before that, admission
                                                        refuses pods with "status unknown for quota")
@@ -75,6 +76,16 @@ def wait_for_pod(
         return pod if predicate(pod) else None
 
     return wait_for(check, timeout, f"pod {namespace}/{name}")
+
+
+def read_log(core: Any, namespace: str, pod: str, container: str | None = None) -> str:
+    """A container's output (``pods/{name}/log``, which the API server fetches from the kubelet).
+
+    Read raw: the generated client returns the body's ``str(bytes)`` (``"b'...'"``) otherwise.
+    """
+    kwargs = {"container": container} if container else {}
+    response = core.read_namespaced_pod_log(pod, namespace, _preload_content=False, **kwargs)
+    return str(response.data.decode())
 
 
 def wait_for_quota(core: Any, namespace: str, name: str, timeout: float = 30.0) -> Any:

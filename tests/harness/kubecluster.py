@@ -59,7 +59,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -109,20 +108,26 @@ def find_binaries(build: bool = True) -> Path:
 # --- certificates ---------------------------------------------------------------------------------
 
 
-def _write_pki(pki: Path) -> None:
-    """A CA; serving certificates for the API server and the kubelet (127.0.0.1/localhost); the
-    API server's client certificate for the kubelet; the service-account signing key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
+def _key_pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
 
-    def key_pem(key: rsa.RSAPrivateKey) -> bytes:
-        return key.private_bytes(
+    return bytes(
+        key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
         )
+    )
+
+
+def _write_pki(pki: Path) -> None:
+    """A CA (its key kept in ``pki`` for ``issue_certificate``), the API server's serving
+    certificate for 127.0.0.1/localhost, its client certificate for the kubelet, and the
+    service-account signing key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
 
     now = dt.datetime.now(dt.UTC)
     validity = (now - dt.timedelta(hours=1), now + dt.timedelta(days=30))
@@ -154,58 +159,71 @@ def _write_pki(pki: Path) -> None:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-
-    def leaf(
-        common_name: str, usage: x509.ObjectIdentifier, names: Sequence[x509.GeneralName] = (), org: str = ""
-    ) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        subject = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-        if org:
-            subject.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(subject))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(validity[0])
-            .not_valid_after(validity[1])
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
-        )
-        if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
-        return key, builder.sign(ca_key, hashes.SHA256())
-
-    server_auth = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
-    loopback_names = [x509.DNSName("localhost"), x509.IPAddress(IPv4Address(LOOPBACK))]
-    leaves = {
-        "apiserver": leaf(
-            "kube-apiserver", server_auth, [*loopback_names, x509.DNSName("kubernetes.default.svc")]
-        ),
-        # The real node's kubelet serves logs and exec with this one (tests/harness/realnode.py) ...
-        "kubelet": leaf(REAL_NODE_NAME, server_auth, [*loopback_names, x509.DNSName(REAL_NODE_NAME)]),
-        # ... and the API server shows this one to it (--kubelet-client-certificate).
-        "apiserver-kubelet-client": leaf(
-            "kube-apiserver-kubelet-client", x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH, org="system:masters"
-        ),
-    }
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     pki.mkdir(parents=True, exist_ok=True)
     (pki / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    for name, (key, cert) in leaves.items():
-        (pki / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (pki / f"{name}.key").write_bytes(key_pem(key))
-    (pki / "sa.key").write_bytes(key_pem(sa_key))
+    (pki / "ca.key").write_bytes(_key_pem(ca_key))
+    (pki / "sa.key").write_bytes(_key_pem(sa_key))
     (pki / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    issue_certificate(
+        pki, "apiserver", "kube-apiserver", hosts=["localhost", "kubernetes.default.svc", LOOPBACK]
+    )
+    # What the API server shows the real node's kubelet (--kubelet-client-certificate), for logs.
+    issue_certificate(pki, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", org="system:masters")
+
+
+def issue_certificate(
+    pki: Path, stem: str, common_name: str, *, hosts: Sequence[str] = (), org: str = ""
+) -> tuple[Path, Path]:
+    """A certificate signed by the cluster's CA in ``pki``: a serving one for ``hosts`` (DNS names
+    and IPv4 addresses), a client one without. Writes ``<stem>.crt`` / ``<stem>.key``."""
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if org:
+        subject.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(subject))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(ca_cert.not_valid_before_utc)
+        .not_valid_after(ca_cert.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    if hosts:
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    crt, key_file = pki / f"{stem}.crt", pki / f"{stem}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(_key_pem(key))
+    return crt, key_file
 
 
 def _kubeconfig(server: str, ca_file: Path | None, user: str, token: str) -> dict[str, Any]:

@@ -54,7 +54,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.kubecluster import REAL_NODE_NAME, REAL_NODE_USER, KubeCluster, Proc, spawn, stop_procs
+from tests.harness.kubecluster import (
+    REAL_NODE_NAME,
+    REAL_NODE_USER,
+    KubeCluster,
+    Proc,
+    issue_certificate,
+    spawn,
+    stop_procs,
+)
 from tests.harness.ports import LOOPBACK, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +73,7 @@ PLACEMENT_KEY = "compute.test/real-kubelet"
 STATE_FILE = "node.json"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 CGROUP_FS = Path("/sys/fs/cgroup")
+POD_LOGS = Path("/var/log/pods")
 CTR_NAMESPACE = "k8s.io"  # the namespace the CRI plugin keeps its images and containers in
 READY_TIMEOUT = 90.0
 
@@ -107,6 +116,8 @@ class RealNode:
     cgroup_root: str
     bridge: str
     subnet: str
+    #: the bridge's own address: the node's InternalIP (the kubelet refuses a loopback one)
+    node_ip: str
     kubelet_port: int
     procs: list[Proc] = field(default_factory=list)
 
@@ -144,6 +155,7 @@ class RealNode:
 
     def stop(self) -> None:
         """Kubelet first (so it restarts nothing), then every container, containerd, the host bits."""
+        pod_uids = [p.name for p in (self.dir / "kubelet" / "pods").glob("*")]
         kubelet = [p for p in self.procs if p.name == "kubelet"]
         containerd = [p for p in self.procs if p.name == "containerd"]
         stop_procs(kubelet)
@@ -154,6 +166,11 @@ class RealNode:
         self._unmount_all()
         self._remove_cgroups()
         subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True, check=False)
+        # The kubelet keeps container logs in /var/log/pods/<namespace>_<pod>_<uid> (hard-coded),
+        # and removes them only when it garbage-collects the pod: remove this node's.
+        for uid in pod_uids:
+            for folder in POD_LOGS.glob(f"*_{uid}"):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _remove_containers(self) -> None:
         """Kill every task (pod sandboxes and containers) and delete it, then the containers."""
@@ -213,13 +230,13 @@ class RealNode:
                     folder.rmdir()
 
 
-def _names(run_dir: Path) -> tuple[str, str, str]:
-    """This node's cgroup root, bridge name and pod subnet: distinct per cluster run dir."""
+def _names(run_dir: Path) -> tuple[str, str, str, str]:
+    """This node's cgroup root, bridge name, pod subnet and node IP: distinct per cluster run dir."""
     digest = hashlib.sha256(str(run_dir.resolve()).encode()).digest()
     tag = digest[:4].hex()
-    # 10.200.0.0/13 .. : one /24 of 10.200-10.247, from the same digest.
-    subnet = f"10.{200 + digest[4] % 48}.{digest[5]}.0/24"
-    return f"compute-test-{tag}", f"cxbr{tag[:8]}"[:15], subnet
+    # One /24 among 10.200.0.0 - 10.247.255.0, from the same digest; .1 is the bridge (gateway).
+    prefix = f"10.{200 + digest[4] % 48}.{digest[5]}"
+    return f"compute-test-{tag}", f"cxbr{tag}", f"{prefix}.0/24", f"{prefix}.1"
 
 
 def _containerd_config(node: RealNode) -> str:
@@ -243,6 +260,10 @@ state = "{root / "state"}"
   # Network namespaces under our state dir, not /var/run/netns: stop() finds and unmounts them.
   netns_mounts_under_state_dir = true
   enable_selinux = false
+  # The kubelet asks for -998 for sandboxes (and -997 for Guaranteed pods); lowering a score
+  # needs CAP_SYS_RESOURCE, which a container-based CI host may withhold: runc's init then dies
+  # ("can't get final child's PID from pipe: EOF"). Keep the scores at or above containerd's.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -284,7 +305,7 @@ def _kubelet_argv(cluster: KubeCluster, node: RealNode, kubeconfig: Path) -> lis
         str(cluster.bin_dir / "kubelet"),
         f"--kubeconfig={kubeconfig}",
         f"--hostname-override={node.name}",
-        f"--node-ip={LOOPBACK}",
+        f"--node-ip={node.node_ip}",
         f"--node-labels={PLACEMENT_KEY}=true",
         f"--register-with-taints={PLACEMENT_KEY}=true:NoSchedule",
         f"--root-dir={node.dir / 'kubelet'}",
@@ -296,13 +317,13 @@ def _kubelet_argv(cluster: KubeCluster, node: RealNode, kubeconfig: Path) -> lis
         f"--containerd=unix://{node.socket}",
         "--runtime-request-timeout=2m",
         f"--pod-infra-container-image={PAUSE_IMAGE}",  # kept out of image garbage collection
-        # Serving: HTTPS on loopback with a certificate from the cluster's CA; clients need one too.
-        f"--address={LOOPBACK}",
+        # Serving: HTTPS on the node IP with a certificate from the cluster's CA; clients need one too.
+        f"--address={node.node_ip}",
         f"--port={node.kubelet_port}",
         "--read-only-port=0",
         "--healthz-port=0",
-        f"--tls-cert-file={pki / 'kubelet.crt'}",
-        f"--tls-private-key-file={pki / 'kubelet.key'}",
+        f"--tls-cert-file={node.dir / 'kubelet.crt'}",
+        f"--tls-private-key-file={node.dir / 'kubelet.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
         "--anonymous-auth=false",
         "--authorization-mode=AlwaysAllow",
@@ -334,7 +355,7 @@ def start_real_node(cluster: KubeCluster) -> RealNode:
     node_dir = cluster.run_dir / "node"
     node_dir.mkdir(parents=True, exist_ok=True)
     logs = cluster.run_dir / "logs"
-    cgroup_root, bridge, subnet = _names(cluster.run_dir)
+    cgroup_root, bridge, subnet, node_ip = _names(cluster.run_dir)
     node = RealNode(
         name=REAL_NODE_NAME,
         dir=node_dir,
@@ -342,6 +363,7 @@ def start_real_node(cluster: KubeCluster) -> RealNode:
         cgroup_root=cgroup_root,
         bridge=bridge,
         subnet=subnet,
+        node_ip=node_ip,
         kubelet_port=free_port(),
     )
     try:
@@ -353,6 +375,14 @@ def start_real_node(cluster: KubeCluster) -> RealNode:
 
 
 def _start(cluster: KubeCluster, node: RealNode, images: dict[str, Path], logs: Path) -> None:
+    # The bridge exists before any pod, with the gateway address the CNI plugin would give it:
+    # that address is the node's IP, which the kubelet serves on and the API server calls.
+    _ip("link", "add", node.bridge, "type", "bridge")
+    _ip("addr", "add", f"{node.node_ip}/24", "dev", node.bridge)
+    _ip("link", "set", node.bridge, "up")
+    issue_certificate(cluster.run_dir / "pki", "kubelet", node.name, hosts=[node.node_ip, node.name])
+    for suffix in ("crt", "key"):
+        shutil.move(cluster.run_dir / "pki" / f"kubelet.{suffix}", node.dir / f"kubelet.{suffix}")
     config = node.dir / "containerd.toml"
     config.write_text(_containerd_config(node))
     cni_dir = node.dir / "cni" / "net.d"
@@ -373,6 +403,12 @@ def _start(cluster: KubeCluster, node: RealNode, images: dict[str, Path], logs: 
     node.procs.append(spawn("kubelet", _kubelet_argv(cluster, node, kubeconfig), logs))
     node.save()
     _wait_for(node, f"node {node.name} Ready", lambda: _node_ready(cluster, node.name), READY_TIMEOUT)
+
+
+def _ip(*args: str) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
 
 
 def _node_ready(cluster: KubeCluster, name: str) -> bool:
