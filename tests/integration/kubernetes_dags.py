@@ -168,6 +168,25 @@ class KubeEnv:
     def wait_until_gone(self, tenant_id: str, timeout: float = 30.0) -> None:
         wait_for(lambda: not self.pods_of(tenant_id), timeout, f"the pods of {tenant_id} to be deleted")
 
+    def wait_until_stopped(self, tenant_id: str, timeout: float = 30.0) -> None:
+        """Wait until each of the tenant's pods is gone, or being deleted with no container running.
+
+        A real kubelet (1.20) stops a deleted pod's containers within seconds, but the pod object
+        stays until its sandbox is removed by the kubelet's container garbage collection, which
+        runs once a minute: waiting for the object itself would wait for that tick.
+        """
+
+        def stopped(pod: Any) -> bool:
+            statuses = pod.status.container_statuses or []
+            running = any(s.state.running is not None for s in statuses)
+            return pod.metadata.deletion_timestamp is not None and not running
+
+        wait_for(
+            lambda: all(stopped(p) for p in self.pods_of(tenant_id)),
+            timeout,
+            f"the pods of {tenant_id} to be deleted and stopped",
+        )
+
     def set_quota(self, pods: int, name: str = "pods") -> None:
         """A ResourceQuota on the pod count, effective once the quota controller computed it."""
         body = {"metadata": {"name": name}, "spec": {"hard": {"pods": str(pods)}}}

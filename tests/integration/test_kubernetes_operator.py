@@ -34,7 +34,7 @@ from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
 from airflow_compute_provider.hooks.kubernetes_pods import LABEL_GENERATION, LABEL_UNIT_INDEX
 from airflow_compute_provider.state.config import open_state_store
 from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
-from tests.harness.kube import AIRFLOW_CONN_ENV, kubernetes_connection_json
+from tests.harness.kube import AIRFLOW_CONN_ENV, kubernetes_connection_json, wait_for
 from tests.harness.kubecluster import RESTRICTED_USER, KubeCluster
 from tests.harness.proxy import FaultProxy, RequestInfo
 from tests.harness.proxy_faults import Delay, Reset, kube_throttle, kube_unavailable
@@ -240,7 +240,7 @@ def test_partial_launch_rolls_back_by_default(airflow_env, kube_env) -> None:
     assert "exceeded quota: pods" in failed["error"]["root_cause"]["provider_message"]
     assert error["cleanup"]["action"] == "rolled_back"
     assert sorted(error["cleanup"]["resources"]) == sorted(u["resource_id"] for u in launched)
-    kube_env.wait_until_gone("k-rollback")
+    kube_env.wait_until_stopped("k-rollback")
     ledger = open_state_store().list_resources(tenant_id="k-rollback")
     assert sorted(e.status.value for e in ledger) == ["failed", "stopped", "stopped"]
 
@@ -262,7 +262,7 @@ def test_a_rollback_stops_the_unit_whose_create_went_unanswered(airflow_env, kub
     assert [u["index"] for u in error["units"]["failed"]] == [2]
     assert error["cleanup"]["action"] == "rolled_back"
     assert len(error["cleanup"]["resources"]) == 2
-    kube_env.wait_until_gone("k-unheard")
+    kube_env.wait_until_stopped("k-unheard")
     ledger = {e.unit_index: e for e in open_state_store().list_resources(tenant_id="k-unheard")}
     assert (ledger[1].status, ledger[1].resource_id) == (
         ResourceStatus.STOPPED,
@@ -289,7 +289,7 @@ def test_a_rollback_stops_the_unit_whose_create_landed_though_its_retry_met_the_
     assert sorted(u["index"] for u in launched) == [0, 1]
     assert [(u["index"], u["error"]["code"]) for u in error["units"]["failed"]] == [(2, "QUOTA_EXCEEDED")]
     assert error["cleanup"]["action"] == "rolled_back"
-    kube_env.wait_until_gone("k-quota-retry")
+    kube_env.wait_until_stopped("k-quota-retry")
     ledger = {e.unit_index: e.status for e in open_state_store().list_resources(tenant_id="k-quota-retry")}
     assert ledger == {0: ResourceStatus.STOPPED, 1: ResourceStatus.STOPPED, 2: ResourceStatus.FAILED}
 
@@ -382,7 +382,12 @@ def test_timeout_with_no_retry_fails_retriable_and_keeps_the_pod(airflow_env, ku
     assert run.state() == "failed"
     error = run.xcom("provision", key="compute_error")
     assert (error["code"], error["classification"]) == ("OPERATION_TIMEOUT", "retriable")
-    assert [p.status.phase for p in kube_env.live_pods_of("k-timeout-final")] == ["Running"]
+    # Left running: the pod (which may still have been starting when the try gave up) runs.
+    wait_for(
+        lambda: [p.status.phase for p in kube_env.live_pods_of("k-timeout-final")] == ["Running"],
+        30,
+        "the pod left behind to run",
+    )
     tenant = open_state_store().get_tenant("k-timeout-final")
     assert tenant.status is TenantStatus.RETRY_PENDING  # retriable, given up: valid for a retry
 
@@ -528,7 +533,7 @@ def test_a_pod_stuck_pending_fails_after_the_grace_period_and_is_deleted(
     assert [f"{kube_env.namespace}/{name}" for name in error["cleanup"]["resources"]] == [
         cause["resource_id"]
     ]
-    kube_env.wait_until_gone(tenant)
+    kube_env.wait_until_stopped(tenant)
     (entry,) = open_state_store().list_resources(tenant_id=tenant)
     assert entry.status is ResourceStatus.STOPPED
 
