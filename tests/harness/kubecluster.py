@@ -1,8 +1,8 @@
 """A real, local Kubernetes control plane for the tests: etcd, kube-apiserver, kube-scheduler and
-kube-controller-manager, all on 127.0.0.1 and free ports, with no kubelet (see ``nodesim`` for the
-nodes).
+kube-controller-manager, all on 127.0.0.1 and free ports. Its nodes: one real node (``realnode``:
+containerd and a kubelet, started on demand) and the node simulator's (``nodesim``).
 
-    find_binaries()   the folder holding the four binaries; runs ``scripts/build-kube`` when no
+    find_binaries()   the folder holding the binaries (the kubelet too); runs ``scripts/build-kube`` when no
                       cached build exists (``KUBE_BIN_DIR`` overrides the lookup)
     start_cluster()   generate certificates and two tokens, start the four processes, wait until
                       the API server is ready and the controller manager works, write kubeconfigs

@@ -21,6 +21,11 @@ this machine cannot reach. Images: ``scripts/build-test-images`` builds them fro
 ``busybox-static`` (``IMAGE``; ``PAUSE_IMAGE`` is the sandbox), imported here into this node's
 own containerd, so ``imagePullPolicy: IfNotPresent`` never pulls.
 
+Networking: a bridge of the node's own with a /24 from ``10.200.0.0``-``10.247.255.0`` (chosen
+from the run dir), host-local addresses, no masquerading (pods need no way out). The bridge's
+own address (``.1``) is the node's IP: the kubelet refuses a loopback one, serves HTTPS there, and
+the API server reaches it there for ``pods/{name}/log``.
+
 Several clusters may run on one machine (parallel sessions, ``scripts/test-cluster`` beside
 pytest): everything the node owns is its own. containerd's root, state, socket and network
 namespaces live in ``<cluster run dir>/node``; the kubelet's root dir too; its pod cgroups go under
@@ -31,7 +36,7 @@ and subnet. What is shared is what a kubelet hard-codes: ``/var/log/pods`` (per 
 
 Security, as far as a test needs it: the kubelet authenticates to the API server as
 ``system:node:<name>`` in group ``system:nodes`` (a token), which the Node authorizer accepts;
-it serves HTTPS with a certificate from the cluster's CA and only accepts clients with a
+it serves HTTPS with a certificate from the cluster's CA (``issue_certificate``) and only accepts clients with a
 certificate from that CA (the API server's kubelet client certificate), authorizing them all
 (``AlwaysAllow``: no SubjectAccessReview round trip).
 
