@@ -36,9 +36,9 @@ and subnet. What is shared is what a kubelet hard-codes: ``/var/log/pods`` (per 
 
 Security, as far as a test needs it: the kubelet authenticates to the API server as
 ``system:node:<name>`` in group ``system:nodes`` (a token), which the Node authorizer accepts;
-it serves HTTPS with a certificate from the cluster's CA (``issue_certificate``) and only accepts clients with a
-certificate from that CA (the API server's kubelet client certificate), authorizing them all
-(``AlwaysAllow``: no SubjectAccessReview round trip).
+it serves HTTPS with a certificate from the cluster's CA (``issue_certificate``) and only accepts
+clients with a certificate from that CA (the API server's kubelet client certificate),
+authorizing them all (``AlwaysAllow``: no SubjectAccessReview round trip).
 
 ``stop()`` stops the kubelet, kills and deletes every container through containerd (``ctr``),
 stops containerd and its shims, and removes what is left on the host: mounts under the node's
