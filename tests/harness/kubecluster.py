@@ -500,6 +500,12 @@ class KubeCluster:
                 raise RuntimeError(f"{proc.name} (pid {proc.pid}) exited:\n{proc.log_tail()}")
 
     def stop(self, remove: bool = True) -> None:
+        # A real node started on this cluster and not stopped (its owner died): its containers,
+        # mounts, cgroups and bridge would outlive the run dir. Stopping a stopped node is harmless.
+        if (self.run_dir / "node" / "node.json").exists():
+            from tests.harness.realnode import RealNode
+
+            RealNode.load(self.run_dir / "node").stop()
         # Clients first, storage last, so nothing logs errors about a vanished dependency.
         stop_procs(list(reversed(self.procs)))
         if remove:
