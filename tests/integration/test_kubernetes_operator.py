@@ -16,13 +16,15 @@ ServiceAccount admission plugin. The fault proxy injects only what is a wire fau
 
 Still simulated (``node_simulator``, a pod script ``sim.compute.test/script``), because one machine
 cannot do it for real: an eviction under node pressure (it would need this shared machine out of
-memory), and an image pull that fails and then succeeds (no registry is reachable here).
+memory).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import signal
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -539,19 +541,37 @@ def test_a_pod_stuck_pending_fails_after_the_grace_period_and_is_deleted(
 
 
 def test_a_pod_stuck_for_less_than_the_grace_period_is_not_a_failure(airflow_env, kube_env) -> None:
-    # Simulated (node simulator): an image pull that fails and then succeeds needs a registry
-    # that comes back, and none is reachable from here.
+    # The image is not on the node when the pod starts: a real ErrImagePull. Then it arrives (put
+    # into the node's containerd, as a registry coming back would deliver it) and the kubelet's
+    # next attempt, after its back-off, runs the container.
+    late = f"compute-test.invalid/late-{secrets.token_hex(3)}:1"
+    tenant = "k-stuck-briefly"
+
+    def pull_failed() -> bool:
+        statuses = [s for p in kube_env.pods_of(tenant) for s in p.status.container_statuses or []]
+        return any(s.state.waiting and s.state.waiting.reason == "ErrImagePull" for s in statuses)
+
+    def deliver_the_image() -> None:
+        wait_for(pull_failed, 60, "the first pull to fail")
+        kube_env.node.ctr("images", "tag", REAL_IMAGE, late)
+
+    delivery = threading.Thread(target=deliver_the_image, daemon=True)
+    delivery.start()
     run = _run(
         airflow_env,
         kube_env,
         "kube_stuck_briefly",
-        tenant_id="k-stuck-briefly",
-        script="waiting:ErrImagePull:1s,run:1s,exit:0",
-        pending_grace_period=Code("timedelta(seconds=20)"),
+        tenant_id=tenant,
+        image=late,
+        sh="echo arrived",
+        pending_grace_period=Code("timedelta(seconds=60)"),
     )
+    delivery.join(timeout=5)
 
     assert run.state() == "success"
     assert run.try_numbers()["provision"] == 1
+    (pod,) = kube_env.pods_of(tenant)
+    assert kube_env.log_of(pod.metadata.name) == "arrived\n"
 
 
 # -- API errors on the wire -------------------------------------------------------------------------
