@@ -21,11 +21,14 @@ lint: venv
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-# Debian packages and the Kubernetes binaries the integration tests start (cached after one build).
+# Debian packages, the Kubernetes binaries the integration tests start (cached after one build)
+# and the container images the real test node runs (built from Debian's busybox-static).
 test-deps:
 	scripts/ensure-postgres
 	scripts/ensure-chromium
+	scripts/ensure-containerd
 	scripts/build-kube
+	scripts/build-test-images
 
 test: lint test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

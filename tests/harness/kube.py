@@ -6,9 +6,14 @@
                         server)`` authenticate a user with no binding, ``.grant(namespace, verbs)``
                         gives it a Role in one namespace); builds the binaries through
                         ``scripts/build-kube`` when none are cached
+    real_node           session: a ``RealNode`` (``realnode``): containerd and a real kubelet
+                        registered as ``real-node-1``; a pod whose spec carries
+                        ``real_node.placement()`` runs there as a real container (image
+                        ``realnode.IMAGE``, built from Debian's busybox-static)
     node_simulator      session: a running ``NodeSimulator`` with two nodes of 4 CPUs / 8 GiB
                         (``sim-node-1``, ``sim-node-2``); pods bound to them follow their
-                        ``sim.compute.test/script`` annotation
+                        ``sim.compute.test/script`` annotation. Only for what one machine cannot
+                        do for real: node loss, eviction under pressure, Spot, preemption
     kube_namespace      function: a fresh namespace (its ``default`` ServiceAccount ready, so the
                         ServiceAccount admission plugin admits pods), deleted after the test
     kube_core           function: a ``kubernetes.client.CoreV1Api`` for the cluster
@@ -16,6 +21,7 @@
 
     kubernetes_connection_json(kubeconfig, namespace)  the JSON of that Airflow connection
     wait_for_pod(core, namespace, name, predicate)     poll a pod until ``predicate(pod)``
+    read_log(core, namespace, pod, container=None)     a container's output, from the kubelet
     wait_for_quota(core, namespace, name)              poll until the quota controller filled
                                                        ``status.hard`` (before that, admission
                                                        refuses pods with "status unknown for quota")
@@ -36,6 +42,7 @@ import pytest
 
 from tests.harness.kubecluster import KubeCluster, start_cluster
 from tests.harness.nodesim import NodeSimulator, default_nodes
+from tests.harness.realnode import RealNode, start_real_node
 
 AIRFLOW_CONN_ENV = "AIRFLOW_CONN_KUBERNETES_DEFAULT"
 
@@ -71,6 +78,16 @@ def wait_for_pod(
     return wait_for(check, timeout, f"pod {namespace}/{name}")
 
 
+def read_log(core: Any, namespace: str, pod: str, container: str | None = None) -> str:
+    """A container's output (``pods/{name}/log``, which the API server fetches from the kubelet).
+
+    Read raw: the generated client returns the body's ``str(bytes)`` (``"b'...'"``) otherwise.
+    """
+    kwargs = {"container": container} if container else {}
+    response = core.read_namespaced_pod_log(pod, namespace, _preload_content=False, **kwargs)
+    return str(response.data.decode())
+
+
 def wait_for_quota(core: Any, namespace: str, name: str, timeout: float = 30.0) -> Any:
     def check() -> Any:
         quota = core.read_namespaced_resource_quota(name, namespace)
@@ -86,6 +103,15 @@ def kube_cluster() -> Iterator[KubeCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(kube_cluster: KubeCluster) -> Iterator[RealNode]:
+    node = start_real_node(kube_cluster)
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="session")

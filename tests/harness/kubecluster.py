@@ -1,8 +1,8 @@
 """A real, local Kubernetes control plane for the tests: etcd, kube-apiserver, kube-scheduler and
-kube-controller-manager, all on 127.0.0.1 and free ports, with no kubelet (see ``nodesim`` for the
-nodes).
+kube-controller-manager, all on 127.0.0.1 and free ports. Its nodes: one real node (``realnode``:
+containerd and a kubelet, started on demand) and the node simulator's (``nodesim``).
 
-    find_binaries()   the folder holding the four binaries; runs ``scripts/build-kube`` when no
+    find_binaries()   the folder holding the binaries (the kubelet too); runs ``scripts/build-kube`` when no
                       cached build exists (``KUBE_BIN_DIR`` overrides the lookup)
     start_cluster()   generate certificates and two tokens, start the four processes, wait until
                       the API server is ready and the controller manager works, write kubeconfigs
@@ -59,7 +59,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +66,14 @@ from tests.harness.ports import LOOPBACK, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-kube"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
 STATE_FILE = "cluster.json"
 START_TIMEOUT = 90.0
 ADMIN_USER = "compute-test-admin"
 RESTRICTED_USER = "compute-test-restricted"
+#: the real node (``realnode``): its name, and the user its kubelet authenticates as
+REAL_NODE_NAME = "real-node-1"
+REAL_NODE_USER = f"system:node:{REAL_NODE_NAME}"
 
 
 def cache_root() -> Path:
@@ -106,19 +108,26 @@ def find_binaries(build: bool = True) -> Path:
 # --- certificates ---------------------------------------------------------------------------------
 
 
-def _write_pki(pki: Path) -> None:
-    """A CA, a serving certificate for 127.0.0.1/localhost, and the service-account signing key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
+def _key_pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
 
-    def key_pem(key: rsa.RSAPrivateKey) -> bytes:
-        return key.private_bytes(
+    return bytes(
+        key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
         )
+    )
+
+
+def _write_pki(pki: Path) -> None:
+    """A CA (its key kept in ``pki`` for ``issue_certificate``), the API server's serving
+    certificate for 127.0.0.1/localhost, its client certificate for the kubelet, and the
+    service-account signing key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
 
     now = dt.datetime.now(dt.UTC)
     validity = (now - dt.timedelta(hours=1), now + dt.timedelta(days=30))
@@ -150,44 +159,71 @@ def _write_pki(pki: Path) -> None:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    serving_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    serving_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(serving_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(validity[0])
-        .not_valid_after(validity[1])
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(IPv4Address(LOOPBACK)),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     pki.mkdir(parents=True, exist_ok=True)
     (pki / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    (pki / "apiserver.crt").write_bytes(serving_cert.public_bytes(serialization.Encoding.PEM))
-    (pki / "apiserver.key").write_bytes(key_pem(serving_key))
-    (pki / "sa.key").write_bytes(key_pem(sa_key))
+    (pki / "ca.key").write_bytes(_key_pem(ca_key))
+    (pki / "sa.key").write_bytes(_key_pem(sa_key))
     (pki / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    issue_certificate(
+        pki, "apiserver", "kube-apiserver", hosts=["localhost", "kubernetes.default.svc", LOOPBACK]
+    )
+    # What the API server shows the real node's kubelet (--kubelet-client-certificate), for logs.
+    issue_certificate(pki, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", org="system:masters")
+
+
+def issue_certificate(
+    pki: Path, stem: str, common_name: str, *, hosts: Sequence[str] = (), org: str = ""
+) -> tuple[Path, Path]:
+    """A certificate signed by the cluster's CA in ``pki``: a serving one for ``hosts`` (DNS names
+    and IPv4 addresses), a client one without. Writes ``<stem>.crt`` / ``<stem>.key``."""
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if org:
+        subject.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(subject))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(ca_cert.not_valid_before_utc)
+        .not_valid_after(ca_cert.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    if hosts:
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    crt, key_file = pki / f"{stem}.crt", pki / f"{stem}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(_key_pem(key))
+    return crt, key_file
 
 
 def _kubeconfig(server: str, ca_file: Path | None, user: str, token: str) -> dict[str, Any]:
@@ -252,7 +288,7 @@ class Proc:
             return "(no log)"
 
 
-def _spawn(name: str, argv: Sequence[str], log_dir: Path) -> Proc:
+def spawn(name: str, argv: Sequence[str], log_dir: Path) -> Proc:
     log = log_dir / f"{name}.log"
     with open(log, "ab") as out:
         popen = subprocess.Popen(
@@ -267,7 +303,7 @@ def _spawn(name: str, argv: Sequence[str], log_dir: Path) -> Proc:
     return Proc(name=name, pid=popen.pid, binary=argv[0], log=str(log), start_ticks=start_ticks)
 
 
-def _stop_procs(procs: Sequence[Proc], timeout: float = 15.0) -> None:
+def stop_procs(procs: Sequence[Proc], timeout: float = 15.0) -> None:
     """SIGTERM each process group, wait for each process to be gone, SIGKILL what is left."""
     for proc in procs:
         if proc.alive():
@@ -464,8 +500,14 @@ class KubeCluster:
                 raise RuntimeError(f"{proc.name} (pid {proc.pid}) exited:\n{proc.log_tail()}")
 
     def stop(self, remove: bool = True) -> None:
+        # A real node started on this cluster and not stopped (its owner died): its containers,
+        # mounts, cgroups and bridge would outlive the run dir. Stopping a stopped node is harmless.
+        if (self.run_dir / "node" / "node.json").exists():
+            from tests.harness.realnode import RealNode
+
+            RealNode.load(self.run_dir / "node").stop()
         # Clients first, storage last, so nothing logs errors about a vanished dependency.
-        _stop_procs(list(reversed(self.procs)))
+        stop_procs(list(reversed(self.procs)))
         if remove:
             shutil.rmtree(self.etcd_dir, ignore_errors=True)
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -511,13 +553,16 @@ def start_cluster(run_dir: Path | None = None, bin_dir: Path | None = None) -> K
     pki = run_dir / "pki"
     _write_pki(pki)
 
-    tokens = {ADMIN_USER: secrets.token_hex(24), RESTRICTED_USER: secrets.token_hex(24)}
+    tokens = {user: secrets.token_hex(24) for user in (ADMIN_USER, RESTRICTED_USER, REAL_NODE_USER)}
     token_file = run_dir / "tokens.csv"
     # token,user,uid,"group1,group2": the admin is a system:masters member, which RBAC allows
     # everything; the restricted user is in no group (the authenticator adds system:authenticated).
     token_file.write_text(
         f'{tokens[ADMIN_USER]},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
         f"{tokens[RESTRICTED_USER]},{RESTRICTED_USER},{RESTRICTED_USER}\n"
+        # The real node's kubelet: the Node authorizer grants what a kubelet needs to this name
+        # in this group, for the pods bound to that node.
+        f'{tokens[REAL_NODE_USER]},{REAL_NODE_USER},{REAL_NODE_USER},"system:nodes"\n'
     )
 
     port = free_port()
@@ -564,7 +609,7 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
     etcd_url = f"http://{LOOPBACK}:{client_port}"
     peer_url = f"http://{LOOPBACK}:{peer_port}"
     cluster.procs.append(
-        _spawn(
+        spawn(
             "etcd",
             [
                 str(bin_dir / "etcd"),
@@ -584,7 +629,7 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
     _wait(cluster, "etcd", lambda: urllib.request.urlopen(f"{etcd_url}/health", timeout=2).status == 200, 30)
 
     cluster.procs.append(
-        _spawn(
+        spawn(
             "kube-apiserver",
             [
                 str(bin_dir / "kube-apiserver"),
@@ -608,6 +653,11 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
                 # The "kubernetes" Service endpoint cannot be a loopback address: do not reconcile it.
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
+                # Logs (pods/{name}/log) come from the real node's kubelet, over TLS both ways.
+                f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                "--kubelet-preferred-address-types=InternalIP",
                 # Audited requests carry an Audit-Id response header (1.22 and later send it on
                 # every response; 1.20 only when auditing is on), the request id of our errors.
                 f"--audit-policy-file={_write_audit_policy(cluster.run_dir)}",
@@ -629,7 +679,7 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
 
     common = [f"--kubeconfig={cluster.kubeconfig}", "--leader-elect=false", "--v=1"]
     cluster.procs.append(
-        _spawn(
+        spawn(
             "kube-controller-manager",
             [
                 str(bin_dir / "kube-controller-manager"),
@@ -647,7 +697,7 @@ def _start_processes(cluster: KubeCluster, port: int, token_file: Path, pki: Pat
         )
     )
     cluster.procs.append(
-        _spawn(
+        spawn(
             "kube-scheduler",
             [str(bin_dir / "kube-scheduler"), *common, "--port=0", "--secure-port=0"],
             logs,
@@ -678,14 +728,16 @@ SUPERVISOR_PID_FILE = "supervisor.pid"
 
 
 def supervise(run_dir: Path, bin_dir: Path | None = None) -> int:
-    """Start the cluster and the node simulator, then hold them until SIGTERM / SIGINT.
+    """Start the cluster, its real node and the node simulator, then hold them until SIGTERM / SIGINT.
 
-    Being the parent of every control-plane process, this process also reaps them on exit.
-    ``<run_dir>/ready`` holds the kubeconfig path once everything is up.
+    Being the parent of every process, this process also reaps them on exit. ``<run_dir>/ready``
+    holds the kubeconfig path once everything is up. Where a real node cannot run (not root, no
+    containerd), the log says why and the cluster has only the simulator's nodes.
     """
     import threading
 
     from tests.harness.nodesim import NodeSimulator, default_nodes
+    from tests.harness.realnode import RealNode, start_real_node, unavailable_reason
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
@@ -693,19 +745,30 @@ def supervise(run_dir: Path, bin_dir: Path | None = None) -> int:
     (run_dir / READY_FILE).unlink(missing_ok=True)
     cluster = start_cluster(run_dir=run_dir / "cluster", bin_dir=bin_dir)
     sim: NodeSimulator | None = None
+    node: RealNode | None = None
     try:
+        why_not = unavailable_reason(cluster.bin_dir)
+        if why_not is None:
+            node = start_real_node(cluster)
+        else:
+            print(f"no real node: {why_not}", flush=True)
         sim = NodeSimulator(cluster.kubeconfig, default_nodes()).start()
         (run_dir / READY_FILE).write_text(f"{cluster.kubeconfig}\n")
         print(
             f"cluster ready: {cluster.server} kubeconfig {cluster.kubeconfig}"
-            f" (restricted user: {cluster.restricted_kubeconfig})",
+            f" (restricted user: {cluster.restricted_kubeconfig})"
+            + (f"; real node {node.name}: pods need {json.dumps(node.placement())}" if node else ""),
             flush=True,
         )
         while not stop.wait(1.0):
             cluster.check_alive()
+            if node is not None:
+                node.check_alive()
     finally:
         if sim is not None:
             sim.stop()
+        if node is not None:
+            node.stop()
         cluster.stop()
         (run_dir / READY_FILE).unlink(missing_ok=True)
     return 0
@@ -727,6 +790,13 @@ def stop_run_dir(run_dir: Path, timeout: float = 30.0) -> bool:
                 time.sleep(0.1)
         pid_file.unlink(missing_ok=True)
     # A supervisor that died hard leaves its children behind: stop them by their recorded ids.
+    node_state = run_dir / "cluster" / "node"
+    if (node_state / "node.json").exists():
+        from tests.harness.realnode import RealNode
+
+        leftover_node = RealNode.load(node_state)
+        stopped = stopped or any(p.alive() for p in leftover_node.procs)
+        leftover_node.stop()
     state = run_dir / "cluster" / STATE_FILE
     if state.exists():
         leftover = KubeCluster.load(state.parent)
@@ -741,7 +811,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Run the local Kubernetes test cluster.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("supervise", help="start cluster + node simulator, hold until SIGTERM")
+    run = sub.add_parser("supervise", help="start cluster, real node, node simulator; hold until SIGTERM")
     run.add_argument("--run-dir", type=Path, required=True)
     down = sub.add_parser("stop", help="stop what 'supervise' started in a run dir")
     down.add_argument("--run-dir", type=Path, required=True)

@@ -8,6 +8,14 @@ is the node simulator's pod script (``tests/harness/nodesim.py``), set as the po
 ``sim.compute.test/script``. Image, command, small resource requests, a fast poll and a one
 second ``pending_grace_period`` are the defaults, so a test names only what it is about.
 
+``KubeEnv.dag(dag_id, sh="...")`` is a pod for the real node instead (``tests/harness/realnode.py``):
+the container runs ``sh -c`` with that shell text in the busybox image built from Debian's
+``busybox-static``, and the pod carries the node's nodeSelector and toleration (added to a
+``pod_template`` given as a dict too). ``sh_command(text)`` is that command: the shell exits on
+SIGTERM (``exit 143``), which a shell that is PID 1 does not do by itself, so that deleting a
+pod takes a moment and not its whole grace period; a long ``sleep`` in the text should run as
+``sleep N & wait $!`` for the same reason (``FOREVER`` does).
+
 ``KubeEnv`` is one test's namespace seen from the test side: ``pods_of(tenant)`` reads the pods
 straight from the API server (never through a fault proxy), ``route_through(url)`` points the
 Airflow connection ``kubernetes_default`` at a fault proxy, ``set_quota`` / ``wait_until_gone``
@@ -23,12 +31,37 @@ from typing import Any
 import pytest
 
 from airflow_compute_provider.hooks.kubernetes_pods import LABEL_TENANT_ID, label_value
-from tests.harness.kube import AIRFLOW_CONN_ENV, kubernetes_connection_json, wait_for, wait_for_quota
+from tests.harness.kube import (
+    AIRFLOW_CONN_ENV,
+    kubernetes_connection_json,
+    read_log,
+    wait_for,
+    wait_for_quota,
+)
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.nodesim import SCRIPT_ANNOTATION
+from tests.harness.realnode import IMAGE as REAL_IMAGE
+from tests.harness.realnode import RealNode
 from tests.integration.ecs_dags import Code
 
 IMAGE = "busybox:1.36"
+#: shell text for a container that runs until it is stopped
+FOREVER = "while :; do sleep 1 & wait $!; done"
+
+
+def sh_command(text: str) -> list[str]:
+    """``sh -c TEXT`` for a real container, exiting at once on SIGTERM."""
+    return ["sh", "-c", f"trap 'exit 143' TERM; {text}"]
+
+
+def on_node(pod: dict[str, Any], node: RealNode) -> dict[str, Any]:
+    """The pod (API JSON) with the real node's nodeSelector and toleration in its spec."""
+    spec = pod.setdefault("spec", {})
+    placement = node.placement()
+    spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **placement["nodeSelector"]}
+    spec["tolerations"] = [*(spec.get("tolerations") or []), *placement["tolerations"]]
+    return pod
+
 
 _TEMPLATE = """\
 from datetime import datetime, timedelta
@@ -72,9 +105,16 @@ class KubeEnv:
     """One test's namespace: what the product's connection points at, and the test's own view."""
 
     def __init__(
-        self, cluster: KubeCluster, namespace: str, core: Any, monkeypatch: pytest.MonkeyPatch, tmp: Path
+        self,
+        cluster: KubeCluster,
+        namespace: str,
+        core: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        tmp: Path,
+        node: RealNode | None = None,
     ) -> None:
         self.cluster = cluster
+        self.node = node
         self.namespace = namespace
         self.core = core
         self._monkeypatch = monkeypatch
@@ -97,9 +137,22 @@ class KubeEnv:
         self.server = url
         self._monkeypatch.setenv(AIRFLOW_CONN_ENV, kubernetes_connection_json(path, self.namespace))
 
-    def dag(self, dag_id: str, **kwargs: Any) -> str:
+    def dag(self, dag_id: str, *, sh: str | None = None, **kwargs: Any) -> str:
+        """A DAG file's source; with ``sh``, its pod runs that shell text on the real node."""
         kwargs.setdefault("namespace", self.namespace)
+        if sh is not None:
+            if self.node is None:
+                raise RuntimeError("this KubeEnv has no real node: pass one to run a pod for real")
+            kwargs.setdefault("image", REAL_IMAGE)
+            kwargs.setdefault("cmds", sh_command(sh))
+            kwargs.setdefault("container_resources", {"requests": {"cpu": "50m", "memory": "32Mi"}})
+            template = kwargs.get("pod_template") or {"spec": {"containers": [{"name": "main"}]}}
+            kwargs["pod_template"] = on_node(template, self.node)
         return kube_dag(dag_id, **kwargs)
+
+    def log_of(self, pod_name: str, container: str | None = None) -> str:
+        """The container's own output, read through the API server from the kubelet."""
+        return read_log(self.core, self.namespace, pod_name, container)
 
     def pods_of(self, tenant_id: str) -> list[Any]:
         """Every pod of the tenant that still exists (deleted pods are gone, unlike ECS tasks)."""
@@ -114,6 +167,25 @@ class KubeEnv:
 
     def wait_until_gone(self, tenant_id: str, timeout: float = 30.0) -> None:
         wait_for(lambda: not self.pods_of(tenant_id), timeout, f"the pods of {tenant_id} to be deleted")
+
+    def wait_until_stopped(self, tenant_id: str, timeout: float = 30.0) -> None:
+        """Wait until each of the tenant's pods is gone, or being deleted with no container running.
+
+        A real kubelet (1.20) stops a deleted pod's containers within seconds, but the pod object
+        stays until its sandbox is removed by the kubelet's container garbage collection, which
+        runs once a minute: waiting for the object itself would wait for that tick.
+        """
+
+        def stopped(pod: Any) -> bool:
+            statuses = pod.status.container_statuses or []
+            running = any(s.state.running is not None for s in statuses)
+            return pod.metadata.deletion_timestamp is not None and not running
+
+        wait_for(
+            lambda: all(stopped(p) for p in self.pods_of(tenant_id)),
+            timeout,
+            f"the pods of {tenant_id} to be deleted and stopped",
+        )
 
     def set_quota(self, pods: int, name: str = "pods") -> None:
         """A ResourceQuota on the pod count, effective once the quota controller computed it."""
@@ -131,4 +203,4 @@ class KubeEnv:
         wait_for(computed, 30, f"quota {name} to allow {pods} pods")
 
 
-__all__ = ["IMAGE", "Code", "KubeEnv", "kube_dag"]
+__all__ = ["FOREVER", "IMAGE", "REAL_IMAGE", "Code", "KubeEnv", "kube_dag", "on_node", "sh_command"]

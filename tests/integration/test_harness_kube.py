@@ -1,9 +1,12 @@
 """The Kubernetes test harness against the real API server: the errors it returns (among them
 RBAC's and the ServiceAccount admission plugin's 403s), the scheduler's verdict on a pod that fits
-nowhere, and the node simulator driving pods to their end.
+nowhere, the real node (containerd and a kubelet) running pods to their end, and the node
+simulator doing what the real node cannot (eviction under node pressure).
 
-Set ``UPDATE_KUBE_OBSERVED=1`` to rewrite the payloads under ``tests/fixtures/kube_observed/``
-from this run (they feed the normalizer tests).
+``scripts/record-kube-observed`` (``UPDATE_KUBE_OBSERVED=1``) rewrites the payloads under
+``tests/fixtures/kube_observed/`` from this run: the API server's errors and the real kubelet's pod
+statuses, the eviction among them (a pod over its own ephemeral-storage limit: eviction under
+node pressure is the simulator's, and records nothing). They feed the normalizer's unit tests.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness.kube import KubeAirflowConnection, wait_for, wait_for_pod, wait_for_quota
+from airflow_compute_provider.errors import ErrorCode
+from airflow_compute_provider.normalize.kubernetes import from_pod
+from tests.harness.kube import KubeAirflowConnection, read_log, wait_for, wait_for_pod, wait_for_quota
 from tests.harness.kubecluster import ADMIN_USER, RESTRICTED_USER, KubeCluster
 from tests.harness.nodesim import (
     SCRIPT_ANNOTATION,
@@ -26,6 +31,8 @@ from tests.harness.nodesim import (
     normalize_image,
     parse_script,
 )
+from tests.harness.realnode import IMAGE, RealNode
+from tests.integration.kubernetes_dags import FOREVER, on_node, sh_command
 
 OBSERVED = Path(__file__).resolve().parents[1] / "fixtures" / "kube_observed"
 
@@ -194,7 +201,12 @@ def test_oversized_pod_is_unschedulable_by_the_real_scheduler(
     (cond,) = [c for c in pod.status.conditions if c.type == "PodScheduled"]
     assert pod.status.phase == "Pending"
     assert cond.status == "False"
-    assert cond.message == "0/2 nodes are available: 2 Insufficient cpu."
+    # With the real node up (it is tainted: this pod does not tolerate it) there are three.
+    assert cond.message in (
+        "0/2 nodes are available: 2 Insufficient cpu.",
+        "0/3 nodes are available: 1 node(s) had taint {compute.test/real-kubelet: true}, "
+        "that the pod didn't tolerate, 2 Insufficient cpu.",
+    )
     assert pod.spec.node_name is None
 
 
@@ -210,7 +222,6 @@ def test_node_simulator_drives_pods_to_success_and_oom(
 
     fine = wait_for_pod(kube_core, kube_namespace, "fine", finished)
     oom = wait_for_pod(kube_core, kube_namespace, "oom", finished)
-    _record("oom_killed_pod_status", kube_core.api_client.sanitize_for_serialization(oom.status))
 
     assert fine.spec.node_name in {n.name for n in node_simulator.nodes}
     assert fine.status.phase == "Succeeded"
@@ -242,7 +253,6 @@ def test_node_simulator_image_pull_eviction_and_graceful_delete(
         return bool(statuses) and statuses[0].state.waiting is not None
 
     pulled = wait_for_pod(kube_core, kube_namespace, "pull", waiting)
-    _record("image_pull_pod_status", kube_core.api_client.sanitize_for_serialization(pulled.status))
     state = pulled.status.container_statuses[0].state.waiting
     assert pulled.status.phase == "Pending"
     assert state.reason == "ErrImagePull"
@@ -250,7 +260,6 @@ def test_node_simulator_image_pull_eviction_and_graceful_delete(
     assert state.message.startswith("rpc error: code = NotFound")
 
     evicted = wait_for_pod(kube_core, kube_namespace, "evicted", lambda p: p.status.phase == "Failed")
-    _record("evicted_pod_status", kube_core.api_client.sanitize_for_serialization(evicted.status))
     assert evicted.status.reason == "Evicted"
     assert evicted.status.message.startswith("The node was low on resource: memory.")
 
@@ -310,3 +319,195 @@ def test_image_names_are_normalized_like_containerd() -> None:
     assert normalize_image("org/app:1.0") == "docker.io/org/app:1.0"
     assert normalize_image("registry.example:5000/app") == "registry.example:5000/app:latest"
     assert normalize_image("busybox@sha256:abc") == "docker.io/library/busybox@sha256:abc"
+
+
+# -- the real node -------------------------------------------------------------------------------
+
+
+def _real_pod(node: RealNode, name: str, sh: str, **container: Any) -> dict[str, Any]:
+    """A pod for the real node running ``sh -c SH`` in the busybox image (restartPolicy Never)."""
+    main = {
+        "name": "main",
+        "image": IMAGE,
+        "command": sh_command(sh),
+        "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}},
+        **container,
+    }
+    return on_node(
+        {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", "containers": [main]}}, node
+    )
+
+
+def _finished(pod: Any) -> bool:
+    return pod.status.phase in ("Succeeded", "Failed")
+
+
+def _waiting_with(*reasons: str) -> Any:
+    def check(pod: Any) -> bool:
+        statuses = pod.status.container_statuses or []
+        return (
+            bool(statuses)
+            and statuses[0].state.waiting is not None
+            and statuses[0].state.waiting.reason in reasons
+        )
+
+    return check
+
+
+def _status(kube_core: Any, pod: Any) -> dict[str, Any]:
+    status: dict[str, Any] = kube_core.api_client.sanitize_for_serialization(pod.status)
+    return status
+
+
+@pytest.mark.kube
+def test_the_real_node_registers_as_a_node_with_its_own_credentials(
+    kube_core: Any, real_node: RealNode
+) -> None:
+    node = kube_core.read_node(real_node.name)
+    assert node.metadata.labels["compute.test/real-kubelet"] == "true"
+    # (The node lifecycle controller's not-ready taint may linger a moment after Ready.)
+    ours = [(t.key, t.effect) for t in node.spec.taints or [] if t.key.startswith("compute.test/")]
+    assert ours == [("compute.test/real-kubelet", "NoSchedule")]
+    assert node.status.node_info.kubelet_version == "v1.20.2"
+    assert node.status.node_info.container_runtime_version.startswith("containerd://1.6")
+    assert node.status.daemon_endpoints.kubelet_endpoint.port == real_node.kubelet_port
+    assert [c.status for c in node.status.conditions if c.type == "Ready"] == ["True"]
+
+
+@pytest.mark.kube
+def test_the_real_node_runs_the_command_its_output_and_exit_code(
+    kube_core: Any, kube_namespace: str, real_node: RealNode
+) -> None:
+    kube_core.create_namespaced_pod(
+        kube_namespace, _real_pod(real_node, "says", "echo out; echo err >&2; exit 3")
+    )
+
+    pod = wait_for_pod(kube_core, kube_namespace, "says", _finished, timeout=60)
+    _record("exit_code_pod_status", _status(kube_core, pod))
+    assert pod.spec.node_name == real_node.name
+    assert pod.status.phase == "Failed"
+    done = pod.status.container_statuses[0].state.terminated
+    assert (done.exit_code, done.reason) == (3, "Error")
+    assert done.container_id.startswith("containerd://")
+    # stdout and stderr, from the container's log file, through the API server and the kubelet.
+    assert read_log(kube_core, kube_namespace, "says") == "out\nerr\n"
+    error = from_pod(kube_core.api_client.sanitize_for_serialization(pod))
+    assert error is not None
+    assert (error.code, error.root_cause.exit_code) == (ErrorCode.CONTAINER_FAILED, 3)
+
+
+@pytest.mark.kube
+def test_the_real_node_oom_kills_a_container_at_its_memory_limit(
+    kube_core: Any, kube_namespace: str, real_node: RealNode
+) -> None:
+    # busybox tail keeps a stream with no newline in memory: it grows until the cgroup kills it.
+    limits = {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}}
+    hog = _real_pod(real_node, "hog", "echo filling; exec tail /dev/zero", resources=limits)
+    kube_core.create_namespaced_pod(kube_namespace, hog)
+
+    pod = wait_for_pod(kube_core, kube_namespace, "hog", _finished, timeout=60)
+    _record("oom_killed_pod_status", _status(kube_core, pod))
+    assert pod.status.phase == "Failed"
+    killed = pod.status.container_statuses[0].state.terminated
+    assert (killed.exit_code, killed.reason) == (137, "OOMKilled")
+    assert read_log(kube_core, kube_namespace, "hog") == "filling\n"
+    error = from_pod(kube_core.api_client.sanitize_for_serialization(pod))
+    assert error is not None
+    assert error.code is ErrorCode.OUT_OF_MEMORY
+
+
+@pytest.mark.kube
+def test_the_real_node_cannot_pull_an_image_nobody_built(
+    kube_core: Any, kube_namespace: str, real_node: RealNode
+) -> None:
+    # No registry is reachable from this machine, and ".invalid" never resolves (RFC 2606).
+    missing = _real_pod(real_node, "missing", "true", image="compute-test.invalid/not-built:1")
+    kube_core.create_namespaced_pod(kube_namespace, missing)
+
+    pod = wait_for_pod(kube_core, kube_namespace, "missing", _waiting_with("ErrImagePull"), timeout=60)
+    _record("image_pull_pod_status", _status(kube_core, pod))
+    waiting = pod.status.container_statuses[0].state.waiting
+    assert pod.status.phase == "Pending"
+    assert 'failed to pull and unpack image "compute-test.invalid/not-built:1"' in waiting.message
+    error = from_pod(kube_core.api_client.sanitize_for_serialization(pod))
+    assert error is not None
+    assert error.code is ErrorCode.IMAGE_PULL_FAILED, waiting.message
+
+
+@pytest.mark.kube
+def test_the_real_node_refuses_a_container_whose_config_map_key_is_missing(
+    kube_core: Any, kube_namespace: str, real_node: RealNode
+) -> None:
+    kube_core.create_namespaced_config_map(
+        kube_namespace, {"metadata": {"name": "settings"}, "data": {"a": "1"}}
+    )
+    env = [{"name": "TOKEN", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "token"}}}]
+    kube_core.create_namespaced_pod(kube_namespace, _real_pod(real_node, "configured", "true", env=env))
+
+    pod = wait_for_pod(
+        kube_core, kube_namespace, "configured", _waiting_with("CreateContainerConfigError"), timeout=60
+    )
+    _record("config_error_pod_status", _status(kube_core, pod))
+    waiting = pod.status.container_statuses[0].state.waiting
+    assert waiting.message == f"couldn't find key token in ConfigMap {kube_namespace}/settings"
+    error = from_pod(kube_core.api_client.sanitize_for_serialization(pod))
+    assert error is not None
+    assert error.code is ErrorCode.INVALID_CONFIGURATION
+
+
+@pytest.mark.kube
+def test_the_real_node_stops_a_pod_at_its_active_deadline(
+    kube_core: Any, kube_namespace: str, real_node: RealNode
+) -> None:
+    pod = _real_pod(real_node, "late", FOREVER)
+    pod["spec"]["activeDeadlineSeconds"] = 2
+    kube_core.create_namespaced_pod(kube_namespace, pod)
+
+    failed = wait_for_pod(kube_core, kube_namespace, "late", lambda p: p.status.phase == "Failed", timeout=60)
+    _record("deadline_exceeded_pod_status", _status(kube_core, failed))
+    assert failed.status.reason == "DeadlineExceeded"
+    assert failed.status.message == "Pod was active on the node longer than the specified deadline"
+    error = from_pod(kube_core.api_client.sanitize_for_serialization(failed))
+    assert error is not None
+    assert error.code is ErrorCode.DEADLINE_EXCEEDED
+
+
+@pytest.mark.kube
+def test_the_real_node_stops_a_deleted_pod_with_sigterm(
+    kube_core: Any, kube_namespace: str, real_node: RealNode
+) -> None:
+    kube_core.create_namespaced_pod(kube_namespace, _real_pod(real_node, "sleeper", FOREVER))
+    wait_for_pod(kube_core, kube_namespace, "sleeper", lambda p: p.status.phase == "Running", timeout=60)
+    kube_core.delete_namespaced_pod("sleeper", kube_namespace)
+
+    def stopped(pod: Any) -> bool:
+        return pod.status.container_statuses[0].state.terminated is not None
+
+    # The shell's TERM trap answers the kubelet's SIGTERM (exit 143). The pod object itself goes
+    # once the kubelet's container garbage collection (once a minute in 1.20) removed its sandbox.
+    pod = wait_for_pod(kube_core, kube_namespace, "sleeper", stopped, timeout=30)
+    assert pod.metadata.deletion_timestamp is not None
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 143
+
+
+@pytest.mark.kube
+def test_the_real_node_evicts_a_pod_over_its_ephemeral_storage_limit(
+    kube_core: Any, kube_namespace: str, real_node: RealNode
+) -> None:
+    # A real eviction one machine can afford: the kubelet's eviction manager (every 10 s) finds
+    # the container's writable layer over the pod's own limit. Node pressure stays simulated.
+    resources = {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"ephemeral-storage": "1Mi"}}
+    filler = f"dd if=/dev/zero of=/tmp/fill bs=1M count=8; {FOREVER}"
+    kube_core.create_namespaced_pod(
+        kube_namespace, _real_pod(real_node, "filler", filler, resources=resources)
+    )
+
+    pod = wait_for_pod(kube_core, kube_namespace, "filler", lambda p: p.status.phase == "Failed", timeout=90)
+    _record("evicted_pod_status", _status(kube_core, pod))
+    assert pod.status.reason == "Evicted"
+    assert pod.status.message.startswith(
+        "Pod ephemeral local storage usage exceeds the total limit of containers 1Mi."
+    )
+    error = from_pod(kube_core.api_client.sanitize_for_serialization(pod))
+    assert error is not None
+    assert error.code is ErrorCode.CONTAINER_FAILED, "its own limit: not an infrastructure interruption"

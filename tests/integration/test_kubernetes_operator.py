@@ -1,25 +1,30 @@
 """KubernetesComputeOperator end to end: real Airflow (``dag.test()``), the real API server with
-kube-scheduler and the controller manager, the node simulator in the kubelet's place, the fault
-proxy on the wire, and the tenant state store on SQLite.
+kube-scheduler and the controller manager, a real node (containerd, runc and a kubelet:
+``tests/harness/realnode.py``), the fault proxy on the wire, and the tenant state store on SQLite.
 
-Nothing is mocked. The simulator only writes the pod statuses a kubelet would write (running,
-Ready, exit codes, OOMKilled, eviction, image pull errors); pods are admitted or refused by the
-real admission chain (ServiceAccount, ResourceQuota, validation) after real RBAC authorization,
-scheduled or found unschedulable by the real scheduler, and deleted by the real API server. An
-RBAC 403 comes from connecting as the cluster's restricted user (``RESTRICTED_USER``, allowed to
-read pods in the test's namespace but not to create them); a missing service account's 403 from
-the ServiceAccount admission plugin.
+Nothing is mocked. The pods run on the real node (``kube_env.dag(..., sh="...")``): their shell
+command really runs and prints (the tests read it back through ``pods/{name}/log``), exits with
+its own code, is OOM-killed by the memory cgroup at its limit, stopped by the kubelet at
+``activeDeadlineSeconds``; a missing ConfigMap key and an image that is not there fail with the
+kubelet's and containerd's own words. Pods are admitted or refused by the real admission chain
+(ServiceAccount, ResourceQuota, validation) after real RBAC authorization, scheduled or found
+unschedulable by the real scheduler, and deleted by the real API server and kubelet. An RBAC 403
+comes from connecting as the cluster's restricted user (``RESTRICTED_USER``, allowed to read pods
+in the test's namespace but not to create them); a missing service account's 403 from the
+ServiceAccount admission plugin. The fault proxy injects only what is a wire fault by nature
+(throttling, 5xx, resets, delays).
 
-What this cluster cannot show: there is no container runtime, so an image that does not exist, OOM
-kills and evictions are the simulator's scripts (``sim.compute.test/script``), with the kubelet's
-own messages. The fault proxy injects only what is a wire fault by nature (throttling, 5xx,
-resets, delays).
+Still simulated (``node_simulator``, a pod script ``sim.compute.test/script``), because one machine
+cannot do it for real: an eviction under node pressure (it would need this shared machine out of
+memory).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import signal
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,12 +36,12 @@ from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
 from airflow_compute_provider.hooks.kubernetes_pods import LABEL_GENERATION, LABEL_UNIT_INDEX
 from airflow_compute_provider.state.config import open_state_store
 from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
-from tests.harness.kube import AIRFLOW_CONN_ENV, kubernetes_connection_json
+from tests.harness.kube import AIRFLOW_CONN_ENV, kubernetes_connection_json, wait_for
 from tests.harness.kubecluster import RESTRICTED_USER, KubeCluster
-from tests.harness.nodesim import SCRIPT_ANNOTATION
 from tests.harness.proxy import FaultProxy, RequestInfo
 from tests.harness.proxy_faults import Delay, Reset, kube_throttle, kube_unavailable
-from tests.integration.kubernetes_dags import Code, KubeEnv
+from tests.harness.realnode import RealNode
+from tests.integration.kubernetes_dags import FOREVER, REAL_IMAGE, Code, KubeEnv, on_node, sh_command
 
 pytestmark = [pytest.mark.kube, pytest.mark.airflow]
 
@@ -51,10 +56,11 @@ def kube_env(
     kube_namespace: str,
     kube_core: Any,
     node_simulator: Any,
+    real_node: RealNode,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> KubeEnv:
-    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
+    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path, node=real_node)
 
 
 @pytest.fixture
@@ -73,18 +79,21 @@ def _condition(pod: Any, kind: str) -> str | None:
     return next((c.status for c in pod.status.conditions or [] if c.type == kind), None)
 
 
-def _two_containers(main: str, sidecar: str) -> dict[str, Any]:
-    """A pod template (API JSON) whose containers follow their own simulator scripts."""
-    container = {"image": "busybox:1.36", "resources": {"requests": {"cpu": "20m", "memory": "16Mi"}}}
-    return {
-        "metadata": {
-            "labels": {"app": "two-containers"},
-            "annotations": {f"{SCRIPT_ANNOTATION}.main": main, f"{SCRIPT_ANNOTATION}.sidecar": sidecar},
+def _two_containers(node: RealNode, main: str, sidecar: str) -> dict[str, Any]:
+    """A pod template (API JSON) for the real node whose two containers run their own shell text."""
+    resources = {"requests": {"cpu": "20m", "memory": "16Mi"}}
+    return on_node(
+        {
+            "metadata": {"labels": {"app": "two-containers"}},
+            "spec": {
+                "containers": [
+                    {"name": name, "image": REAL_IMAGE, "command": sh_command(text), "resources": resources}
+                    for name, text in (("main", main), ("sidecar", sidecar))
+                ],
+            },
         },
-        "spec": {
-            "containers": [{"name": "main", **container}, {"name": "sidecar", **container}],
-        },
-    }
+        node,
+    )
 
 
 # -- success ----------------------------------------------------------------------------------
@@ -100,7 +109,7 @@ def test_completion_returns_every_unit_and_frees_the_tenant(airflow_env, kube_en
         dag_id,
         tenant_id=tenant,
         count=2,
-        script="run:1s,exit:0",
+        sh="echo hello from $(hostname); sleep 1 & wait $!",
         deferrable=deferrable,
     )
 
@@ -114,7 +123,11 @@ def test_completion_returns_every_unit_and_frees_the_tenant(airflow_env, kube_en
     pods = kube_env.pods_of(tenant)
     assert {u["resource_id"] for u in result["units"]} == {p.metadata.name for p in pods}
     assert {p.status.phase for p in pods} == {"Succeeded"}
-    assert {p.spec.containers[0].image for p in pods} == {"busybox:1.36"}
+    assert {p.spec.containers[0].image for p in pods} == {REAL_IMAGE}
+    # The containers' own output, from the kubelet: each ran in its pod (hostname = pod name).
+    assert [kube_env.log_of(p.metadata.name) for p in pods] == [
+        f"hello from {p.metadata.name}\n" for p in pods
+    ]
     store = open_state_store()
     assert store.get_tenant(tenant).status is TenantStatus.READY
     assert {e.status for e in store.list_resources(tenant_id=tenant)} == {ResourceStatus.SUCCEEDED}
@@ -129,7 +142,7 @@ def test_wait_for_running_returns_once_every_pod_is_ready(airflow_env, kube_env,
         f"kube_running_{int(deferrable)}",
         tenant_id=tenant,
         count=2,
-        pod_template=_two_containers(main="run:forever", sidecar="pending:500ms,run:forever"),
+        pod_template=_two_containers(kube_env.node, main=FOREVER, sidecar=f"sleep 0.5; {FOREVER}"),
         wait_for="running",
         deferrable=deferrable,
     )
@@ -142,14 +155,16 @@ def test_wait_for_running_returns_once_every_pod_is_ready(airflow_env, kube_env,
 
 
 def test_a_running_pod_that_never_becomes_ready_is_not_running(airflow_env, kube_env) -> None:
-    # The pod's phase is Running as soon as its main container starts; its sidecar never does,
-    # so it is never Ready. Given as a V1Pod, the other form of pod_template.
+    # The pod's phase is Running as soon as its containers start; its sidecar's readiness probe
+    # always fails, so it is never Ready. Given as a V1Pod, the other form of pod_template.
+    placement = kube_env.node.placement()
+    command = sh_command(FOREVER)
     template = Code(
-        "k8s.V1Pod(metadata=k8s.V1ObjectMeta(annotations={"
-        f"'{SCRIPT_ANNOTATION}.main': 'run:forever', '{SCRIPT_ANNOTATION}.sidecar': 'pending:forever'"
-        "}), spec=k8s.V1PodSpec(containers=["
-        "k8s.V1Container(name='main', image='busybox:1.36'), "
-        "k8s.V1Container(name='sidecar', image='busybox:1.36')]))"
+        "k8s.V1Pod(spec=k8s.V1PodSpec("
+        f"node_selector={placement['nodeSelector']!r}, tolerations={placement['tolerations']!r}, containers=["
+        f"k8s.V1Container(name='main', image={REAL_IMAGE!r}, command={command!r}), "
+        f"k8s.V1Container(name='sidecar', image={REAL_IMAGE!r}, command={command!r}, "
+        "readiness_probe=k8s.V1Probe(_exec=k8s.V1ExecAction(command=['false']), period_seconds=1))]))"
     )
     run = _run(
         airflow_env,
@@ -180,7 +195,7 @@ def test_retry_reuses_the_execution_id_and_launches_once(airflow_env, kube_env, 
     # try can only succeed by adopting that pod: a create from it would be lost as well.
     proxied.add_rule(Reset(forward_first=True), method="POST", path=PODS)
 
-    run = _run(airflow_env, kube_env, "kube_idem", tenant_id="k-idem", script="run:1s,exit:0", retries=2)
+    run = _run(airflow_env, kube_env, "kube_idem", tenant_id="k-idem", sh="sleep 1 & wait $!", retries=2)
 
     assert run.state() == "success"
     assert run.try_numbers()["provision"] == 2
@@ -192,7 +207,7 @@ def test_retry_reuses_the_execution_id_and_launches_once(airflow_env, kube_env, 
 
 
 def test_worker_killed_after_the_create_leaves_exactly_one_pod(airflow_env, kube_env, proxied) -> None:
-    source = kube_env.dag("kube_crash", tenant_id="k-crash", script="run:forever", wait_for="running")
+    source = kube_env.dag("kube_crash", tenant_id="k-crash", sh=FOREVER, wait_for="running")
     when = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
     child = airflow_env.run_dag_in_subprocess(source, "kube_crash", logical_date=when)
     proxied.after_forward(lambda info, status: child.kill(), method="POST", path=PODS)
@@ -213,7 +228,7 @@ def test_worker_killed_after_the_create_leaves_exactly_one_pod(airflow_env, kube
 
 def test_partial_launch_rolls_back_by_default(airflow_env, kube_env) -> None:
     kube_env.set_quota(pods=2)
-    run = _run(airflow_env, kube_env, "kube_rollback", tenant_id="k-rollback", count=3, script="run:forever")
+    run = _run(airflow_env, kube_env, "kube_rollback", tenant_id="k-rollback", count=3, sh=FOREVER)
 
     assert run.state() == "failed"
     error = run.xcom("provision", key="compute_error")
@@ -227,7 +242,7 @@ def test_partial_launch_rolls_back_by_default(airflow_env, kube_env) -> None:
     assert "exceeded quota: pods" in failed["error"]["root_cause"]["provider_message"]
     assert error["cleanup"]["action"] == "rolled_back"
     assert sorted(error["cleanup"]["resources"]) == sorted(u["resource_id"] for u in launched)
-    kube_env.wait_until_gone("k-rollback")
+    kube_env.wait_until_stopped("k-rollback")
     ledger = open_state_store().list_resources(tenant_id="k-rollback")
     assert sorted(e.status.value for e in ledger) == ["failed", "stopped", "stopped"]
 
@@ -239,7 +254,7 @@ def test_a_rollback_stops_the_unit_whose_create_went_unanswered(airflow_env, kub
     # would leave this one running, in no report and stopped by no one.
     proxied.add_rule(Delay(0.0), method="POST", path=PODS, times=1)
     proxied.add_rule(Reset(forward_first=True), method="POST", path=PODS, times=HOOK_ATTEMPTS)
-    run = _run(airflow_env, kube_env, "kube_unheard", tenant_id="k-unheard", count=3, script="run:forever")
+    run = _run(airflow_env, kube_env, "kube_unheard", tenant_id="k-unheard", count=3, sh=FOREVER)
 
     assert run.state() == "failed"
     error = run.xcom("provision", key="compute_error")
@@ -249,7 +264,7 @@ def test_a_rollback_stops_the_unit_whose_create_went_unanswered(airflow_env, kub
     assert [u["index"] for u in error["units"]["failed"]] == [2]
     assert error["cleanup"]["action"] == "rolled_back"
     assert len(error["cleanup"]["resources"]) == 2
-    kube_env.wait_until_gone("k-unheard")
+    kube_env.wait_until_stopped("k-unheard")
     ledger = {e.unit_index: e for e in open_state_store().list_resources(tenant_id="k-unheard")}
     assert (ledger[1].status, ledger[1].resource_id) == (
         ResourceStatus.STOPPED,
@@ -267,9 +282,7 @@ def test_a_rollback_stops_the_unit_whose_create_landed_though_its_retry_met_the_
     kube_env.set_quota(pods=2)
     proxied.add_rule(Delay(0.0), method="POST", path=PODS, times=1)
     proxied.add_rule(Reset(forward_first=True), method="POST", path=PODS, times=1)
-    run = _run(
-        airflow_env, kube_env, "kube_quota_retry", tenant_id="k-quota-retry", count=3, script="run:forever"
-    )
+    run = _run(airflow_env, kube_env, "kube_quota_retry", tenant_id="k-quota-retry", count=3, sh=FOREVER)
 
     assert run.state() == "failed"
     error = run.xcom("provision", key="compute_error")
@@ -278,7 +291,7 @@ def test_a_rollback_stops_the_unit_whose_create_landed_though_its_retry_met_the_
     assert sorted(u["index"] for u in launched) == [0, 1]
     assert [(u["index"], u["error"]["code"]) for u in error["units"]["failed"]] == [(2, "QUOTA_EXCEEDED")]
     assert error["cleanup"]["action"] == "rolled_back"
-    kube_env.wait_until_gone("k-quota-retry")
+    kube_env.wait_until_stopped("k-quota-retry")
     ledger = {e.unit_index: e.status for e in open_state_store().list_resources(tenant_id="k-quota-retry")}
     assert ledger == {0: ResourceStatus.STOPPED, 1: ResourceStatus.STOPPED, 2: ResourceStatus.FAILED}
 
@@ -303,7 +316,7 @@ def test_partial_launch_with_retry_failed_relaunches_only_the_failed_unit(
         "kube_retry_failed",
         tenant_id="k-retry-failed",
         count=3,
-        script="run:2s,exit:0",
+        sh="sleep 2 & wait $!",
         on_partial_failure="retry_failed",
         # QUOTA_EXCEEDED is not retriable by default; this workflow retries its partial failures.
         retry_policy=Code(
@@ -337,7 +350,7 @@ def test_timeout_leaves_the_pod_running_and_the_next_try_reattaches(
         kube_env,
         f"kube_timeout_{int(deferrable)}",
         tenant_id=tenant,
-        script="run:4s,exit:0",
+        sh="sleep 4 & wait $!",
         timeout=Code("timedelta(seconds=2)"),
         timeout_factor=3.0,
         retries=1,
@@ -364,36 +377,32 @@ def test_timeout_with_no_retry_fails_retriable_and_keeps_the_pod(airflow_env, ku
         kube_env,
         "kube_timeout_final",
         tenant_id="k-timeout-final",
-        script="run:forever",
+        sh=FOREVER,
         timeout=Code("timedelta(seconds=1)"),
     )
 
     assert run.state() == "failed"
     error = run.xcom("provision", key="compute_error")
     assert (error["code"], error["classification"]) == ("OPERATION_TIMEOUT", "retriable")
-    assert [p.status.phase for p in kube_env.live_pods_of("k-timeout-final")] == ["Running"]
+    # Left running: the pod (which may still have been starting when the try gave up) runs.
+    wait_for(
+        lambda: [p.status.phase for p in kube_env.live_pods_of("k-timeout-final")] == ["Running"],
+        30,
+        "the pod left behind to run",
+    )
     tenant = open_state_store().get_tenant("k-timeout-final")
     assert tenant.status is TenantStatus.RETRY_PENDING  # retriable, given up: valid for a retry
 
 
 # -- failed and stuck pods ---------------------------------------------------------------------------
 
+#: far more than the memory limit below: ``tail`` keeps all of a newline-free stream in memory
+MEMORY_HOG = "echo filling memory; exec tail /dev/zero"
 
-@pytest.mark.parametrize(
-    ("script", "code", "exit_code", "reason"),
-    [
-        ("run:1s,exit:1", "CONTAINER_FAILED", 1, "Error"),
-        ("run:1s,exit:137,reason:OOMKilled", "OUT_OF_MEMORY", 137, "OOMKilled"),
-        ("run:1s,evict", "INFRASTRUCTURE_INTERRUPTED", 137, "Evicted"),
-    ],
-    ids=["exit-1", "oom-killed", "evicted"],
-)
-def test_a_failed_pod_becomes_its_code_with_exit_code_and_reason(
-    airflow_env, kube_env, script, code, exit_code, reason
-) -> None:
-    tenant = f"k-failed-{code.lower().replace('_', '-')}"
-    run = _run(airflow_env, kube_env, f"kube_failed_{code.lower()}", tenant_id=tenant, script=script)
 
+def _assert_failed_pod(
+    kube_env: KubeEnv, run: Any, tenant: str, code: str, exit_code: int, reason: str
+) -> Any:
     assert run.state() == "failed"
     error = run.xcom("provision", key="compute_error")
     assert error["code"] == code
@@ -409,12 +418,75 @@ def test_a_failed_pod_becomes_its_code_with_exit_code_and_reason(
         else TenantStatus.NEEDS_INVESTIGATION
     )
     assert open_state_store().get_tenant(tenant).status is expected
+    return pod
+
+
+@pytest.mark.parametrize(
+    ("sh", "limits", "code", "exit_code", "reason", "printed"),
+    [
+        ("echo giving up; exit 1", {}, "CONTAINER_FAILED", 1, "Error", "giving up\n"),
+        (MEMORY_HOG, {"memory": "32Mi"}, "OUT_OF_MEMORY", 137, "OOMKilled", "filling memory\n"),
+    ],
+    ids=["exit-1", "oom-killed"],
+)
+def test_a_failed_pod_becomes_its_code_with_exit_code_and_reason(
+    airflow_env, kube_env, sh, limits, code, exit_code, reason, printed
+) -> None:
+    # Real containers: the shell's own exit code; the memory cgroup's kill at the limit (137).
+    tenant = f"k-failed-{code.lower().replace('_', '-')}"
+    resources = {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": limits}
+    run = _run(
+        airflow_env,
+        kube_env,
+        f"kube_failed_{code.lower()}",
+        tenant_id=tenant,
+        sh=sh,
+        container_resources=resources,
+    )
+
+    pod = _assert_failed_pod(kube_env, run, tenant, code, exit_code, reason)
+    assert kube_env.log_of(pod.metadata.name) == printed
+
+
+def test_an_evicted_pod_is_an_infrastructure_interruption(airflow_env, kube_env) -> None:
+    # Simulated (node simulator): a real eviction needs the node short of memory or disk, which
+    # this shared machine must not be.
+    tenant = "k-failed-infrastructure-interrupted"
+    run = _run(airflow_env, kube_env, "kube_failed_evicted", tenant_id=tenant, script="run:1s,evict")
+
+    _assert_failed_pod(kube_env, run, tenant, "INFRASTRUCTURE_INTERRUPTED", 137, "Evicted")
+
+
+def test_a_pod_past_its_active_deadline_is_stopped_by_the_kubelet(airflow_env, kube_env) -> None:
+    template = {"spec": {"containers": [{"name": "main"}], "activeDeadlineSeconds": 2}}
+    run = _run(
+        airflow_env,
+        kube_env,
+        "kube_deadline",
+        tenant_id="k-deadline",
+        sh=f"echo started; {FOREVER}",
+        pod_template=template,
+    )
+
+    assert run.state() == "failed"
+    error = run.xcom("provision", key="compute_error")
+    assert error["code"] == "DEADLINE_EXCEEDED"
+    assert error["root_cause"]["reason"] == "DeadlineExceeded"
+    assert "longer than the specified deadline" in error["root_cause"]["provider_message"]
+    (pod,) = kube_env.pods_of("k-deadline")
+    assert (pod.status.phase, pod.status.reason) == ("Failed", "DeadlineExceeded")
+    assert kube_env.log_of(pod.metadata.name) == "started\n", "it ran before the kubelet stopped it"
+
+
+MISSING_IMAGE = "compute-test.invalid/not-built:1"
 
 
 @pytest.mark.parametrize(
     ("pod", "code", "reason", "says"),
     [
-        ({"script": "waiting:ErrImagePull"}, "IMAGE_NOT_FOUND", "ErrImagePull", ": not found"),
+        # No registry is reachable from here, and .invalid never resolves: the real containerd
+        # answer is a failed lookup, which is a pull failure (retriable), not "not found".
+        ({"image": MISSING_IMAGE}, "IMAGE_PULL_FAILED", "ErrImagePull", "compute-test.invalid"),
         (
             {"container_resources": {"requests": {"cpu": "64", "memory": "32Mi"}}},
             "INSUFFICIENT_CAPACITY",
@@ -423,28 +495,31 @@ def test_a_failed_pod_becomes_its_code_with_exit_code_and_reason(
         ),
         (
             {
-                "script": "waiting:CreateContainerConfigError",
                 "env_vars": [
-                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "t"}}}
+                    {"name": "TOKEN", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "token"}}}
                 ],
             },
             "INVALID_CONFIGURATION",
             "CreateContainerConfigError",
-            'secret "missing" not found',
+            "couldn't find key token in ConfigMap",
         ),
     ],
-    ids=["image-not-found", "unschedulable", "config-error"],
+    ids=["image-not-there", "unschedulable", "config-error"],
 )
 def test_a_pod_stuck_pending_fails_after_the_grace_period_and_is_deleted(
     airflow_env, kube_env, pod, code, reason, says
 ) -> None:
     # The try's timeout is far away: only the one second grace period can end it this soon.
+    kube_env.core.create_namespaced_config_map(
+        kube_env.namespace, {"metadata": {"name": "settings"}, "data": {"other": "x"}}
+    )
     tenant = f"k-stuck-{code.lower().replace('_', '-')}"
     run = _run(
         airflow_env,
         kube_env,
         f"kube_stuck_{code.lower()}",
         tenant_id=tenant,
+        sh="echo never printed",
         timeout=Code("timedelta(minutes=5)"),
         execution_timeout=Code("timedelta(seconds=60)"),
         **pod,
@@ -460,23 +535,43 @@ def test_a_pod_stuck_pending_fails_after_the_grace_period_and_is_deleted(
     assert [f"{kube_env.namespace}/{name}" for name in error["cleanup"]["resources"]] == [
         cause["resource_id"]
     ]
-    kube_env.wait_until_gone(tenant)
+    kube_env.wait_until_stopped(tenant)
     (entry,) = open_state_store().list_resources(tenant_id=tenant)
     assert entry.status is ResourceStatus.STOPPED
 
 
 def test_a_pod_stuck_for_less_than_the_grace_period_is_not_a_failure(airflow_env, kube_env) -> None:
+    # The image is not on the node when the pod starts: a real ErrImagePull. Then it arrives (put
+    # into the node's containerd, as a registry coming back would deliver it) and the kubelet's
+    # next attempt, after its back-off, runs the container.
+    late = f"compute-test.invalid/late-{secrets.token_hex(3)}:1"
+    tenant = "k-stuck-briefly"
+
+    def pull_failed() -> bool:
+        statuses = [s for p in kube_env.pods_of(tenant) for s in p.status.container_statuses or []]
+        return any(s.state.waiting and s.state.waiting.reason == "ErrImagePull" for s in statuses)
+
+    def deliver_the_image() -> None:
+        wait_for(pull_failed, 60, "the first pull to fail")
+        kube_env.node.ctr("images", "tag", REAL_IMAGE, late)
+
+    delivery = threading.Thread(target=deliver_the_image, daemon=True)
+    delivery.start()
     run = _run(
         airflow_env,
         kube_env,
         "kube_stuck_briefly",
-        tenant_id="k-stuck-briefly",
-        script="waiting:ErrImagePull:1s,run:1s,exit:0",
-        pending_grace_period=Code("timedelta(seconds=20)"),
+        tenant_id=tenant,
+        image=late,
+        sh="echo arrived",
+        pending_grace_period=Code("timedelta(seconds=60)"),
     )
+    delivery.join(timeout=5)
 
     assert run.state() == "success"
     assert run.try_numbers()["provision"] == 1
+    (pod,) = kube_env.pods_of(tenant)
+    assert kube_env.log_of(pod.metadata.name) == "arrived\n"
 
 
 # -- API errors on the wire -------------------------------------------------------------------------
@@ -506,7 +601,7 @@ def test_throttling_and_5xx_while_polling_do_not_fail_the_task(
         kube_env,
         f"kube_faulted_polls_{int(deferrable)}",
         tenant_id=f"k-faulted-polls-{int(deferrable)}",
-        script="run:2s,exit:0",
+        sh="sleep 2 & wait $!",
         deferrable=deferrable,
     )
 
@@ -553,7 +648,7 @@ def test_missing_service_account_fails_fast_as_not_found(airflow_env, kube_env, 
     if given_as == "argument":
         kwargs: dict[str, Any] = {"service_account_name": "builder"}
     else:
-        template = _two_containers(main="run:forever", sidecar="run:forever")
+        template = _two_containers(kube_env.node, main=FOREVER, sidecar=FOREVER)
         template["spec"]["serviceAccountName"] = "builder"
         kwargs = {"pod_template": template}
 
@@ -634,7 +729,7 @@ def test_failure_logs_carry_context_and_raw_responses_without_secrets(airflow_en
         "kube_logs",
         tenant_id="k-logs",
         retries=1,
-        script="run:500ms,exit:1",
+        sh="exit 1",
         env_vars={"DB_PASSWORD": CANARY},
     )
     debug_ours = "airflow_compute_provider=DEBUG airflow.task.hooks.airflow_compute_provider=DEBUG"

@@ -2,8 +2,8 @@
 launch-to-running time the lifecycle makes of it (pure functions, no servers).
 
 Kubernetes pods come from the node simulator's kubelet (``nodesim.pod_status``, the status it
-patches onto real pods) and from ``tests/fixtures/kube_observed/``, statuses a real
-kube-apiserver returned for pods the simulator drove. ECS tasks are shaped the way boto3 and
+patches onto real pods) and from ``tests/fixtures/kube_observed/``, statuses the test cluster's
+real kubelet reported (``scripts/record-kube-observed``). ECS tasks are shaped the way boto3 and
 aiobotocore return DescribeTasks (``startedAt`` parsed into a datetime in the local zone).
 """
 
@@ -112,13 +112,24 @@ def _observed(name: str) -> dict[str, Any]:
     }
 
 
-def test_statuses_a_real_api_server_returned() -> None:
-    oom = _observed("oom_killed_pod_status")
-    assert oom["status"]["startTime"] == "2026-11-26T05:04:34+00:00"
-    assert unit_status(UNIT, oom).running_since == "2026-11-26T05:04:34+00:00"
-    evicted = _observed("evicted_pod_status")
-    assert unit_status(UNIT, evicted).running_since == "2026-11-26T05:04:35+00:00"
+def _started(status: dict[str, Any]) -> str:
+    state = status["containerStatuses"][0]["state"]
+    return str((state.get("terminated") or state.get("running"))["startedAt"])
+
+
+def test_statuses_a_real_kubelet_reported() -> None:
+    # The main container's own start, as kubelet 1.20 reported it (the pod's startTime is earlier:
+    # the kubelet took the pod before the sandbox and the container were made).
+    for name in ("oom_killed_pod_status", "exit_code_pod_status", "deadline_exceeded_pod_status"):
+        pod = _observed(name)
+        assert unit_status(UNIT, pod).running_since == _started(pod["status"]), name
+    # Never started: the image could not be pulled, a ConfigMap key was missing.
     assert unit_status(UNIT, _observed("image_pull_pod_status")).running_since is None
+    assert unit_status(UNIT, _observed("config_error_pod_status")).running_since is None
+    # The kubelet's eviction leaves no container statuses on the pod: nothing says when it ran.
+    evicted = _observed("evicted_pod_status")
+    assert "containerStatuses" not in evicted["status"]
+    assert unit_status(UNIT, evicted).running_since is None
 
 
 def _with_main(main: dict[str, Any], phase: str = "Running") -> dict[str, Any]:
