@@ -691,9 +691,9 @@ def test_an_invalid_pod_is_refused_with_422_and_fails_fast(airflow_env, kube_env
     assert open_state_store().get_tenant("k-invalid").status is TenantStatus.NEEDS_INVESTIGATION
 
 
-def test_invalid_argument_fails_before_any_call_and_never_touches_the_tenant(
-    airflow_env, kube_env, proxied
-) -> None:
+def test_invalid_argument_fails_before_any_call_and_holds_the_tenant(airflow_env, kube_env, proxied) -> None:
+    # Requirement 2.2: a non-retriable error, invalid configuration included, marks the tenant
+    # for manual investigation, also when our own validation caught it before any provider call.
     run = _run(
         airflow_env,
         kube_env,
@@ -709,7 +709,12 @@ def test_invalid_argument_fails_before_any_call_and_never_touches_the_tenant(
     assert error["code"] == "INVALID_CONFIGURATION"
     assert "'namespace'" in error["message"]
     assert proxied.counts.total == 0
-    assert open_state_store().get_tenant("k-bad-namespace") is None
+    tenant = open_state_store().get_tenant("k-bad-namespace")
+    assert tenant is not None
+    assert tenant.status is TenantStatus.NEEDS_INVESTIGATION
+    assert tenant.note is not None
+    assert tenant.note.startswith("INVALID_CONFIGURATION: ")
+    assert open_state_store().operations("k-bad-namespace") == [], "no try began"
 
 
 # -- logs ------------------------------------------------------------------------------------------
