@@ -146,10 +146,21 @@ class ModelTry:
     try_number: int
     #: the order of the store's accepted begin among every try's (``None``: not begun)
     began: int | None = None
+    #: the attempt number the store gave it
+    attempt: int | None = None
     #: the last write of this try the store accepted (on the model's clock)
     last_sign: datetime | None = None
     #: a deferred try's deadline, which it said it is alive until
     live_until: datetime | None = None
+
+    def accepted(self, write: str, kwargs: dict[str, Any], result: Any) -> None:
+        """The store accepted ``write`` from this try: a sign of life (and a begin, a number)."""
+        if write == "begin_operation":
+            self.began = next(_begins)  # the store now knows this try as the newest
+            self.attempt = result.attempt
+        self.last_sign = CLOCK.now
+        if kwargs.get("live_until") is not None:
+            self.live_until = kwargs["live_until"]
 
     def idle(self, now: datetime) -> timedelta | None:
         """How long the try showed no sign of life; ``None`` if it never began."""
@@ -158,11 +169,13 @@ class ModelTry:
 
 
 class Gated:
-    """``target`` with a gate before every public method call."""
+    """``target`` with a gate before every public method call; ``after(process, name, kwargs,
+    result)`` is told of every call a process made that returned (the model's bookkeeping)."""
 
-    def __init__(self, target: Any, name: str) -> None:
+    def __init__(self, target: Any, name: str, after: Callable[..., None] | None = None) -> None:
         self._target = target
         self._name = name
+        self._after = after
 
     def __getattr__(self, attr: str) -> Any:
         value = getattr(self._target, attr)
@@ -173,13 +186,11 @@ class Gated:
             gate(f"{self._name}.{attr}")
             result = value(*args, **kwargs)
             current = greenlet.getcurrent()
-            if self._name == "store" and attr in SIGNS_OF_LIFE and isinstance(current, _ProcessGreenlet):
-                model_try = current.process.model_try
-                if attr == "begin_operation":
-                    model_try.began = next(_begins)  # the store now knows this try as the newest
-                model_try.last_sign = CLOCK.now
-                if kwargs.get("live_until") is not None:
-                    model_try.live_until = kwargs["live_until"]
+            if isinstance(current, _ProcessGreenlet):
+                if self._name == "store" and attr in SIGNS_OF_LIFE:
+                    current.process.model_try.accepted(attr, kwargs, result)
+                if self._after is not None:
+                    self._after(current.process, f"{self._name}.{attr}", kwargs, result)
             return result
 
         return call

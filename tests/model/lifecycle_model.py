@@ -39,6 +39,9 @@ After every step it checks DESIGN's invariants (``@invariant`` methods and the c
                                       every live unit is in the ledger with its resource id
     success_with_units_not_done       a succeeded try's units succeeded (or run, for
                                       ``wait_for="running"``)
+    a_succeeded_unit_relaunched       a unit whose newest generation succeeded is launched again
+                                      only by a fresh start (the newest earlier try succeeded: a
+                                      clear after success); any other try adopts it
 """
 
 from __future__ import annotations
@@ -143,6 +146,10 @@ class LifecycleModel(RuleBasedStateMachine):
         self.triggers: list[PendingTrigger] = []
         self.trace: list[str] = []
         self.config: dict[str, Any] = {}
+        #: resource ids of the units the model has seen launched
+        self.seen_units: set[str] = set()
+        #: violations seen inside a process (raised there, the lifecycle would catch them)
+        self.found: list[tuple[str, str]] = []
 
     # -- set-up ------------------------------------------------------------------------------------
 
@@ -150,9 +157,17 @@ class LifecycleModel(RuleBasedStateMachine):
         count=st.integers(1, 3),
         wait_for=st.sampled_from(["completion", "running"]),
         on_partial_failure=st.sampled_from(["rollback", "retry_failed"]),
+        timeout=st.sampled_from([60, 600]),
     )
-    def configure(self, count: int, wait_for: str, on_partial_failure: str) -> None:
-        self.config = {"count": count, "wait_for": wait_for, "on_partial_failure": on_partial_failure}
+    def configure(self, count: int, wait_for: str, on_partial_failure: str, timeout: int = 60) -> None:
+        """``timeout``: a try shorter than ``stale_after``, or one that waits through several
+        heartbeats (blocking) or is alive until a deadline long after its start (deferred)."""
+        self.config = {
+            "count": count,
+            "wait_for": wait_for,
+            "on_partial_failure": on_partial_failure,
+            "timeout": timedelta(seconds=timeout),
+        }
         self._note(f"configure {self.config}")
 
     def _operator(self, deferrable: bool) -> Any:
@@ -163,14 +178,14 @@ class LifecycleModel(RuleBasedStateMachine):
             execution_id=EXECUTION_ID,
             cloud=self.cloud.name,
             deferrable=deferrable,
-            timeout=timedelta(seconds=60),
             poll_interval=20.0,
             pending_grace_period=timedelta(seconds=30),
             **self.config,
         )
         op.__dict__["_store"] = Gated(self.store, "store")
         cloud = self.cloud
-        op.make_backend = lambda: Gated(MemoryComputeBackend(cloud), "backend")  # type: ignore[method-assign]
+        after = self._after_call
+        op.make_backend = lambda: Gated(MemoryComputeBackend(cloud), "backend", after)  # type: ignore[method-assign]
         return op
 
     # -- Airflow starts tries ------------------------------------------------------------------------
@@ -236,7 +251,13 @@ class LifecycleModel(RuleBasedStateMachine):
         yield
         if zombie and self._snapshot() != before:
             self._violation("a_superseded_try_wrote", f"p{process.pid} changed the store at {process.at}")
+        if self.found:
+            self._violation(*self.found.pop(0))
         self._after(process)
+
+    def _after_call(self, process: Process, call: str, _kwargs: dict[str, Any], _result: Any) -> None:
+        if call == "backend.launch":
+            self._check_no_succeeded_unit_relaunched(process)
 
     def drive(self, process: Process, *, calls: int = 500, until: str | None = None) -> None:
         """Let ``process`` make up to ``calls`` calls, or run until it waits at gate ``until``
@@ -505,6 +526,36 @@ class LifecycleModel(RuleBasedStateMachine):
         ]
         if unknown:
             self._violation("live_unit_unknown_to_the_ledger", f"after a reconciler run: {unknown}")
+
+    def _check_no_succeeded_unit_relaunched(self, process: Process) -> None:
+        """A unit whose newest generation succeeded (and the provider or the ledger still says
+        so) gets a new generation only from a fresh start: a try whose newest earlier try
+        succeeded (a clear after success). Any other try adopts it (DESIGN, step 3)."""
+        key = self.execution.key
+        units = [u for u in self._all_units() if u.execution_key == key]
+        new = [u for u in units if u.resource_id not in self.seen_units]
+        self.seen_units.update(u.resource_id for u in units)
+        if not new:
+            return
+        ledger = {(e.unit_index, e.generation): e for e in self.store.ledger(self.tenant, EXECUTION_ID)}
+        mine = process.model_try.attempt or 0
+        earlier = [op for op in self.store.operations(self.tenant) if op.attempt < mine]
+        fresh = bool(earlier) and max(earlier, key=lambda op: op.attempt).status.value == "succeeded"
+        for unit in new:
+            before = [u for u in units if u.index == unit.index and u.generation < unit.generation]
+            if not before or fresh:
+                continue
+            prior = max(before, key=lambda u: u.generation)
+            row = ledger.get((prior.index, prior.generation))
+            on_provider = prior.resource_id in self.cloud.units and prior.phase is UnitPhase.SUCCEEDED
+            if on_provider or (row is not None and row.status.value == "succeeded"):
+                self.found.append(
+                    (
+                        "a_succeeded_unit_relaunched",
+                        f"p{process.pid} (try {mine}) launched {unit.index}g{unit.generation} "
+                        f"over {prior.index}g{prior.generation}, which succeeded",
+                    )
+                )
 
     def _check_success(self, result: dict[str, Any]) -> None:
         count = self.config["count"]

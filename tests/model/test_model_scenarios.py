@@ -161,3 +161,43 @@ def test_a_stale_hold_is_released_once_its_units_ended(model: LifecycleModel) ->
     model.reconciler_runs(gap=STALE_AFTER.total_seconds())
     assert status(model) == (TenantStatus.READY, False)
     check(model)
+
+
+def test_after_a_clear_a_retry_relaunches_only_the_failed_unit(model: LifecycleModel) -> None:
+    """Success; a clear runs both units again; unit 1 is interrupted (a retriable partial
+    failure, after unit 0 succeeded); the retry relaunches unit 1 only: unit 0's success is
+    adopted, although an earlier try (not the newest) succeeded."""
+    model.configure(count=2, wait_for="completion", on_partial_failure="retry_failed")
+    model.new_try(deferrable=False, will_retry=False)
+    model.drive(newest(model), until="sleep")
+    settle_units(model, "succeeded")
+    model.run_to_end(which=0)
+    model.new_try(deferrable=False, will_retry=True)  # cleared after success: both run again
+    model.drive(newest(model), until="sleep")
+    model.unit_changes(which=1, fate="interrupted")
+    model.unit_changes(which=0, fate="succeeded")
+    model.run_to_end(which=0)
+    assert code_of(newest(model)) is ErrorCode.PARTIAL_FAILURE
+    model.new_try(deferrable=False, will_retry=False)  # the retry
+    model.drive(newest(model), until="sleep")  # checks no succeeded unit is launched again
+    assert live_units(model) == ["1g3"]
+    check(model)
+
+
+def test_a_deferred_try_alive_until_its_deadline_keeps_its_hold_after_its_units_ended(
+    model: LifecycleModel,
+) -> None:
+    """Deferred with a 10-minute deadline, its units done, the trigger not fired yet: a
+    maintenance run long after the try's start but within its deadline leaves the hold alone."""
+    model.configure(count=1, wait_for="completion", on_partial_failure="rollback", timeout=600)
+    model.new_try(deferrable=True, will_retry=False)
+    model.run_to_end(which=0)  # deferred until start + 10 min
+    settle_units(model, "succeeded")
+    model.reconciler_runs(gap=STALE)  # started > stale_after ago, alive until its deadline
+    model.reconciler_runs(gap=STALE)
+    assert status(model) == (TenantStatus.OPERATION_IN_PROGRESS, True)
+    model.trigger_fires(which=0, kind="settled", will_retry=False)
+    model.run_to_end(which=0)
+    assert newest(model).result is not None
+    assert newest(model).result[0] == "succeeded"
+    check(model)
