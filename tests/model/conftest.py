@@ -15,4 +15,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not TALLY.ran:
         return
     terminalreporter.section("lifecycle model")
+    terminalreporter.write_line(TALLY.coverage())
     terminalreporter.write_line(TALLY.line())

@@ -49,7 +49,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,6 +80,7 @@ GAPS = (0.0, 60.0, STALE_AFTER.total_seconds() + 30.0, 3 * 3600.0)
 #: h-deadline: set True once ``execute_complete`` / ``resume_execution`` ends a try resumed with
 #: ``TaskDeferralTimeout`` like its own deadline (issue 16); until then the rule never runs
 TASK_DEFERRAL_TIMEOUT = False
+MAX_LIVE_PROCESSES = 3
 
 
 @dataclass
@@ -89,9 +91,14 @@ class Tally:
     steps: int = 0
     violations: int = 0
     ran: bool = False
+    #: how often each check had something to check (evidence the search reaches those paths)
+    checked: Counter[str] = field(default_factory=Counter)
 
     def line(self) -> str:
         return f"lifecycle model: {self.examples} examples, {self.steps} steps, {self.violations} violations"
+
+    def coverage(self) -> str:
+        return "checked: " + ", ".join(f"{n} {what}" for what, n in sorted(self.checked.items()))
 
 
 TALLY = Tally()
@@ -199,6 +206,7 @@ class LifecycleModel(RuleBasedStateMachine):
         op = self._operator(deferrable)
         return self._start(ModelTry(self.run, self.try_number), op.execute, op, will_retry)
 
+    @precondition(lambda self: self._room())
     @rule(deferrable=st.booleans(), will_retry=st.booleans())
     def new_try(self, deferrable: bool, will_retry: bool) -> None:
         """Airflow starts the run's next try: a retry, a clear (after success or failure), or a
@@ -209,30 +217,37 @@ class LifecycleModel(RuleBasedStateMachine):
         p = self._execute(deferrable, will_retry)
         self._note(f"new_try p{p.pid} run={self.run} try={self.try_number} deferrable={deferrable}")
 
-    @precondition(lambda self: self.try_number > 0)
+    @precondition(lambda self: self.try_number > 0 and self._room())
     @rule(deferrable=st.booleans(), will_retry=st.booleans())
     def new_dag_run(self, deferrable: bool, will_retry: bool) -> None:
         """A new DAG run of the same custom execution id: Airflow's try number restarts at 1; the
         store makes it the execution's next try. The older run's trigger (if any) fires on."""
         self.run += 1
         self.try_number = 1
+        TALLY.checked["new DAG runs"] += 1
         p = self._execute(deferrable, will_retry)
         self._note(f"new_dag_run p{p.pid} run={self.run} try=1 deferrable={deferrable}")
 
-    @precondition(lambda self: self.try_number > 0)
+    @precondition(lambda self: self.try_number > 0 and self._room())
     @rule(deferrable=st.booleans(), will_retry=st.booleans())
     def same_try_again(self, deferrable: bool, will_retry: bool) -> None:
         """A second process runs the run's newest try (Airflow's double run after it thought the
         first worker dead): same try number, another token."""
         self.triggers = [t for t in self.triggers if t.model_try.run != self.run]
+        TALLY.checked["double runs"] += 1
         p = self._execute(deferrable, will_retry)
         self._note(f"same_try_again p{p.pid} run={self.run} try={self.try_number}")
 
     # -- processes go on, crash, time out --------------------------------------------------------------
 
     def _pick(self, which: int, *, started: bool = False) -> Process | None:
+        """The ``which``-th newest live process (0: the newest, where a shrunk example points)."""
         alive = [p for p in self.processes if p.alive and (not started or (p.in_execute and p.at != "start"))]
-        return alive[which % len(alive)] if alive else None
+        return alive[-1 - which % len(alive)] if alive else None
+
+    def _room(self) -> bool:
+        """At most three live processes at once: more zombies add steps, not paths."""
+        return sum(p.alive for p in self.processes) < MAX_LIVE_PROCESSES
 
     def _newest_try(self) -> ModelTry | None:
         begun = [p.model_try for p in self.processes if p.model_try.began is not None]
@@ -248,6 +263,8 @@ class LifecycleModel(RuleBasedStateMachine):
         """Around a step of ``process``: a superseded try's step must change nothing in the store."""
         zombie = self._superseded(process)
         before = self._snapshot() if zombie else None
+        if zombie:
+            TALLY.checked["superseded-try steps"] += 1
         yield
         if zombie and self._snapshot() != before:
             self._violation("a_superseded_try_wrote", f"p{process.pid} changed the store at {process.at}")
@@ -272,7 +289,7 @@ class LifecycleModel(RuleBasedStateMachine):
         self._note(f"p{process.pid} ({calls} calls) -> {process.at} {self._result(process)}")
 
     @precondition(lambda self: any(p.alive for p in self.processes))
-    @rule(which=st.integers(0, 3), calls=st.integers(1, 6))
+    @rule(which=st.integers(0, 3), calls=st.integers(1, 12))
     def advance(self, which: int, calls: int) -> None:
         process = self._pick(which)
         if process is not None:
@@ -312,7 +329,10 @@ class LifecycleModel(RuleBasedStateMachine):
         if kind == "deferred":
             self.triggers.append(PendingTrigger(process.model_try, value))
         if kind == "succeeded" and not self._superseded(process):
+            TALLY.checked["successes"] += 1
             self._check_success(value)
+        if kind == "failed" and "superseded_try" in str(getattr(value, "error", "")):
+            TALLY.checked["tries refused as superseded"] += 1
 
     # -- the triggerer ---------------------------------------------------------------------------------
 
@@ -394,6 +414,19 @@ class LifecycleModel(RuleBasedStateMachine):
             self.cloud.vanish(unit.resource_id)
         self._note(f"unit {unit.index}g{unit.generation} {fate}")
 
+    @precondition(lambda self: any(u.live for u in self.cloud.units.values()))
+    @rule(fate=st.sampled_from(["succeeded", "running", "failed"]))
+    def every_unit(self, fate: str) -> None:
+        """Every live unit at once (the usual end of the work, in one step)."""
+        for unit in [u for u in self.cloud.units.values() if u.live]:
+            if fate == "succeeded":
+                self.cloud.succeed(unit.resource_id)
+            elif fate == "running":
+                self.cloud.set_phase(unit.resource_id, UnitPhase.RUNNING)
+            else:
+                self.cloud.fail(unit.resource_id, ErrorCode.INFRASTRUCTURE_INTERRUPTED, None)
+        self._note(f"every unit {fate}")
+
     @rule(
         fault=st.sampled_from(
             [
@@ -440,6 +473,7 @@ class LifecycleModel(RuleBasedStateMachine):
 
     # -- maintenance -----------------------------------------------------------------------------------
 
+    @precondition(lambda self: self.try_number > 0)
     @rule(gap=st.sampled_from(GAPS))
     def reconciler_runs(self, gap: float) -> None:
         """A maintenance run (the reconcile / cleanup operator), ``gap`` seconds after the last
@@ -457,6 +491,11 @@ class LifecycleModel(RuleBasedStateMachine):
             RecoverySettings(tenant_id=self.tenant, stale_after=STALE_AFTER)
         )
         self._note(f"reconciler_runs +{gap:g}s (live hold: {live_hold})")
+        held_after = self.store.get_tenant(self.tenant)
+        if live_hold:
+            TALLY.checked["live holds kept by a reconciler run"] += 1
+        elif tenant is not None and tenant.held and held_after is not None and not held_after.held:
+            TALLY.checked["stale holds ended by a reconciler run"] += 1
         if live_hold and self._hold_snapshot() != before:
             self._violation(
                 "a_live_hold_was_broken", f"its try showed a sign of life {idle} ago: {before} -> now"
@@ -516,6 +555,7 @@ class LifecycleModel(RuleBasedStateMachine):
             self._violation("tenant_status", f"held by try {tenant.attempt}, the newest is {newest.attempt}")
 
     def _check_every_live_unit_is_known(self) -> None:
+        TALLY.checked["ledgers complete after a reconciler run"] += 1
         rows = {
             (e.unit_index, e.generation): e.resource_id for e in self.store.ledger(self.tenant, EXECUTION_ID)
         }
@@ -541,6 +581,7 @@ class LifecycleModel(RuleBasedStateMachine):
         mine = process.model_try.attempt or 0
         earlier = [op for op in self.store.operations(self.tenant) if op.attempt < mine]
         fresh = bool(earlier) and max(earlier, key=lambda op: op.attempt).status.value == "succeeded"
+        TALLY.checked["launches"] += 1
         for unit in new:
             before = [u for u in units if u.index == unit.index and u.generation < unit.generation]
             if not before or fresh:
