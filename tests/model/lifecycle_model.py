@@ -586,6 +586,11 @@ class LifecycleModel(RuleBasedStateMachine):
             before = [u for u in units if u.index == unit.index and u.generation < unit.generation]
             if not before or fresh:
                 continue
+            intent = ledger.get((unit.index, unit.generation))
+            if intent is not None and intent.attempts > 1:
+                # A resent intent: an earlier try (a fresh start that died before its launch
+                # landed) chose this generation; sending it is that clear's re-run, not a new one.
+                continue
             prior = max(before, key=lambda u: u.generation)
             row = ledger.get((prior.index, prior.generation))
             on_provider = prior.resource_id in self.cloud.units and prior.phase is UnitPhase.SUCCEEDED

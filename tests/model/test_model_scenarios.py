@@ -201,3 +201,21 @@ def test_a_deferred_try_alive_until_its_deadline_keeps_its_hold_after_its_units_
     assert newest(model).result is not None
     assert newest(model).result[0] == "succeeded"
     check(model)
+
+
+def test_a_clears_intent_is_resent_by_the_next_try_not_dropped(model: LifecycleModel) -> None:
+    """Found by the deep run (a model bug, not the product's): try 2 succeeded; a new DAG run
+    (try 3, a fresh start) records its intent for generation 2 and dies before sending it; the
+    next try resends that intent: it is the re-run the clear asked for, not a duplicate."""
+    model.new_try(deferrable=False, will_retry=False)
+    model.run_to_end(which=0)  # times out, 0g1 left running
+    model.new_dag_run(deferrable=False, will_retry=False)
+    model.every_unit(fate="succeeded")
+    model.run_to_end(which=0)  # adopts 0g1: succeeded
+    model.new_dag_run(deferrable=False, will_retry=False)
+    model.drive(newest(model), until="backend.launch")
+    model.crash(which=0)  # the intent of 0g2 is in the ledger, never sent
+    model.new_dag_run(deferrable=False, will_retry=False)
+    model.drive(newest(model), until="sleep")
+    assert live_units(model) == ["0g2"]
+    check(model)
