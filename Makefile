@@ -33,7 +33,7 @@ test-deps:
 test: lint test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The lifecycle model (tests/model), deep: MODEL_EXAMPLES random examples (CI runs a fixed 150).
+# The lifecycle model (tests/model), deep: MODEL_EXAMPLES random examples (CI runs a fixed 100).
 MODEL_EXAMPLES ?= 20000
 MODEL_STEPS ?= 20
 model: venv

@@ -1,4 +1,5 @@
-"""The lifecycle model's closing line (``lifecycle_model.TALLY``), printed whenever it ran::
+"""The lifecycle model's closing line (``lifecycle_model.TALLY``), printed whenever it ran, in
+``tests/model`` alone as in the whole suite (``make test``)::
 
 lifecycle model: <examples> examples, <steps> steps, <violations> violations
 """
@@ -14,7 +15,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not TALLY.ran:
         return
     terminalreporter.section("lifecycle model")
-    for key, trace in TALLY.first_known.items():
-        terminalreporter.write_line(f"known violation {key}; first seen after:")
-        terminalreporter.write_line("    " + trace.replace("\n", "\n    "))
+    terminalreporter.write_line(TALLY.coverage())
     terminalreporter.write_line(TALLY.line())

@@ -1,17 +1,28 @@
 """How the lifecycle model runs a try the way Airflow does, one provider or store call at a time.
 
+    TaskInstance   what the lifecycle reads of Airflow's task instance: its DAG run, its try
+                   number (Airflow's: it restarts at 1 in every DAG run) and the XCom it pushes
+    ModelTry       one try as the *model* sees it, independently of the store: the process that
+                   began it (a resumption carries its deferred try on), when the store accepted
+                   its begin (``began``: the newest begin is the newest try, every older one a
+                   zombie from then on), its last sign of life (a write the store accepted from
+                   it) and, while deferred, the deadline it is alive until
     Process        one worker process running a try: ``execute`` (a new try, or the same try
                    run twice) or ``execute_complete`` (a deferred try resumed), then Airflow's
                    decision (the retry or failure callback). It runs in its own greenlet and
                    stops before every call to the store or the backend (a *gate*), so the model
                    decides what happens next: let it go on, crash it there (the try just stops),
                    raise the task's ``execution_timeout`` there, or run another process first
-    Gated          the store or backend a process sees: every public call passes a gate first
-    ModelClock     the time the lifecycle reads (``datetime.now`` in ``operators/base.py`` and
-                   ``operators/wait.py``, ``time.sleep`` in the blocking wait): it moves only when
-                   a try sleeps between polls or a trigger reaches its deadline. Time is
-                   simulated because a model cannot wait for real minutes; everything else (the
-                   operator, the store on SQLite) is the real code
+    Gated          the store or backend a process sees: every public call passes a gate first,
+                   and what the store accepted is written down on the process's ``ModelTry``
+    ModelClock     the one clock of the model: ``datetime.now`` in ``operators/base.py`` and
+                   ``operators/wait.py``, ``time.sleep`` in the blocking wait, the heartbeat's
+                   ``time.monotonic`` (``operators/tries.py``) and the database's clock
+                   (``state/sql.py``'s ``database_now``). It moves only when a try sleeps
+                   between polls, a trigger reaches its deadline or the model lets time pass
+                   before a maintenance run. Time is simulated because a model cannot wait for
+                   real minutes; everything else (the operator, the store on SQLite, the
+                   reconciler) is the real code
 
 A ``Crash`` is a ``BaseException``: nothing in the lifecycle catches it, exactly like a killed
 worker that runs no more code.
@@ -19,9 +30,11 @@ worker that runs no more code.
 
 from __future__ import annotations
 
+import itertools
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +46,21 @@ except ImportError:  # Airflow < 3.2
     from airflow.exceptions import AirflowTaskTimeout, TaskDeferred  # type: ignore[no-redef]
 
 from airflow_compute_provider.operators import base as base_module
+from airflow_compute_provider.operators import tries as tries_module
 from airflow_compute_provider.operators import wait as wait_module
+from airflow_compute_provider.state import sql as sql_module
+
+#: the store's methods whose success is a try's sign of life (each names its try, ``by=``)
+SIGNS_OF_LIFE = frozenset(
+    {
+        "begin_operation",
+        "heartbeat",
+        "record_intent",
+        "record_resources",
+        "record_outcome",
+        "finish_operation",
+    }
+)
 
 
 class Crash(BaseException):
@@ -65,17 +92,39 @@ def _sleep(seconds: float) -> None:
     CLOCK.advance(seconds)
 
 
+def _database_now(_conn: Any) -> datetime:
+    return CLOCK.now
+
+
+def _monotonic() -> float:
+    return CLOCK.now.timestamp()
+
+
 @contextmanager
 def model_time() -> Iterator[ModelClock]:
-    """The lifecycle reads the model's clock while this is open."""
-    saved = (base_module.datetime, wait_module.datetime, wait_module.time)
+    """The lifecycle, its heartbeat and the store read the model's clock while this is open."""
+    saved = (
+        base_module.datetime,
+        wait_module.datetime,
+        wait_module.time,
+        tries_module.time,
+        sql_module.database_now,
+    )
     base_module.datetime = _ModelDatetime  # type: ignore[misc]
     wait_module.datetime = _ModelDatetime  # type: ignore[misc]
     wait_module.time = types.SimpleNamespace(sleep=_sleep)  # type: ignore[assignment]
+    tries_module.time = types.SimpleNamespace(monotonic=_monotonic)  # type: ignore[assignment]
+    sql_module.database_now = _database_now  # type: ignore[assignment]
     try:
         yield CLOCK
     finally:
-        base_module.datetime, wait_module.datetime, wait_module.time = saved  # type: ignore[misc,assignment]
+        (
+            base_module.datetime,  # type: ignore[misc]
+            wait_module.datetime,  # type: ignore[misc]
+            wait_module.time,  # type: ignore[assignment]
+            tries_module.time,  # type: ignore[assignment]
+            sql_module.database_now,  # type: ignore[assignment]
+        ) = saved
 
 
 def gate(label: str) -> None:
@@ -86,12 +135,47 @@ def gate(label: str) -> None:
         current.parent.switch(("gate", label))
 
 
-class Gated:
-    """``target`` with a gate before every public method call."""
+_begins = itertools.count(1)
 
-    def __init__(self, target: Any, name: str) -> None:
+
+@dataclass(eq=False)
+class ModelTry:
+    """One try, as the model tracks it (see the module docstring)."""
+
+    run: int
+    try_number: int
+    #: the order of the store's accepted begin among every try's (``None``: not begun)
+    began: int | None = None
+    #: the attempt number the store gave it
+    attempt: int | None = None
+    #: the last write of this try the store accepted (on the model's clock)
+    last_sign: datetime | None = None
+    #: a deferred try's deadline, which it said it is alive until
+    live_until: datetime | None = None
+
+    def accepted(self, write: str, kwargs: dict[str, Any], result: Any) -> None:
+        """The store accepted ``write`` from this try: a sign of life (and a begin, a number)."""
+        if write == "begin_operation":
+            self.began = next(_begins)  # the store now knows this try as the newest
+            self.attempt = result.attempt
+        self.last_sign = CLOCK.now
+        if kwargs.get("live_until") is not None:
+            self.live_until = kwargs["live_until"]
+
+    def idle(self, now: datetime) -> timedelta | None:
+        """How long the try showed no sign of life; ``None`` if it never began."""
+        stamps = [s for s in (self.last_sign, self.live_until) if s is not None]
+        return now - max(stamps) if stamps else None
+
+
+class Gated:
+    """``target`` with a gate before every public method call; ``after(process, name, kwargs,
+    result)`` is told of every call a process made that returned (the model's bookkeeping)."""
+
+    def __init__(self, target: Any, name: str, after: Callable[..., None] | None = None) -> None:
         self._target = target
         self._name = name
+        self._after = after
 
     def __getattr__(self, attr: str) -> Any:
         value = getattr(self._target, attr)
@@ -102,8 +186,11 @@ class Gated:
             gate(f"{self._name}.{attr}")
             result = value(*args, **kwargs)
             current = greenlet.getcurrent()
-            if attr == "begin_operation" and isinstance(current, _ProcessGreenlet):
-                current.process.began = True  # the store now knows this try as the newest
+            if isinstance(current, _ProcessGreenlet):
+                if self._name == "store" and attr in SIGNS_OF_LIFE:
+                    current.process.model_try.accepted(attr, kwargs, result)
+                if self._after is not None:
+                    self._after(current.process, f"{self._name}.{attr}", kwargs, result)
             return result
 
         return call
@@ -116,7 +203,12 @@ class _ProcessGreenlet(greenlet.greenlet):
 class TaskInstance:
     """What the lifecycle reads of Airflow's task instance, and the XCom it pushes."""
 
-    def __init__(self, try_number: int) -> None:
+    dag_id = "model"
+    task_id = "model"
+    map_index = -1
+
+    def __init__(self, run: int, try_number: int) -> None:
+        self.run_id = f"run-{run}"
         self.try_number = try_number
         self.max_tries = 100
         self.xcom: dict[str, Any] = {}
@@ -134,16 +226,20 @@ class Process:
     """
 
     def __init__(
-        self, pid: int, attempt: int, op: Any, body: Callable[[dict[str, Any]], Any], will_retry: bool
+        self,
+        pid: int,
+        model_try: ModelTry,
+        op: Any,
+        body: Callable[[dict[str, Any]], Any],
+        will_retry: bool,
     ) -> None:
         self.pid = pid
-        self.attempt = attempt
+        self.model_try = model_try
         self.op = op
         self.will_retry = will_retry
-        self.context: dict[str, Any] = {"ti": TaskInstance(attempt), "task": op}
+        self.ti = TaskInstance(model_try.run, model_try.try_number)
+        self.context: dict[str, Any] = {"ti": self.ti, "task": op}
         self.at = "start"
-        #: the store recorded this process's try (a resumption is its deferred try, recorded)
-        self.began = False
         self.in_execute = True
         self.result: tuple[str, Any] | None = None
         self.callback_error: BaseException | None = None
@@ -203,4 +299,14 @@ class Process:
         self.throw(Crash())
 
 
-__all__ = ["CLOCK", "AirflowTaskTimeout", "Crash", "Gated", "Process", "TaskInstance", "gate", "model_time"]
+__all__ = [
+    "CLOCK",
+    "AirflowTaskTimeout",
+    "Crash",
+    "Gated",
+    "ModelTry",
+    "Process",
+    "TaskInstance",
+    "gate",
+    "model_time",
+]

@@ -1,97 +1,221 @@
-"""The lifecycle model's rules played by hand: the scenarios issue 16 names, step by step.
+"""The lifecycle model's rules played by hand: the stories of issue 16, step by step.
 
 Each drives ``LifecycleModel`` (the same rules and invariants hypothesis explores) through one
-story, so the story is replayed on every CI run whatever the random search finds. A violation
-whose fix has not landed yet (``MODEL_EXPECTS``) is recorded as known rather than raised: the
-test asserts it was seen either way, which is the evidence for the fix to remove.
+story, so the story is replayed on every CI run whatever the random search finds, and checks
+every invariant after it (``check``): a violation raises ``Violation`` and fails the test.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.model.harness import model_time
-from tests.model.lifecycle_model import LifecycleModel, Violation
+from airflow_compute_provider.errors import ComputeOperationError, ErrorCode
+from airflow_compute_provider.state.status import TenantStatus
+from tests.model.harness import Process, model_time
+from tests.model.lifecycle_model import GAPS, STALE_AFTER, LifecycleModel
+
+LATER, STALE = GAPS[1], GAPS[2]
+
+
+class Scenario(LifecycleModel):
+    counted = False  # a story played by hand is no example of the random search
 
 
 @pytest.fixture
-def model(tmp_path: Path) -> Iterator[LifecycleModel]:
-    LifecycleModel.store_url = f"sqlite:///{tmp_path / 'model.db'}"
-    LifecycleModel._store = None
+def model() -> Iterator[LifecycleModel]:
     with model_time():
-        machine = LifecycleModel()
+        machine = Scenario()
+        machine.configure(count=1, wait_for="completion", on_partial_failure="rollback")
         yield machine
         machine.teardown()
-        if LifecycleModel._store is not None:
-            LifecycleModel._store.close()
-            LifecycleModel._store = None
 
 
-def check(machine: LifecycleModel) -> set[str]:
-    """Every invariant now; the names of the violations seen (raised or known)."""
-    seen = set(machine.reported)
-    for invariant in (
-        machine.at_most_one_live_generation_per_unit,
-        machine.tenant_is_where_the_newest_try_left_it,
-    ):
-        try:
-            invariant()
-        except Violation as exc:
-            seen.add(str(exc).split(":")[0])
-    return seen | machine.reported
+def check(machine: LifecycleModel) -> None:
+    machine.at_most_one_live_generation_per_unit()
+    machine.tenant_is_where_the_newest_try_left_it()
+
+
+def newest(machine: LifecycleModel) -> Process:
+    return machine.processes[-1]
 
 
 def settle_units(machine: LifecycleModel, fate: str) -> None:
-    for _ in range(len(machine.cloud.units)):
-        if any(u.live for u in machine.cloud.units.values()):
-            machine.unit_changes(which=0, fate=fate)
+    while any(u.live for u in machine.cloud.units.values()):
+        machine.unit_changes(which=0, fate=fate)
+
+
+def live_units(machine: LifecycleModel) -> list[str]:
+    return [f"{u.index}g{u.generation}" for u in machine.cloud.units.values() if u.live]
+
+
+def status(machine: LifecycleModel) -> tuple[TenantStatus, bool] | None:
+    tenant = machine.store.get_tenant(machine.tenant)
+    return (tenant.status, tenant.held) if tenant is not None else None
+
+
+def code_of(process: Process) -> ErrorCode | None:
+    assert process.result is not None
+    kind, value = process.result
+    return value.error.code if kind == "failed" and isinstance(value, ComputeOperationError) else None
 
 
 def test_a_try_that_dies_after_its_intent_is_found_by_the_next_stale_reconciler_run(
     model: LifecycleModel,
 ) -> None:
-    model.configure(count=1, wait_for="completion", on_partial_failure="rollback")
     model.provider_fault(fault="lose_answer", skip=0)
     model.new_try(deferrable=False, will_retry=False)
-    # begin ... record_intent, then the launch itself: the unit starts, its answer is lost
-    model.advance(which=0, calls=5)
-    model.advance(which=0, calls=5)
-    assert model.processes[0].at == "backend.find"  # about to look for the lost unit
+    p = newest(model)
+    model.drive(p, until="backend.launch")
+    model.drive(p, calls=1)  # the unit starts; its answer is lost
     model.crash(which=0)
-    assert any(u.live for u in model.cloud.units.values())
-    model.reconciler_runs(stale=True)  # checks every live unit is in the ledger
-    assert "live_unit_unknown_to_the_ledger" not in check(model)
+    assert live_units(model) == ["0g1"]
+    model.reconciler_runs(gap=STALE)  # no try left: checks every live unit is in the ledger
+    (row,) = model.store.ledger(model.tenant, model.execution.execution_id)
+    assert row.resource_id is not None
+    check(model)
 
 
 def test_success_clear_timeout_clear_never_doubles_a_unit(model: LifecycleModel) -> None:
-    """Issue 16, point 1: the second clear after a success must adopt what the timed-out try left."""
-    model.configure(count=1, wait_for="completion", on_partial_failure="rollback")
+    """Issue 16, point 1: the second clear after a success adopts what the timed-out try left."""
     model.new_try(deferrable=False, will_retry=False)
-    model.advance(which=0, calls=6)
-    model.advance(which=0, calls=6)  # launched, polling
+    model.drive(newest(model), until="sleep")  # launched, polling
     settle_units(model, "succeeded")
     model.run_to_end(which=0)
     model.new_try(deferrable=False, will_retry=False)  # cleared after success: runs again
     model.run_to_end(which=0)  # times out, its unit left running
+    assert code_of(model.processes[1]) is ErrorCode.OPERATION_TIMEOUT
     model.new_try(deferrable=False, will_retry=False)  # cleared again
-    with contextlib.suppress(Violation):
-        model.advance(which=0, calls=6)
-        model.advance(which=0, calls=6)  # past its launch
-    assert "two_live_generations" in check(model)
+    model.drive(newest(model), until="sleep")
+    assert live_units(model) == ["0g2"]  # adopted, not doubled
+    check(model)
 
 
-def test_a_zombie_try_writes_after_a_newer_try_began(model: LifecycleModel) -> None:
-    """Issue 16, point 4: try 1 still polls when try 2 began; its timeout lands on try 2's row."""
-    model.configure(count=1, wait_for="completion", on_partial_failure="rollback")
+def test_a_zombie_try_is_refused_and_changes_nothing(model: LifecycleModel) -> None:
+    """Issue 16, point 4: try 1 still polls when try 2 began; its next write is refused."""
     model.new_try(deferrable=False, will_retry=False)
-    model.advance(which=0, calls=8)  # launched, polling
+    zombie = newest(model)
+    model.drive(zombie, until="sleep")  # launched, polling
     model.new_try(deferrable=False, will_retry=True)
-    model.advance(which=1, calls=1)
-    model.advance(which=1, calls=1)  # try 2 began
-    with contextlib.suppress(Violation):
-        model.run_to_end(which=0)  # the zombie times out and records it
-    assert "a_zombie_wrote" in check(model)
+    model.drive(newest(model), until="store.timeouts_so_far")  # try 2 began
+    model.drive(zombie)  # checks that the zombie's steps change nothing in the store
+    assert code_of(zombie) is ErrorCode.CONFLICT
+    model.run_to_end(which=0)
+    check(model)
+
+
+def test_a_new_dag_run_of_the_execution_is_its_next_try_and_adopts(model: LifecycleModel) -> None:
+    """Issue 16, point 7: Airflow's try number restarts at 1; the store numbers the try 2."""
+    model.new_try(deferrable=False, will_retry=False)
+    model.run_to_end(which=0)  # times out, unit left running
+    model.new_dag_run(deferrable=False, will_retry=False)
+    p = newest(model)
+    assert (p.ti.run_id, p.ti.try_number) == ("run-2", 1)
+    model.drive(p, until="sleep")
+    assert live_units(model) == ["0g1"]  # adopted
+    ops = model.store.operations(model.tenant)
+    assert sorted((op.attempt, op.airflow_try_number) for op in ops) == [(1, 1), (2, 1)]
+    check(model)
+
+
+def test_a_double_run_of_one_try_launches_once(model: LifecycleModel) -> None:
+    """Issue 16, point 4: the same Airflow try in a second process takes it over; the first
+    process, about to record its intent, is refused and launches nothing."""
+    model.new_try(deferrable=False, will_retry=False)
+    first = newest(model)
+    model.drive(first, until="store.record_intent")
+    model.same_try_again(deferrable=False, will_retry=False)
+    second = newest(model)
+    model.drive(second, until="sleep")
+    model.drive(first)
+    assert code_of(first) is ErrorCode.CONFLICT
+    assert live_units(model) == ["0g1"]
+    (op,) = model.store.operations(model.tenant)  # one try, taken over: attempt 1
+    assert op.attempt == 1
+    check(model)
+
+
+def test_a_reconciler_run_keeps_a_deferred_tries_hold_until_its_deadline(model: LifecycleModel) -> None:
+    """A deferred try writes no heartbeat; it is alive until its deadline (``live_until``)."""
+    model.new_try(deferrable=True, will_retry=False)
+    model.run_to_end(which=0)  # deferred
+    assert model.triggers
+    model.reconciler_runs(gap=LATER)  # within the deadline: the hold is kept (checked)
+    assert status(model) == (TenantStatus.OPERATION_IN_PROGRESS, True)
+    model.trigger_fires(which=0, kind="timeout", will_retry=False)
+    model.run_to_end(which=0)
+    assert code_of(newest(model)) is ErrorCode.OPERATION_TIMEOUT
+    check(model)
+
+
+def test_a_stale_hold_is_released_once_its_units_ended(model: LifecycleModel) -> None:
+    """A try dies while waiting; its unit succeeds; a maintenance run past ``stale_after``
+    finishes the try as it would have, and frees the tenant."""
+    model.new_try(deferrable=False, will_retry=False)
+    model.drive(newest(model), until="sleep")
+    model.crash(which=0)
+    settle_units(model, "succeeded")
+    model.reconciler_runs(gap=LATER)  # not stale yet: kept
+    assert status(model) == (TenantStatus.OPERATION_IN_PROGRESS, True)
+    model.reconciler_runs(gap=STALE_AFTER.total_seconds())
+    assert status(model) == (TenantStatus.READY, False)
+    check(model)
+
+
+def test_after_a_clear_a_retry_relaunches_only_the_failed_unit(model: LifecycleModel) -> None:
+    """Success; a clear runs both units again; unit 1 is interrupted (a retriable partial
+    failure, after unit 0 succeeded); the retry relaunches unit 1 only: unit 0's success is
+    adopted, although an earlier try (not the newest) succeeded."""
+    model.configure(count=2, wait_for="completion", on_partial_failure="retry_failed")
+    model.new_try(deferrable=False, will_retry=False)
+    model.drive(newest(model), until="sleep")
+    settle_units(model, "succeeded")
+    model.run_to_end(which=0)
+    model.new_try(deferrable=False, will_retry=True)  # cleared after success: both run again
+    model.drive(newest(model), until="sleep")
+    model.unit_changes(which=1, fate="interrupted")
+    model.unit_changes(which=0, fate="succeeded")
+    model.run_to_end(which=0)
+    assert code_of(newest(model)) is ErrorCode.PARTIAL_FAILURE
+    model.new_try(deferrable=False, will_retry=False)  # the retry
+    model.drive(newest(model), until="sleep")  # checks no succeeded unit is launched again
+    assert live_units(model) == ["1g3"]
+    check(model)
+
+
+def test_a_deferred_try_alive_until_its_deadline_keeps_its_hold_after_its_units_ended(
+    model: LifecycleModel,
+) -> None:
+    """Deferred with a 10-minute deadline, its units done, the trigger not fired yet: a
+    maintenance run long after the try's start but within its deadline leaves the hold alone."""
+    model.configure(count=1, wait_for="completion", on_partial_failure="rollback", timeout=600)
+    model.new_try(deferrable=True, will_retry=False)
+    model.run_to_end(which=0)  # deferred until start + 10 min
+    settle_units(model, "succeeded")
+    model.reconciler_runs(gap=STALE)  # started > stale_after ago, alive until its deadline
+    model.reconciler_runs(gap=STALE)
+    assert status(model) == (TenantStatus.OPERATION_IN_PROGRESS, True)
+    model.trigger_fires(which=0, kind="settled", will_retry=False)
+    model.run_to_end(which=0)
+    assert newest(model).result is not None
+    assert newest(model).result[0] == "succeeded"
+    check(model)
+
+
+def test_a_clears_intent_is_resent_by_the_next_try_not_dropped(model: LifecycleModel) -> None:
+    """Found by the deep run (a model bug, not the product's): try 2 succeeded; a new DAG run
+    (try 3, a fresh start) records its intent for generation 2 and dies before sending it; the
+    next try resends that intent: it is the re-run the clear asked for, not a duplicate."""
+    model.new_try(deferrable=False, will_retry=False)
+    model.run_to_end(which=0)  # times out, 0g1 left running
+    model.new_dag_run(deferrable=False, will_retry=False)
+    model.every_unit(fate="succeeded")
+    model.run_to_end(which=0)  # adopts 0g1: succeeded
+    model.new_dag_run(deferrable=False, will_retry=False)
+    model.drive(newest(model), until="backend.launch")
+    model.crash(which=0)  # the intent of 0g2 is in the ledger, never sent
+    model.new_dag_run(deferrable=False, will_retry=False)
+    model.drive(newest(model), until="sleep")
+    assert live_units(model) == ["0g2"]
+    check(model)

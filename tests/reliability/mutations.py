@@ -173,6 +173,7 @@ MUTATIONS = (
         old="return newest is not None and newest.status is OperationStatus.SUCCEEDED",
         new="return any(op.status is OperationStatus.SUCCEEDED for op in earlier)",
         caught_by=(
+            "tests/model/test_model_scenarios.py::test_after_a_clear_a_retry_relaunches_only_the_failed_unit",
             "tests/integration/test_tries_ecs.py::test_after_a_clear_a_retry_relaunches_only_the_failed_unit",
         ),
     ),
@@ -184,6 +185,7 @@ MUTATIONS = (
         old="attempt = newest.attempt + 1 if newest is not None else 1",
         new="attempt = request.attempt or 1",
         caught_by=(
+            "tests/model/test_model_scenarios.py::test_a_new_dag_run_of_the_execution_is_its_next_try_and_adopts",
             "tests/integration/test_state_tries.py::test_tries_are_numbered_per_execution_and_keep_airflows_try_number[sqlite]",
             "tests/integration/test_tries_ecs.py::test_a_new_dag_run_of_a_custom_execution_id_adopts_what_the_last_run_left",
         ),
@@ -196,6 +198,7 @@ MUTATIONS = (
         old="if op.attempt == by.attempt and (op.try_token is None or op.try_token == by.token):",
         new="if op.attempt != by.attempt or (op.try_token is None or op.try_token == by.token):",
         caught_by=(
+            "tests/model/test_model_scenarios.py::test_a_zombie_try_is_refused_and_changes_nothing",
             "tests/integration/test_state_tries.py::test_a_zombie_try_cannot_write_anything[sqlite-record_intent]",
             "tests/integration/test_state_tries.py::test_a_zombie_cannot_release_the_tenant_a_newer_try_holds[sqlite]",
         ),
@@ -208,6 +211,7 @@ MUTATIONS = (
         old="if op.attempt == by.attempt and (op.try_token is None or op.try_token == by.token):",
         new="if op.attempt == by.attempt:",
         caught_by=(
+            "tests/model/test_model_scenarios.py::test_a_double_run_of_one_try_launches_once",
             "tests/integration/test_state_tries.py::test_a_double_run_the_newest_begin_takes_the_try_over[sqlite]",
             "tests/integration/test_state_tries.py::test_racing_begins_of_one_try_leave_exactly_one_owner[sqlite]",
         ),
@@ -220,6 +224,8 @@ MUTATIONS = (
         old="stamps = [op.heartbeat_at, op.live_until, op.finished_at]",
         new="stamps = [op.started_at, op.finished_at]",
         caught_by=(
+            "tests/model/test_model_scenarios.py::"
+            "test_a_deferred_try_alive_until_its_deadline_keeps_its_hold_after_its_units_ended",
             "tests/integration/test_state_tries.py::"
             "test_a_try_that_started_long_ago_but_renews_its_heartbeat_is_not_stale[sqlite]",
             "tests/integration/test_state_tries.py::test_a_deferred_try_is_alive_until_its_deadline[sqlite]",
