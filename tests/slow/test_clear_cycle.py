@@ -11,8 +11,11 @@ there). What must hold, on the provider:
     try 2   (first clear) the newest earlier try succeeded, so it starts fresh: generation 2 of
             both units, which outlive the try's timeout: OPERATION_TIMEOUT, left running
     try 3   (second clear) the newest earlier try failed: it adopts the two running tasks and
-            launches nothing. Before the newest-try rule it saw try 1's success and launched
-            generation 3 beside the running generation 2 (6 tasks for 2 units).
+            launches nothing. Two protections keep it so, each enough alone: the newest-try
+            rule (a fresh start only after a successful newest try; mutation ``newest-try``)
+            and a fresh start's live-unit guard (``fresh-start-live``). With both removed, try 3
+            saw try 1's success and launched generation 3 beside the running generation 2
+            (6 units for 2), and this test fails.
 
 ECS is the test's moto (it stands in for the AWS cloud), deferrable, so the stack's triggerer
 waits; Kubernetes is the test cluster with the node simulator standing in for a kubelet,
