@@ -428,14 +428,17 @@ def test_execution_timeout_stops_units_only_when_asked(airflow_env, ecs_env, on_
         ecs_env,
         f"ecs_exec_timeout_{on_kill_action}",
         tenant_id=tenant,
-        execution_timeout=Code("timedelta(seconds=3)"),
+        # The task runs forever, so the try lasts exactly this long; it must outlast the launch
+        # (store, client, ListTasks, RunTask) on a loaded machine: 3 s could end the try before
+        # RunTask, leaving no task at all to keep or stop (the test failed once under load).
+        execution_timeout=Code("timedelta(seconds=10)"),
         on_kill_action=on_kill_action,
     )
 
     assert run.state() == "failed"
     error = run.xcom("provision", key="compute_error")
     assert (error["code"], error["classification"]) == ("OPERATION_TIMEOUT", "retriable")
-    assert [t["desiredStatus"] for t in _tasks_of(ecs_env, tenant)] == [desired]
+    assert [t["desiredStatus"] for t in _tasks_of(ecs_env, tenant)] == [desired], error
     assert open_state_store().get_tenant(tenant).status is TenantStatus.RETRY_PENDING
 
 

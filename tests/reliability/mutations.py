@@ -178,6 +178,17 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="fresh-start-live",
+        part="issue 16: clears",
+        removes="the live-unit guard of a fresh start: a clear after success relaunches a running unit",
+        path=f"{PACKAGE}/operators/reconcile.py",
+        old="if fresh_start and not _live(status):",
+        new="if fresh_start:",
+        caught_by=(
+            "tests/unit/lifecycle/test_reconcile.py::test_a_cleared_task_after_success_adopts_a_unit_still_running",
+        ),
+    ),
+    Mutation(
         name="store-numbered-tries",
         part="issue 16: tries",
         removes="the store's numbering of tries: Airflow's try number is the attempt again",

@@ -95,6 +95,16 @@ def test_a_cleared_task_after_success_launches_new_generations() -> None:
     assert not plan.adopted
 
 
+def test_a_cleared_task_after_success_adopts_a_unit_still_running() -> None:
+    # wait_for="running" succeeded with unit 0 still running; the clear starts fresh, but a live
+    # unit is never doubled: unit 0 is adopted, the finished unit 1 runs again.
+    ledger = [_entry(0, 1, ResourceStatus.RUNNING, "t0"), _entry(1, 1, ResourceStatus.SUCCEEDED, "t1")]
+    seen = [_seen(0, 1, UnitPhase.RUNNING), _seen(1, 1, UnitPhase.SUCCEEDED)]
+    plan = plan_units(2, ledger, seen, fresh_start=True)
+    assert [(s.unit.index, s.unit.generation) for s in plan.adopted] == [(0, 1)]
+    assert plan.to_launch == [UnitLaunch(1, 2)]
+
+
 def test_only_the_newest_generation_counts() -> None:
     ledger = [_entry(0, 1, ResourceStatus.FAILED), _entry(0, 2, ResourceStatus.LAUNCHED, "task-0-2")]
     plan = plan_units(1, ledger, [_seen(0, 1, UnitPhase.FAILED), _seen(0, 2, UnitPhase.RUNNING)])
