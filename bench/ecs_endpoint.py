@@ -11,6 +11,7 @@ with exit code 0.
     endpoint.running(n)      n new RUNNING tasks (RunTask with count=10 per call): their ARNs
     endpoint.finish(arns)    stop them now (exit code 0); returns when each was stopped (epoch)
     endpoint.reset()         a fresh moto with fresh resources
+    endpoint.resources()     their ids: subnet, security_group, task_definition
     endpoint.stop()
 
 Commands travel over a ``multiprocessing`` pipe; the process serves one at a time.
@@ -80,6 +81,10 @@ class EcsEndpoint:
     def reset(self) -> None:
         self._call("reset")
 
+    def resources(self) -> dict[str, str]:
+        found: dict[str, str] = self._call("resources")
+        return found
+
     def stop(self) -> None:
         try:
             self._call("stop")
@@ -124,6 +129,8 @@ def _serve(conn: Connection) -> None:
                         scripter.stop_now(arn, SUCCEEDED)
                         stopped[arn] = time.time()
                     conn.send(stopped)
+                elif command == "resources":
+                    conn.send(dict(vars(resources)))
                 elif command == "reset":
                     import requests
 

@@ -127,6 +127,17 @@ MUTATIONS = (
             "tests/reliability/test_summary_line.py::test_a_reliability_run_ends_with_the_summary_line",
         ),
     ),
+    Mutation(
+        name="shared-budget",
+        part="scale: launches under rate limits",
+        removes="the process-wide request budget: every ECS hook gets a budget of its own",
+        path=f"{PACKAGE}/hooks/budget.py",
+        old="found = _budgets.get(key)",
+        new="found = None",
+        caught_by=(
+            "tests/integration/test_ecs_budget.py::test_every_ecs_hook_of_the_process_shares_one_budget",
+        ),
+    ),
 )
 
 
