@@ -104,6 +104,7 @@ def _serve(conn: Connection) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ.update(CREDENTIALS)
     install_moto_patches()
+    _index_describe_tasks()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -142,6 +143,35 @@ def _serve(conn: Connection) -> None:
             except Exception as exc:
                 conn.send(exc)
     server.stop()
+
+
+def _index_describe_tasks() -> None:
+    """moto's DescribeTasks compares every task of every cluster with every requested reference
+    (10,000 tasks x 100 references per call at N=10,000: seconds of moto's CPU per call, which
+    would make the endpoint, not the triggers, the thing measured). Look each reference up by
+    ARN instead, falling back to moto's scan for a bare task id. Same tasks, same side effects
+    (``advance``), in the order requested."""
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.describe_tasks
+
+    def describe_tasks(self: Any, cluster_str: str, tasks: list[str]) -> list[Any]:
+        self._get_cluster(cluster_str)
+        if not tasks:
+            raise InvalidParameterException("Tasks cannot be empty.")
+        found: list[Any] = []
+        for ref in dict.fromkeys(tasks):
+            task = next((ts[ref] for ts in self.tasks.values() if ref in ts), None)
+            if task is None:
+                if not ref.startswith("arn:"):
+                    return original(self, cluster_str, tasks)  # type: ignore[no-any-return]
+                continue
+            task.advance()
+            found.append(task)
+        return found
+
+    EC2ContainerServiceBackend.describe_tasks = describe_tasks
 
 
 def _create_resources(ecs: Any, ec2: Any) -> _Resources:

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,13 @@ def tasks_by_unit(endpoint_url: str, cluster: str, region: str) -> dict[str, int
 
 
 def run_once(
-    args: argparse.Namespace, variant: str, processes: int, endpoint: Any, proxy: RunTaskBucket, workdir: Path
+    args: argparse.Namespace,
+    variant: str,
+    processes: int,
+    *,
+    endpoint: Any,
+    proxy: RunTaskBucket,
+    workdir: Path,
 ) -> dict[str, Any]:
     from ecs_endpoint import CREDENTIALS
 
@@ -144,7 +151,10 @@ def run_once(
         "taskDefinition": resources["task_definition"],
         "launchType": "FARGATE",
         "networkConfiguration": {
-            "awsvpcConfiguration": {"subnets": [resources["subnet"]], "securityGroups": [resources["security_group"]]}
+            "awsvpcConfiguration": {
+                "subnets": [resources["subnet"]],
+                "securityGroups": [resources["security_group"]],
+            }
         },
     }
     connection = {
@@ -237,13 +247,15 @@ def run_once(
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| variant | processes | launched / units | duplicates | refused | RunTask requests | throttled | share | wall s | wall / (units/rate) |",
+        "| variant | processes | launched / units | duplicates | refused | RunTask requests "
+        "| throttled | share | wall s | wall / (units/rate) |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         refused = ", ".join(f"{k} {v}" for k, v in sorted(r["refused"].items())) or "0"
         lines.append(
-            f"| {r['variant']} | {r['processes']} | {r['launched']} / {r['units']} | {r['duplicates']} | {refused} "
+            f"| {r['variant']} | {r['processes']} | {r['launched']} / {r['units']} | {r['duplicates']} "
+            f"| {refused} "
             f"| {r['run_task_requests']} | {r['throttled']} | {r['throttled_share']:.1%} | {r['wall_s']:.1f} "
             f"| {r['wall_over_units_per_rate']:.2f} |"
         )
@@ -251,7 +263,9 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tries", type=int, default=50)
     parser.add_argument("--units", type=int, default=10)
     parser.add_argument("--processes", default="1,4")
@@ -275,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     from ecs_endpoint import CREDENTIALS, EcsEndpoint
 
     os.environ.update(CREDENTIALS)  # for reading moto's tasks back
+    # Airflow's logging setup (the connection) would print the proxy's access log to stdout.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
         workdir = Path(tmp)
@@ -288,13 +304,21 @@ def main(argv: list[str] | None = None) -> int:
             for variant in variants:
                 for processes in process_counts:
                     log(f"{variant}, {processes} process(es): {args.tries} tries x {args.units} units")
-                    result = run_once(args, variant, processes, endpoint, proxy, workdir)
+                    result = run_once(
+                        args, variant, processes, endpoint=endpoint, proxy=proxy, workdir=workdir
+                    )
                     log(json.dumps(result))
                     results.append(result)
         finally:
             proxy.stop()
             endpoint.stop()
-    output = {"rate": args.rate, "burst": args.burst, "tries": args.tries, "units_per_try": args.units, "runs": results}
+    output = {
+        "rate": args.rate,
+        "burst": args.burst,
+        "tries": args.tries,
+        "units_per_try": args.units,
+        "runs": results,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(output, indent=2) + "\n")

@@ -72,6 +72,7 @@ def _official(spec: dict[str, Any], try_number: int, index: int, results: dict[s
         region_name=spec["region"],
         wait_for_completion=False,
         reattach=False,
+        do_xcom_push=False,  # no task instance here to push to
     )
     try:
         operator.execute({})

@@ -12,11 +12,15 @@ tries launching together, each with its own client and thread pool, would send h
 requests at once; each client retrying on its own amplifies the throttling instead of
 absorbing it. One budget per process paces all of them.
 
-How it adapts (AIMD, as TCP does): until the first throttle the rate grows by ``slow_start`` of
-itself per second (slow start); after it, every answered request that was not throttled raises
-the rate by ``increase`` per second's worth of requests; each raises the in-flight limit by one
-(up to ``max_in_flight``); a throttled answer cuts the rate by ``decrease`` and halves the in-flight
-limit, and empties the bucket (the provider's is empty too). Throttles of requests sent before
+How it adapts: every unthrottled answer adds a constant to the rate, ``slow_start`` until the
+first throttle and ``increase`` after it; as answers come at the rate, that makes the rate grow
+by that fraction of itself per second (65 % then 5 %). Growth in proportion, not by a constant
+per second, matters when several processes share one account: their summed rate then grows by
+5 % a second however many they are, where constant steps would add up and overshoot the
+provider's rate N times faster. A throttled answer sets the rate to ``decrease`` times the rate
+that was actually answered over the last second (what the provider let through), halves the
+in-flight limit, and empties the bucket (the provider's is empty too); each unthrottled answer
+raises the in-flight limit by one again (up to ``max_in_flight``). Throttles of requests sent before
 the last cut are the same congestion, already paid for, and cut nothing. Only outcomes that
 ``is_throttle`` recognises count as throttling; any other error counts as nothing.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -44,13 +49,12 @@ class BudgetSettings:
     initial_rate: float = 10.0
     min_rate: float = 0.5
     max_rate: float = 1000.0
-    #: rate added per second's worth of unthrottled answers (at rate r: r answers)
-    increase: float = 2.0
-    #: until the first throttle, each unthrottled answer adds this much rate (slow start, as
-    #: TCP's: the rate grows by this fraction of itself per second until the provider objects)
+    #: rate added by each unthrottled answer after the first throttle (5 % growth per second)
+    increase: float = 0.05
+    #: rate added by each unthrottled answer until the first throttle (slow start)
     slow_start: float = 0.5
-    #: a throttle multiplies the rate by this
-    decrease: float = 0.7
+    #: a throttle sets the rate to this times the rate answered over the last second
+    decrease: float = 0.8
     #: requests in flight at most (and where the limit starts)
     max_in_flight: int = 16
 
@@ -83,6 +87,7 @@ class AdaptiveBudget:
         self.in_flight_limit = settings.max_in_flight
         self._in_flight = 0
         self._last_cut = float("-inf")
+        self._answered_at: deque[float] = deque()  # unthrottled answers of the last second
         self.stats = BudgetStats()
 
     # -- the two resources ----------------------------------------------------------------------
@@ -129,15 +134,25 @@ class AdaptiveBudget:
                 if sent_at > self._last_cut:
                     self._last_cut = self._clock()
                     self.stats.cuts += 1
-                    self.rate = max(self.settings.min_rate, self.rate * self.settings.decrease)
+                    now = self._clock()
+                    self._forget_answers_before(now - 1.0)
+                    answered = float(len(self._answered_at)) or self.rate
+                    self.rate = max(self.settings.min_rate, min(self.rate, answered) * self.settings.decrease)
                     self._tokens = min(self._tokens, 0.0)
                     self.in_flight_limit = max(1, self.in_flight_limit // 2)
             elif exc is None:
-                step = self.settings.slow_start if self.stats.cuts == 0 else self.settings.increase / self.rate
+                now = self._clock()
+                self._answered_at.append(now)
+                self._forget_answers_before(now - 1.0)
+                step = self.settings.slow_start if self.stats.cuts == 0 else self.settings.increase
                 self.rate = min(self.settings.max_rate, self.rate + step)
                 if self.in_flight_limit < self.settings.max_in_flight:
                     self.in_flight_limit += 1
                     self._slots.notify()
+
+    def _forget_answers_before(self, moment: float) -> None:
+        while self._answered_at and self._answered_at[0] < moment:
+            self._answered_at.popleft()
 
     # -- calls ----------------------------------------------------------------------------------
 

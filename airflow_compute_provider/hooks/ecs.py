@@ -51,7 +51,7 @@ from airflow_compute_provider.errors import (
     ErrorCode,
 )
 from airflow_compute_provider.errors.model import RootCause
-from airflow_compute_provider.hooks import ecs_status, ecs_tags
+from airflow_compute_provider.hooks import ecs_status, ecs_tags, ecs_wire
 from airflow_compute_provider.hooks.base import (
     ExecutionRef,
     LaunchPlan,
@@ -367,10 +367,18 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         return self._statuses(units, tasks, essentials)
 
     async def adescribe(self, units: Sequence[Unit]) -> list[UnitStatus]:
+        statuses, _tasks = await self.adescribe_tasks(units)
+        return statuses
+
+    async def adescribe_tasks(
+        self, units: Sequence[Unit]
+    ) -> tuple[list[UnitStatus], dict[str, Mapping[str, Any]]]:
+        """``adescribe``, and the described tasks by ARN (the ECS events source keeps them)."""
         if not units:
-            return []
+            return [], {}
         try:
             async with await self.get_async_conn() as client:
+                ecs_wire.lean_describe_tasks(client)
                 tasks: dict[str, Mapping[str, Any]] = {}
                 for cluster, arns in ecs_status.describe_batches(units, self.cluster):
                     response = await self._acall(client.describe_tasks, cluster=cluster, tasks=arns)
@@ -384,7 +392,18 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         except Exception as exc:
             # Building or closing the aiobotocore client (credentials, endpoint) failed.
             raise ComputeOperationError(self._error(exc)) from exc
-        return self._statuses(units, tasks, essentials)
+        return self._statuses(units, tasks, essentials), tasks
+
+    async def aessentials(self, task_definition_arn: str) -> frozenset[str] | None:
+        """The essential container names of a task definition (cached for the process)."""
+        cached = _essentials_cache.get(task_definition_arn)
+        if cached is not None:
+            return cached
+        async with await self.get_async_conn() as client:
+            response: Mapping[str, Any] = await self._acall(
+                client.describe_task_definition, taskDefinition=task_definition_arn
+            )
+        return _remember_essentials(task_definition_arn, response)
 
     def _described(self, response: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         """The tasks of one DescribeTasks answer by ARN; a failure other than MISSING raises."""

@@ -53,7 +53,9 @@ class RetrySettings:
     throttle_wait: float | None = None
 
 
-def transient(normalize: Normalize, codes: frozenset[ErrorCode] = TRANSIENT_CODES) -> Callable[[BaseException], bool]:
+def transient(
+    normalize: Normalize, codes: frozenset[ErrorCode] = TRANSIENT_CODES
+) -> Callable[[BaseException], bool]:
     def is_transient(exc: BaseException) -> bool:
         # Cancellation and interrupts are never retried, whatever a normalizer makes of them.
         return isinstance(exc, Exception) and normalize(exc).code in codes
@@ -76,7 +78,11 @@ class _RetryAfterOrBackoff(tenacity.wait.wait_base):
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         error = self._normalize(exc) if exc is not None else None
-        if self._throttle_wait is not None and error is not None and error.code is ErrorCode.PROVIDER_THROTTLED:
+        if (
+            self._throttle_wait is not None
+            and error is not None
+            and error.code is ErrorCode.PROVIDER_THROTTLED
+        ):
             return random.uniform(0.0, self._throttle_wait)
         hint = error.retry_after_seconds if error is not None else None
         if hint is not None:

@@ -310,7 +310,7 @@ class SharedPoller:
                 return
 
     async def _round(self, targets: Sequence[Subscription]) -> None:
-        units = _union(targets)
+        keys, units = _union(targets)
         try:
             statuses = await self.source.describe(units)
         except Exception as exc:
@@ -325,7 +325,7 @@ class SharedPoller:
         self._failures_in_a_row = 0
         self.stats.rounds += 1
         self.stats.units_read += len(units)
-        by_key = {unit_key(u): s for u, s in zip(units, statuses, strict=True)}
+        by_key = dict(zip(keys, statuses, strict=True))
         for subscription in targets:
             subscription.deliver(Update(tuple(by_key[k] for k in subscription.keys)))
 
@@ -381,12 +381,14 @@ class SharedPoller:
             subscription.deliver(Update(error=error))
 
 
-def _union(subscriptions: Sequence[Subscription]) -> list[Unit]:
+def _union(subscriptions: Sequence[Subscription]) -> tuple[list[UnitKey], list[Unit]]:
+    """Every unit once, with its key: keys are computed when a trigger subscribes, never per
+    round (a round of 10,000 units would otherwise sort 10,000 locators)."""
     seen: dict[UnitKey, Unit] = {}
     for subscription in subscriptions:
         for key, unit in zip(subscription.keys, subscription.units, strict=True):
             seen.setdefault(key, unit)
-    return list(seen.values())
+    return list(seen), list(seen.values())
 
 
 def _as_error(exc: BaseException) -> ComputeError:

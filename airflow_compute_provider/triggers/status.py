@@ -105,6 +105,14 @@ class ComputeStatusTrigger(BaseTrigger):
             from airflow_compute_provider.triggers.kube_watch import KubernetesWatchSource
 
             return KubernetesWatchSource(backend)  # type: ignore[arg-type]
+        if self.provider == "ecs":
+            from airflow_compute_provider.triggers import ecs_events
+
+            queue = ecs_events.queue_for(str(self.backend_config.get("cluster") or ""))
+            if queue:
+                return ecs_events.EcsEventsSource(
+                    backend, queue, fallback_seconds=ecs_events.FALLBACK_INTERVALS * self.poll_interval
+                )
         return pollers.BackendSource(backend)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -138,6 +138,27 @@ MUTATIONS = (
             "tests/integration/test_ecs_budget.py::test_every_ecs_hook_of_the_process_shares_one_budget",
         ),
     ),
+    Mutation(
+        name="event-order",
+        part="scale: ECS events",
+        removes="the version check: a duplicated or late (older) ECS event overwrites newer state",
+        path=f"{PACKAGE}/triggers/ecs_events.py",
+        old="return version > current.version",
+        new="return True",
+        caught_by=(
+            "tests/integration/test_ecs_events.py::test_lost_duplicated_or_reordered_events_change_nothing[duplicated]",
+            "tests/integration/test_ecs_events.py::test_lost_duplicated_or_reordered_events_change_nothing[reordered]",
+        ),
+    ),
+    Mutation(
+        name="delete-after-apply",
+        part="scale: ECS events",
+        removes="delete-after-apply: an event that could not be applied is deleted from the queue anyway",
+        path=f"{PACKAGE}/triggers/ecs_events.py",
+        old="continue  # not applied: leave it for SQS to deliver again",
+        new="outcome = False",
+        caught_by=("tests/integration/test_ecs_events.py::test_an_event_is_deleted_only_once_applied",),
+    ),
 )
 
 
