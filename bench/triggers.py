@@ -239,6 +239,10 @@ def bench_ecs(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             n = side_n(args, side)
             log(f"ecs/{side}: creating {n} running tasks")
             arns = endpoint.running(n)
+            env.pop("AIRFLOW__COMPUTE__ECS_EVENTS_QUEUES", None)
+            if args.events and side == "ours":
+                queue_url = endpoint.events()
+                env["AIRFLOW__COMPUTE__ECS_EVENTS_QUEUES"] = json.dumps({endpoint.cluster: queue_url})
             spec = {
                 "provider": "ecs",
                 "side": side,
@@ -443,6 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=None,
         help="triggers of the official side when not --n (ratios are then per trigger: see README)",
+    )
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="ECS: our side reads task state change events from an SQS queue (the ECS harness "
+        "sends them); DescribeTasks only as the fallback",
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)

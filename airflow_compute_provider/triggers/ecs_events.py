@@ -20,8 +20,10 @@ The pieces:
                            ``fallback_seconds``, every unit; a task that must be read anyway
                            (its task definition's essential containers are unknown) too
 
-The consumer (one asyncio task per source) receives up to 10 messages per long poll (20 s),
-applies each, and deletes a message only once it was applied, judged stale or duplicate, or
+The consumer (one asyncio task per source) receives up to 10 messages per long poll (20 s);
+while answers come full (a backlog: many tasks finishing at once) it starts helpers, up to
+``MAX_RECEIVERS`` receives in flight, that stop at the first answer that is not full. It applies
+each message, and deletes a message only once it was applied, judged stale or duplicate, or
 found foreign (another cluster, another event type, unreadable): a message whose apply failed
 stays, and SQS delivers it again after its visibility timeout. Events of tasks no trigger of
 this poller watches are deleted too: a queue serves one triggerer (give each triggerer its own
@@ -52,6 +54,8 @@ WAIT_SECONDS = 20
 MAX_MESSAGES = 10
 #: how often every unit is read through DescribeTasks anyway, in poll intervals
 FALLBACK_INTERVALS = 10
+#: receivers at most while the queue has a backlog (full batches): one long poll while quiet
+MAX_RECEIVERS = 4
 #: after a failed receive, wait this long before the next try (doubling, up to the cap)
 RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
@@ -159,6 +163,7 @@ class EventStats:
     unwatched: int = 0
     deleted: int = 0
     failed_receives: int = 0
+    kept: int = 0  # messages left in the queue because they could not be applied yet
     describe_reads: int = 0
     units_described: int = 0
 
@@ -266,9 +271,18 @@ class EcsEventsSource:
             try:
                 hook = self._sqs_client_factory()
                 async with await hook.get_async_conn() as sqs:
-                    while True:
-                        await self._receive_once(sqs)
-                        retry = RETRY_SECONDS
+                    helpers: set[asyncio.Task[None]] = set()
+                    try:
+                        while True:
+                            full = await self._receive_once(sqs, self._wait_seconds)
+                            retry = RETRY_SECONDS
+                            if full and len(helpers) < MAX_RECEIVERS - 1:
+                                helper = asyncio.create_task(self._drain(sqs))
+                                helpers.add(helper)
+                                helper.add_done_callback(helpers.discard)
+                    finally:
+                        for helper in list(helpers):
+                            helper.cancel()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -285,12 +299,19 @@ class EcsEventsSource:
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, MAX_RETRY_SECONDS)
 
-    async def _receive_once(self, sqs: Any) -> None:
+    async def _drain(self, sqs: Any) -> None:
+        """A helper while there is a backlog: short polls until an answer is not full."""
+        with contextlib.suppress(Exception):
+            while await self._receive_once(sqs, 0):
+                pass
+
+    async def _receive_once(self, sqs: Any, wait_seconds: int) -> bool:
+        """One receive, applied and deleted; whether the answer was full (a backlog)."""
         self.stats.receives += 1
         response = await sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=MAX_MESSAGES,
-            WaitTimeSeconds=self._wait_seconds,
+            WaitTimeSeconds=wait_seconds,
         )
         if not self.queue_healthy:
             self.queue_healthy = True
@@ -305,6 +326,7 @@ class EcsEventsSource:
         for message in messages:
             outcome = await self._apply(message.get("Body") or "")
             if outcome is None:
+                self.stats.kept += 1
                 continue  # not applied: leave it for SQS to deliver again
             news = news or outcome
             done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
@@ -315,6 +337,7 @@ class EcsEventsSource:
             # the ledger's versions make harmless.
             answer = await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=done)
             self.stats.deleted += len(answer.get("Successful") or [])
+        return len(messages) >= MAX_MESSAGES
 
     async def _apply(self, body: str) -> bool | None:
         """True: news applied; False: nothing to apply (foreign, stale, unwatched); None: not
