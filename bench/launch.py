@@ -176,7 +176,7 @@ def run_once(
     if variant in ("today", "adaptive"):
         env["PYTHONPATH"] = str(args.today_path)
     tries = list(range(args.tries))
-    start_at = time.time() + 15.0 + 5.0 * processes  # every worker imported before the burst
+    start_at = time.time() + args.start_delay * processes  # every worker imported before the burst
     workers = []
     for p in range(processes):
         spec = {
@@ -274,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=float, default=40.0)
     parser.add_argument("--today-ref", default="main")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--start-delay",
+        type=float,
+        default=12.0,
+        help="seconds per worker process given to start and import before the burst",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
