@@ -191,6 +191,9 @@ class EcsEventsSource:
         self._clock = clock
         self._wait_seconds = wait_seconds
         self._watched: set[str] = set()
+        # Each unit's status, with the ledger entry it was computed from: a round that follows an
+        # event recomputes only the units whose task changed, not all 10,000.
+        self._computed: dict[tuple[str, int, int], tuple[_Known, UnitStatus]] = {}
         self._next_fallback = clock() + fallback_seconds
         self._changed: Callable[[], None] = lambda: None
         self._consumer: asyncio.Task[None] | None = None
@@ -219,11 +222,12 @@ class EcsEventsSource:
             # A full read also tells which tasks are still watched: forget the others.
             self._watched = {u.resource_id for u in units}
             self.ledger.forget_except(self._watched)
+            self._computed = {k: v for k, v in self._computed.items() if k[0] in self._watched}
         answers: dict[int, UnitStatus] = {}
         to_read: list[tuple[int, Unit]] = []
         for position, unit in enumerate(units):
             known = None if everything else self.ledger.known.get(unit.resource_id)
-            status = self._status_from(unit, known.task) if known is not None else None
+            status = self._status_known(unit, known) if known is not None else None
             if status is None:
                 to_read.append((position, unit))
             else:
@@ -239,6 +243,16 @@ class EcsEventsSource:
             for (position, _unit), status in zip(to_read, read, strict=True):
                 answers[position] = status
         return [answers[i] for i in range(len(units))]
+
+    def _status_known(self, unit: Unit, known: _Known) -> UnitStatus | None:
+        key = (unit.resource_id, unit.index, unit.generation)
+        computed = self._computed.get(key)
+        if computed is not None and computed[0] is known:
+            return computed[1]
+        status = self._status_from(unit, known.task)
+        if status is not None:
+            self._computed[key] = (known, status)
+        return status
 
     def _status_from(self, unit: Unit, task: Mapping[str, Any]) -> UnitStatus | None:
         """The unit's status from its known task, or None when it must be read instead: a
