@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(CREDENTIALS)  # for reading moto's tasks back
     # Airflow's logging setup (the connection) would print the proxy's access log to stdout.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
         workdir = Path(tmp)
@@ -328,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(output, indent=2) + "\n")
-    print(table(results))
+    sys.stdout.flush()
+    print(table(results), flush=True)
     return 0
 
 
