@@ -28,8 +28,9 @@ found foreign (another cluster, another event type, unreadable): a message whose
 stays, and SQS delivers it again after its visibility timeout. Events of tasks no trigger of
 this poller watches are deleted too: a queue serves one triggerer (give each triggerer its own
 queue, a rule may target several); a unit that subscribes later is read through DescribeTasks
-first. When the queue cannot be read (unreachable, missing, denied), the source says so once in
-the log and falls back to reading every unit every interval; it says so again once it recovers.
+first. When the queue cannot be read (unreachable, missing, denied: two receives in a row
+failed), the source says so once in the log and falls back to reading every unit every
+interval; it says so again once it recovers.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ MAX_MESSAGES = 10
 FALLBACK_INTERVALS = 10
 #: receivers at most while the queue has a backlog (full batches): one long poll while quiet
 MAX_RECEIVERS = 4
+#: receives failed in a row before the source falls back to polling: one 500 is retried, not
+#: answered with a DescribeTasks of every unit
+FAILURES_BEFORE_FALLBACK = 2
 #: after a failed receive, wait this long before the next try (doubling, up to the cap)
 RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
@@ -191,6 +195,7 @@ class EcsEventsSource:
         self._clock = clock
         self._wait_seconds = wait_seconds
         self._watched: set[str] = set()
+        self._failures_in_a_row = 0
         # Each unit's status, with the ledger entry it was computed from: a round that follows an
         # event recomputes only the units whose task changed, not all 10,000.
         self._computed: dict[tuple[str, int, int], tuple[_Known, UnitStatus]] = {}
@@ -301,7 +306,8 @@ class EcsEventsSource:
                 raise
             except Exception as exc:
                 self.stats.failed_receives += 1
-                if self.queue_healthy:
+                self._failures_in_a_row += 1
+                if self.queue_healthy and self._failures_in_a_row >= FAILURES_BEFORE_FALLBACK:
                     self.queue_healthy = False
                     log.warning(
                         "ECS events queue %s cannot be read (%s); falling back to DescribeTasks "
@@ -327,6 +333,7 @@ class EcsEventsSource:
             MaxNumberOfMessages=MAX_MESSAGES,
             WaitTimeSeconds=wait_seconds,
         )
+        self._failures_in_a_row = 0
         if not self.queue_healthy:
             self.queue_healthy = True
             log.warning(
