@@ -32,6 +32,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.ecs import EcsHook
@@ -146,10 +147,16 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         self.max_launch_concurrency = max_launch_concurrency
         self._budgets: dict[str, AdaptiveBudget] = {}
         super().__init__(
-            aws_conn_id=aws_conn_id,
-            region_name=region_name,
-            config=without_botocore_retries(botocore_config),
+            aws_conn_id=aws_conn_id, region_name=region_name, config=copy.deepcopy(botocore_config)
         )
+
+    @cached_property
+    def conn_config(self) -> Any:
+        """The connection, with botocore's retries off whatever config it or the hook carries
+        (the connection's ``config_kwargs`` still apply): ours are the one retry layer."""
+        wrapper = super().conn_config
+        wrapper.botocore_config = without_botocore_retries(wrapper.botocore_config)
+        return wrapper
 
     # -- identity -------------------------------------------------------------------------------
 

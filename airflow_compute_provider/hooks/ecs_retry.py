@@ -23,11 +23,10 @@ Any other RunTask failure is the launch's data, and the lifecycle's retry policy
 
 from __future__ import annotations
 
-import copy
 import logging
-from typing import Any
 
 import tenacity
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from airflow_compute_provider.errors import ComputeError, ErrorCode
@@ -81,12 +80,10 @@ def request_budget(aws_conn_id: str | None, region: str | None, group: str) -> A
     return budget.budget(("ecs", aws_conn_id, region, group), BUDGETS[group], is_throttle)
 
 
-def without_botocore_retries(config: dict[str, Any] | None) -> dict[str, Any]:
-    """The hook's botocore ``Config`` kwargs: the user's, with botocore's retries off (ours are
-    the only layer; a ``retries`` the user gave is replaced)."""
-    merged = copy.deepcopy(config) if config else {}
-    merged["retries"] = {"mode": "standard", "total_max_attempts": 1}
-    return merged
+def without_botocore_retries(config: Config | None) -> Config:
+    """A botocore ``Config`` with botocore's own retries off (ours are the only layer); every
+    other option of ``config`` (the hook's, or the connection's ``config_kwargs``) is kept."""
+    return (config or Config()).merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
 def retrying(settings: RetrySettings = STATUS_RETRY) -> tenacity.Retrying:

@@ -8,12 +8,14 @@ time, only request counts, launches and the budget's state.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 from airflow_compute_provider.hooks.base import ExecutionRef
 from airflow_compute_provider.hooks.ecs import EcsComputeHook
 from airflow_compute_provider.hooks.ecs_retry import BUDGETS, STATUS_RETRY
 from airflow_compute_provider.hooks.ecs_tags import EXEC_KEY_TAG, UNIT_INDEX_TAG
+from tests.harness.ecs import aws_connection_json
 from tests.harness.ecs_script import RUNS_FOREVER
 from tests.harness.proxy_faults import ecs_throttle
 from tests.integration.test_ecs_hook import make_plan, started_tasks, tags_of, through_proxy
@@ -94,3 +96,16 @@ def test_stop_retries_throttles_through_the_budget(ecs_env: Any, fault_proxy: An
     assert proxy.counts["StopTask"] == 7
     assert hook._budget("StopTask").stats.throttled == 4
     assert hook._budget("StopTask").in_flight_limit < BUDGETS["StopTask"].max_in_flight
+
+
+def test_the_connections_botocore_settings_stay_and_only_retries_are_replaced(
+    ecs_env: Any, monkeypatch: Any
+) -> None:
+    connection = json.loads(aws_connection_json(ecs_env.moto_url))
+    connection["extra"]["config_kwargs"] = {"connect_timeout": 7, "retries": {"max_attempts": 9}}
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+
+    config = EcsComputeHook(cluster=ecs_env.cluster_name).conn_config.botocore_config
+
+    assert config.connect_timeout == 7
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}
