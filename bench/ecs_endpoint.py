@@ -11,6 +11,10 @@ with exit code 0.
     endpoint.running(n)      n new RUNNING tasks (RunTask with count=10 per call): their ARNs
     endpoint.finish(arns)    stop them now (exit code 0); returns when each was stopped (epoch)
     endpoint.reset()         a fresh moto with fresh resources
+    endpoint.resources()     their ids: subnet, security_group, task_definition
+    endpoint.events()        from now on every task state change sends its "ECS Task State
+                             Change" event to an SQS queue of this moto (as an EventBridge rule
+                             would): returns the queue's URL (until the next reset)
     endpoint.stop()
 
 Commands travel over a ``multiprocessing`` pipe; the process serves one at a time.
@@ -36,6 +40,7 @@ CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
 }
 _RUN_TASK_COUNT = 10  # RunTask launches at most 10 tasks per call
+_ACCOUNT = "123456789012"  # moto's default account
 
 
 @dataclass
@@ -80,6 +85,14 @@ class EcsEndpoint:
     def reset(self) -> None:
         self._call("reset")
 
+    def events(self) -> str:
+        queue_url: str = self._call("events")
+        return queue_url
+
+    def resources(self) -> dict[str, str]:
+        found: dict[str, str] = self._call("resources")
+        return found
+
     def stop(self) -> None:
         try:
             self._call("stop")
@@ -99,6 +112,7 @@ def _serve(conn: Connection) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ.update(CREDENTIALS)
     install_moto_patches()
+    _index_describe_tasks()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -124,9 +138,14 @@ def _serve(conn: Connection) -> None:
                         scripter.stop_now(arn, SUCCEEDED)
                         stopped[arn] = time.time()
                     conn.send(stopped)
+                elif command == "events":
+                    conn.send(_send_events(scripter, url))
+                elif command == "resources":
+                    conn.send(dict(vars(resources)))
                 elif command == "reset":
                     import requests
 
+                    scripter.event_sink = None
                     requests.post(f"{url}/moto-api/reset", timeout=60).raise_for_status()
                     resources = _create_resources(ecs, ec2)
                     conn.send(None)
@@ -135,6 +154,54 @@ def _serve(conn: Connection) -> None:
             except Exception as exc:
                 conn.send(exc)
     server.stop()
+
+
+def _send_events(scripter: Any, url: str) -> str:
+    import json
+
+    import boto3
+    from moto.backends import get_backend
+
+    name = "bench-events"
+    queue_url: str = boto3.client("sqs", region_name=REGION, endpoint_url=url).create_queue(QueueName=name)[
+        "QueueUrl"
+    ]
+    backend = get_backend("sqs")[_ACCOUNT][REGION]
+
+    def deliver(event: dict[str, Any]) -> None:
+        backend.send_message(name, json.dumps(event))
+
+    scripter.event_sink = deliver
+    return queue_url
+
+
+def _index_describe_tasks() -> None:
+    """moto's DescribeTasks compares every task of every cluster with every requested reference
+    (10,000 tasks x 100 references per call at N=10,000: seconds of moto's CPU per call, which
+    would make the endpoint, not the triggers, the thing measured). Look each reference up by
+    ARN instead, falling back to moto's scan for a bare task id. Same tasks, same side effects
+    (``advance``), in the order requested."""
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.describe_tasks
+
+    def describe_tasks(self: Any, cluster_str: str, tasks: list[str]) -> list[Any]:
+        self._get_cluster(cluster_str)
+        if not tasks:
+            raise InvalidParameterException("Tasks cannot be empty.")
+        found: list[Any] = []
+        for ref in dict.fromkeys(tasks):
+            task = next((ts[ref] for ts in self.tasks.values() if ref in ts), None)
+            if task is None:
+                if not ref.startswith("arn:"):
+                    return original(self, cluster_str, tasks)  # type: ignore[no-any-return]
+                continue
+            task.advance()
+            found.append(task)
+        return found
+
+    EC2ContainerServiceBackend.describe_tasks = describe_tasks
 
 
 def _create_resources(ecs: Any, ec2: Any) -> _Resources:
@@ -173,4 +240,9 @@ def _run_tasks(ecs: Any, resources: _Resources, count: int) -> list[str]:
             },
         )
         arns.extend(t["taskArn"] for t in response["tasks"])
+    # Describe each once, so that every task is RUNNING (and has sent its events, if events are
+    # on) before any trigger starts: the benchmark measures waiting, not startup.
+    for _phase in ("PENDING", "RUNNING"):  # the script shows each for one describe
+        for start in range(0, len(arns), 100):
+            ecs.describe_tasks(cluster=CLUSTER, tasks=arns[start : start + 100])
     return arns

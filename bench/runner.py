@@ -42,6 +42,9 @@ def emit(payload: dict[str, Any]) -> None:
     _protocol.flush()
 
 
+_profile: list[Any] = []  # [cProfile.Profile, path] when BENCH_PROFILE is set
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
@@ -132,6 +135,9 @@ async def serve(spec: dict[str, Any]) -> None:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if _profile:
+                _profile[0].disable()
+                _profile[0].dump_stats(_profile[1])
             emit(
                 {
                     "fired": {rid: list(value) for rid, value in fired.items()},
@@ -157,6 +163,14 @@ def main() -> None:
     import airflow_compute_provider.triggers.status  # noqa: F401
 
     emit({"imported": time.time(), "rss_mb": peak_rss_mb()})
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if profile_to:
+        # Where the time goes (BENCH_PROFILE=path: cProfile stats of the run, for pstats),
+        # written before the last answer: the benchmark kills the runner once it has it.
+        import cProfile
+
+        _profile[:] = [cProfile.Profile(), f"{profile_to}.{spec['provider']}-{spec['side']}"]
+        _profile[0].enable()
     asyncio.run(serve(spec))
 
 

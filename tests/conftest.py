@@ -52,3 +52,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("time per suite (setup, call and teardown, including fixtures)")
     for suite, seconds in sorted(_seconds.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{suite:<12} {_counts[suite]:>5} tests  {seconds:8.1f} s")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_request_budgets() -> None:
+    """Every test starts with fresh process-wide request budgets (``hooks/budget.py``): one
+    test's throttles must not slow the next one's requests."""
+    from airflow_compute_provider.hooks.budget import reset_budgets
+
+    reset_budgets()

@@ -13,7 +13,8 @@ config), boto3 for the sync calls and aiobotocore for ``adescribe``:
     adescribe(units)     describe, async
 
 The helpers: ``ecs_tags`` (tag names and matching), ``ecs_status`` (task -> UnitStatus),
-``ecs_retry`` (exceptions -> ComputeError, retries of transient read errors).
+``ecs_retry`` (exceptions -> ComputeError, the one retry layer: botocore's retries are off, every
+request is paced by the process-wide budget of its operation group, ``hooks/budget.py``).
 
 Failures are data where they concern one unit (``LaunchResult.refused``, ``UnitStatus.error``,
 ``stop``'s list); an error that makes a whole call impossible leaves as
@@ -26,10 +27,12 @@ Request bodies are never logged here: overrides carry user environment values.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.ecs import EcsHook
@@ -49,7 +52,7 @@ from airflow_compute_provider.errors import (
     ErrorCode,
 )
 from airflow_compute_provider.errors.model import RootCause
-from airflow_compute_provider.hooks import ecs_status, ecs_tags
+from airflow_compute_provider.hooks import ecs_status, ecs_tags, ecs_wire
 from airflow_compute_provider.hooks.base import (
     ExecutionRef,
     LaunchPlan,
@@ -58,7 +61,16 @@ from airflow_compute_provider.hooks.base import (
     UnitLaunch,
     UnitStatus,
 )
-from airflow_compute_provider.hooks.ecs_retry import as_compute_error, async_retrying, retrying
+from airflow_compute_provider.hooks.budget import AdaptiveBudget
+from airflow_compute_provider.hooks.ecs_retry import (
+    LAUNCH_RETRY,
+    STOP_RETRY,
+    as_compute_error,
+    async_retrying,
+    request_budget,
+    retrying,
+    without_botocore_retries,
+)
 from airflow_compute_provider.normalize import ecs as normalize_ecs
 from airflow_compute_provider.observability import log_raw_response
 
@@ -133,9 +145,18 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         self._region_arg = region_name
         self.cluster = cluster
         self.max_launch_concurrency = max_launch_concurrency
+        self._budgets: dict[str, AdaptiveBudget] = {}
         super().__init__(
             aws_conn_id=aws_conn_id, region_name=region_name, config=copy.deepcopy(botocore_config)
         )
+
+    @cached_property
+    def conn_config(self) -> Any:
+        """The connection, with botocore's retries off whatever config it or the hook carries
+        (the connection's ``config_kwargs`` still apply): ours are the one retry layer."""
+        wrapper = super().conn_config
+        wrapper.botocore_config = without_botocore_retries(wrapper.botocore_config)
+        return wrapper
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -226,7 +247,9 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
             "tags": [*template["tags"], *ecs_tags.unit_tags(execution, unit)],
         }
         try:
-            response = client.run_task(**request)
+            response = retrying(LAUNCH_RETRY)(
+                self._budget("RunTask").call, functools.partial(client.run_task, **request)
+            )
         except ClientError as exc:
             adopted = self._adopt_on_conflict(client, exc, execution, unit, locator)
             if adopted is not None:
@@ -292,10 +315,13 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
             return None
         try:
             response = retrying()(
-                client.describe_tasks,
-                cluster=self.cluster,
-                tasks=arns[: ecs_status.DESCRIBE_BATCH],
-                include=["TAGS"],
+                self._budget("read").call,
+                functools.partial(
+                    client.describe_tasks,
+                    cluster=self.cluster,
+                    tasks=arns[: ecs_status.DESCRIBE_BATCH],
+                    include=["TAGS"],
+                ),
             )
         except Exception:
             self.log.warning("Could not describe the tasks of a RunTask conflict", exc_info=True)
@@ -370,10 +396,18 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         return self._statuses(units, tasks, essentials)
 
     async def adescribe(self, units: Sequence[Unit]) -> list[UnitStatus]:
+        statuses, _tasks = await self.adescribe_tasks(units)
+        return statuses
+
+    async def adescribe_tasks(
+        self, units: Sequence[Unit]
+    ) -> tuple[list[UnitStatus], dict[str, Mapping[str, Any]]]:
+        """``adescribe``, and the described tasks by ARN (the ECS events source keeps them)."""
         if not units:
-            return []
+            return [], {}
         try:
             async with await self.get_async_conn() as client:
+                ecs_wire.lean_describe_tasks(client)
                 tasks: dict[str, Mapping[str, Any]] = {}
                 for cluster, arns in ecs_status.describe_batches(units, self.cluster):
                     response = await self._acall(client.describe_tasks, cluster=cluster, tasks=arns)
@@ -387,7 +421,18 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         except Exception as exc:
             # Building or closing the aiobotocore client (credentials, endpoint) failed.
             raise ComputeOperationError(self._error(exc)) from exc
-        return self._statuses(units, tasks, essentials)
+        return self._statuses(units, tasks, essentials), tasks
+
+    async def aessentials(self, task_definition_arn: str) -> frozenset[str] | None:
+        """The essential container names of a task definition (cached for the process)."""
+        cached = _essentials_cache.get(task_definition_arn)
+        if cached is not None:
+            return cached
+        async with await self.get_async_conn() as client:
+            response: Mapping[str, Any] = await self._acall(
+                client.describe_task_definition, taskDefinition=task_definition_arn
+            )
+        return _remember_essentials(task_definition_arn, response)
 
     def _described(self, response: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         """The tasks of one DescribeTasks answer by ARN; a failure other than MISSING raises."""
@@ -467,11 +512,14 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
 
     def _stop_one(self, client: Any, unit: Unit, reason: str) -> ComputeError | None:
         try:
-            retrying()(
-                client.stop_task,
-                cluster=unit.locator.get("cluster") or self.cluster,
-                task=unit.resource_id,
-                reason=reason,
+            retrying(STOP_RETRY)(
+                self._budget("StopTask").call,
+                functools.partial(
+                    client.stop_task,
+                    cluster=unit.locator.get("cluster") or self.cluster,
+                    task=unit.resource_id,
+                    reason=reason,
+                ),
             )
         except Exception as exc:
             if _task_already_gone(exc):
@@ -492,18 +540,31 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         except Exception as exc:
             raise ComputeOperationError(self._error(exc)) from exc
 
+    def _budget(self, group: str) -> AdaptiveBudget:
+        """The process-wide request budget of ``group`` for this hook's connection and region."""
+        found = self._budgets.get(group)
+        if found is None:
+            try:
+                region = self.region_name or self.conn_region_name
+            except Exception:
+                region = self._region_arg  # the call itself will say what is wrong
+            found = self._budgets[group] = request_budget(self.aws_conn_id, region, group)
+        return found
+
     def _call(self, method: Callable[..., Any], /, **kwargs: Any) -> Any:
         """A read, retried while its failure is transient; then a ComputeOperationError."""
         try:
-            return retrying()(method, **kwargs)
+            return retrying()(self._budget("read").call, functools.partial(method, **kwargs))
         except Exception as exc:
             raise ComputeOperationError(self._error(exc)) from exc
 
     async def _acall(self, method: Callable[..., Any], /, **kwargs: Any) -> Any:
         # aiobotocore's generated methods return awaitables without being coroutine functions,
         # which tenacity would take for sync calls: wrap them in one.
+        budget = self._budget("read")
+
         async def attempt() -> Any:
-            return await method(**kwargs)
+            return await budget.acall(lambda: method(**kwargs))
 
         try:
             return await async_retrying()(attempt)

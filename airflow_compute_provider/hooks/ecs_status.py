@@ -96,9 +96,19 @@ def healthy_of(task: Mapping[str, Any]) -> bool | None:
 
 
 def _iso_utc(value: Any) -> str | None:
+    """A timestamp as botocore parses it (a ``datetime``), as the JSON wire has it (epoch
+    seconds: ``hooks/ecs_wire.py``) or as an EventBridge event has it (ISO 8601), in UTC."""
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return aware.astimezone(UTC).isoformat()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC).isoformat()
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return _iso_utc(parsed)
     return None
 
 

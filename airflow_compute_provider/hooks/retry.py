@@ -10,11 +10,16 @@ unavailability and an unreachable endpoint are retried; an error's ``retry_after
 (``Retry-After``) is honoured, capped at ``max_wait``; otherwise the wait grows exponentially
 with jitter. After the last attempt the original exception propagates, for the hook to report.
 Only calls that are safe to repeat go through here; each hook says which in its own module.
+
+A call paced by a shared request budget (``hooks.budget``) sets ``throttle_wait``: the budget
+already queues the retry behind everyone else's requests, so a throttled attempt waits only a
+little jitter here instead of a growing backoff of its own (two pacers would multiply).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,12 +47,18 @@ class RetrySettings:
     attempts: int = 5
     initial_wait: float = 0.2
     max_wait: float = 10.0
+    #: which failures are retried (by their normalized code)
+    codes: frozenset[ErrorCode] = TRANSIENT_CODES
+    #: when set, a throttled attempt waits a random time up to this (a budget paces the retry)
+    throttle_wait: float | None = None
 
 
-def transient(normalize: Normalize) -> Callable[[BaseException], bool]:
+def transient(
+    normalize: Normalize, codes: frozenset[ErrorCode] = TRANSIENT_CODES
+) -> Callable[[BaseException], bool]:
     def is_transient(exc: BaseException) -> bool:
         # Cancellation and interrupts are never retried, whatever a normalizer makes of them.
-        return isinstance(exc, Exception) and normalize(exc).code in TRANSIENT_CODES
+        return isinstance(exc, Exception) and normalize(exc).code in codes
 
     return is_transient
 
@@ -57,6 +68,7 @@ class _RetryAfterOrBackoff(tenacity.wait.wait_base):
 
     def __init__(self, settings: RetrySettings, normalize: Normalize) -> None:
         self._max = settings.max_wait
+        self._throttle_wait = settings.throttle_wait
         self._normalize = normalize
         self._backoff = tenacity.wait_random_exponential(
             multiplier=settings.initial_wait, max=settings.max_wait
@@ -65,7 +77,14 @@ class _RetryAfterOrBackoff(tenacity.wait.wait_base):
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
-        hint = self._normalize(exc).retry_after_seconds if exc is not None else None
+        error = self._normalize(exc) if exc is not None else None
+        if (
+            self._throttle_wait is not None
+            and error is not None
+            and error.code is ErrorCode.PROVIDER_THROTTLED
+        ):
+            return random.uniform(0.0, self._throttle_wait)
+        hint = error.retry_after_seconds if error is not None else None
         if hint is not None:
             return min(float(hint), self._max)
         return float(self._backoff(retry_state))
@@ -92,7 +111,7 @@ def retrying(settings: RetrySettings, normalize: Normalize, what: str) -> tenaci
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(settings.attempts),
         wait=_RetryAfterOrBackoff(settings, normalize),
-        retry=tenacity.retry_if_exception(transient(normalize)),
+        retry=tenacity.retry_if_exception(transient(normalize, settings.codes)),
         before_sleep=_logger(normalize, what),
         reraise=True,
     )
@@ -103,7 +122,7 @@ def async_retrying(settings: RetrySettings, normalize: Normalize, what: str) -> 
     return tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(settings.attempts),
         wait=_RetryAfterOrBackoff(settings, normalize),
-        retry=tenacity.retry_if_exception(transient(normalize)),
+        retry=tenacity.retry_if_exception(transient(normalize, settings.codes)),
         before_sleep=_logger(normalize, what),
         reraise=True,
     )

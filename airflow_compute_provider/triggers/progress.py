@@ -111,6 +111,19 @@ def _missing_error(status: UnitStatus, what: str) -> ComputeError:
     )
 
 
+def pending_grace_ends(statuses: Sequence[UnitStatus], pending_grace_period: timedelta) -> datetime | None:
+    """When the first unit stuck pending with an error runs out of grace (and ``assess`` would
+    fail it), or ``None`` when no unit is waiting out a grace period. Time alone changes that
+    answer: a waiter that is told only about changed statuses must wake for it."""
+    ends = [
+        since + pending_grace_period
+        for status in statuses
+        if status.phase is UnitPhase.PENDING and status.error is not None
+        if (since := _parse_time(status.stuck_since)) is not None
+    ]
+    return min(ends) if ends else None
+
+
 def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None

@@ -35,9 +35,19 @@ from typing import Any, ClassVar
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_compute_provider.errors import ComputeError
-from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitStatus, backend_from_config
+from airflow_compute_provider.hooks.base import (
+    ComputeBackend,
+    Unit,
+    UnitStatus,
+    backend_from_config,
+)
 from airflow_compute_provider.triggers import pollers
-from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PERIOD, Settlement, assess
+from airflow_compute_provider.triggers.progress import (
+    DEFAULT_PENDING_GRACE_PERIOD,
+    Settlement,
+    assess,
+    pending_grace_ends,
+)
 
 
 class ComputeStatusTrigger(BaseTrigger):
@@ -105,6 +115,14 @@ class ComputeStatusTrigger(BaseTrigger):
             from airflow_compute_provider.triggers.kube_watch import KubernetesWatchSource
 
             return KubernetesWatchSource(backend)  # type: ignore[arg-type]
+        if self.provider == "ecs":
+            from airflow_compute_provider.triggers import ecs_events
+
+            queue = ecs_events.queue_for(str(self.backend_config.get("cluster") or ""))
+            if queue:
+                return ecs_events.EcsEventsSource(
+                    backend, queue, fallback_seconds=ecs_events.FALLBACK_INTERVALS * self.poll_interval
+                )
         return pollers.BackendSource(backend)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -130,9 +148,14 @@ class ComputeStatusTrigger(BaseTrigger):
         while True:
             remaining = (deadline - datetime.now(UTC)).total_seconds()
             if remaining > 0:
-                update = await subscription.next(timeout=remaining)
+                # Unchanged statuses are not delivered again: wake for the deadline, or when a
+                # pending unit's grace period runs out, whichever comes first.
+                wake = min(remaining, self._grace_ends_in(grace))
+                update = await subscription.next(timeout=wake)
                 if update is None:
-                    continue  # the deadline came: take the final look below
+                    if wake >= remaining or not self._statuses:
+                        continue  # the deadline came: take the final look below
+                    update = pollers.Update(tuple(self._statuses))  # judge them again
             else:
                 # As a poll at the deadline would: work that finished before we looked is
                 # never reported as a timeout. Bounded, as a throttled poller may not answer.
@@ -160,6 +183,13 @@ class ComputeStatusTrigger(BaseTrigger):
                     return self._event("settled", self._statuses)
             if now >= deadline:
                 return self._event("timeout", self._statuses)
+
+    def _grace_ends_in(self, grace: timedelta) -> float:
+        """Seconds until the first pending-with-an-error unit's grace period ends (inf: none)."""
+        ends = pending_grace_ends(self._statuses, grace)
+        if ends is None:
+            return float("inf")
+        return max(0.05, (ends - datetime.now(UTC)).total_seconds())
 
     def _event(
         self, kind: str, statuses: Sequence[UnitStatus], error: ComputeError | None = None

@@ -230,6 +230,32 @@ class EcsEnv:
                 if arn == task_arn or arn.endswith("/" + task_arn):
                     del tasks[arn]
 
+    def events_queue(
+        self,
+        *,
+        visibility_timeout: int = 30,
+        transform: Callable[[dict[str, Any]], Sequence[dict[str, Any]]] | None = None,
+    ) -> str:
+        """An SQS queue (moto's) fed with every task state change event of this test, as the
+        EventBridge rule of docs/scaling.md feeds it, named to the triggers by Airflow config
+        ``[compute] ecs_events_queues``. ``transform(event)`` returns what to deliver instead:
+        ``[]`` loses it, ``[e, e]`` duplicates it, a held-back list reorders. Returns its URL."""
+        from moto.backends import get_backend
+
+        name = "compute-events"
+        url: str = self.client("sqs").create_queue(
+            QueueName=name, Attributes={"VisibilityTimeout": str(visibility_timeout)}
+        )["QueueUrl"]
+        backend = get_backend("sqs")[ACCOUNT_ID][REGION]
+
+        def deliver(event: dict[str, Any]) -> None:
+            for document in transform(event) if transform is not None else [event]:
+                backend.send_message(name, json.dumps(document))
+
+        self._scripter.event_sink = deliver
+        self._monkeypatch.setenv("AIRFLOW__COMPUTE__ECS_EVENTS_QUEUES", json.dumps({CLUSTER_NAME: url}))
+        return url
+
     def launched_task_arns(self) -> list[str]:
         """Every task RunTask launched in this test, in launch order."""
         return self._scripter.known_task_arns()

@@ -12,6 +12,8 @@ way ECS does, with outcomes a test chooses. The pieces:
     RunTaskScript  what one RunTask call answers: ``failures[]`` entries, fewer tasks launched
     EcsScripter    the per-test state: rules choosing a script for each new task, queued RunTask
                    answers, clientToken memory; ``install_moto_patches`` wires it into moto
+    task_state_change_event(...)   the EventBridge document ECS sends when a task changes
+                   state; ``EcsScripter.event_sink`` (when set) receives one per change
 
 Progression is counted in DescribeTasks calls, never in wall-clock time, so a test (or a trigger
 polling through the product) sees the same sequence every run. The RunTask response shows
@@ -28,6 +30,11 @@ What the patched moto does in addition (each mirrors real ECS):
   * StopTask: desiredStatus STOPPED at once, DEACTIVATING for one describe, then STOPPED with
     stopCode ``UserInitiated``, the given reason and exit code 143 (SIGTERM); an unknown task is
     ``InvalidParameterException`` "The referenced task was not found.";
+  * every change of a task's lastStatus or desiredStatus bumps its ``version`` (DescribeTasks
+    shows it) and, with an ``event_sink``, sends an "ECS Task State Change" event shaped as AWS
+    documents it (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_task_events.html;
+    ecs_cwe_events.html for ``detail.version``: incremented whenever the task changes state,
+    a duplicate carries the same version);
   * every container of the task definition appears in the task (moto models only the first),
     ``exitCode`` only once a container stopped, timestamps as ECS sets them: ``startedAt`` at
     the describe that first shows the task RUNNING (or past it) and kept from then on, never
@@ -227,6 +234,10 @@ class _ScriptedTask:
     stamps: dict[str, datetime] = field(default_factory=dict)
     #: stopped before it ever reached RUNNING: ECS gives such a task no startedAt
     never_started: bool = False
+    #: ECS's task version: bumped on every state change, as its events carry it
+    version: int = 0
+    emitted: tuple[str, str] | None = None
+    on_change: Callable[[_ScriptedTask], None] | None = None
 
     def apply(self) -> None:
         """Write the current phase onto moto's task object, which moto then serializes."""
@@ -260,6 +271,13 @@ class _ScriptedTask:
         for name, value in self.stamps.items():
             setattr(task, name, value)
         self._apply_containers(status, stopped=status in ("DEACTIVATING", "STOPPED"))
+        state = (phase.last_status, phase.desired_status)
+        if state != self.emitted:
+            self.emitted = state
+            self.version += 1
+            task.version = self.version
+            if self.on_change is not None:
+                self.on_change(self)
 
     def _apply_containers(self, status: str, stopped: bool) -> None:
         outcome = self.timeline.outcome
@@ -286,6 +304,72 @@ class _ScriptedTask:
         if outcome.container is not None:
             raise ValueError(f"task has no container named {outcome.container!r}")
         return next((c for c in self.containers if c.essential), self.containers[0])
+
+
+def _event_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def task_state_change_event(scripted: _ScriptedTask) -> dict[str, Any]:
+    """The "ECS Task State Change" event of the task as it is now, as EventBridge delivers it:
+    the envelope (version "0", id, detail-type, source aws.ecs, account, time, region,
+    resources [task ARN]) and ``detail``, the task in the shape DescribeTasks gives it, with
+    ISO 8601 timestamps and the task's ``version``."""
+    task = scripted.moto
+    containers = []
+    for container in scripted.containers:
+        moto = container.moto
+        entry: dict[str, Any] = {
+            "containerArn": getattr(moto, "container_arn", None),
+            "lastStatus": moto.last_status,
+            "name": moto.name,
+            "taskArn": task.task_arn,
+            "exitCode": getattr(moto, "exitCode", None),
+            "reason": getattr(moto, "reason", None) or None,
+        }
+        containers.append({k: v for k, v in entry.items() if v is not None})
+    detail: dict[str, Any] = {
+        "attachments": [],
+        "clusterArn": task.cluster_arn,
+        "containers": containers,
+        "createdAt": _event_time(scripted.created_at),
+        "desiredStatus": task.desired_status,
+        "group": task.group,
+        "lastStatus": task.last_status,
+        "launchType": task.launch_type,
+        "overrides": {"containerOverrides": []},
+        "startedBy": task.started_by,
+        "stopCode": task.stop_code or None,
+        "stoppedReason": task.stopped_reason or None,
+        "taskArn": task.task_arn,
+        "taskDefinitionArn": task.task_definition_arn,
+        "updatedAt": _event_time(datetime.now(UTC)),
+        "version": scripted.version,
+    }
+    for stamp, key in (
+        ("pull_started_at", "pullStartedAt"),
+        ("pull_stopped_at", "pullStoppedAt"),
+        ("started_at", "startedAt"),
+        ("stopping_at", "stoppingAt"),
+        ("execution_stopped_at", "executionStoppedAt"),
+        ("stopped_at", "stoppedAt"),
+    ):
+        if stamp in scripted.stamps:
+            detail[key] = _event_time(scripted.stamps[stamp])
+    _arn, _aws, _ecs, region, account, _rest = task.cluster_arn.split(":", 5)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": account,
+        "time": _event_time(datetime.now(UTC)),
+        "region": region,
+        "resources": [task.task_arn],
+        "detail": {k: v for k, v in detail.items() if v is not None},
+    }
 
 
 # -- the per-test state ---------------------------------------------------------------------
@@ -322,6 +406,9 @@ class EcsScripter:
         self._tasks: dict[str, _ScriptedTask] = {}
         self._tokens: dict[tuple[str, str], _TokenRecord] = {}
         self._launched = 0
+        #: receives every task state change event (ECS -> EventBridge -> here); None: no events
+        self.event_sink: Callable[[dict[str, Any]], None] | None = None
+        self.events_sent = 0
 
     # test-facing
     def add_rule(self, script: TaskScript, matcher: TaskMatcher | None, count: int | None) -> None:
@@ -391,6 +478,7 @@ class EcsScripter:
             )
             task.containers = [c.moto for c in scripted.containers]
             self._tasks[task.task_arn] = scripted
+            scripted.on_change = self._changed
             scripted.apply()
 
     def _choose(self, info: TaskInfo) -> TaskScript:
@@ -427,6 +515,12 @@ class EcsScripter:
                 outcome=user_stopped(reason or "Task stopped by user"),
             )
             scripted.apply()
+
+    def _changed(self, scripted: _ScriptedTask) -> None:
+        sink = self.event_sink
+        if sink is not None:
+            self.events_sent += 1
+            sink(task_state_change_event(scripted))
 
     def remember_token(self, key: tuple[str, str], record: _TokenRecord) -> None:
         with self._lock:

@@ -355,6 +355,38 @@ MUTATIONS = (
             "tests/reliability/test_summary_line.py::test_a_reliability_run_ends_with_the_summary_line",
         ),
     ),
+    Mutation(
+        name="shared-budget",
+        part="scale: launches under rate limits",
+        removes="the process-wide request budget: every ECS hook gets a budget of its own",
+        path=f"{PACKAGE}/hooks/budget.py",
+        old="found = _budgets.get(key)",
+        new="found = None",
+        caught_by=(
+            "tests/integration/test_ecs_budget.py::test_every_ecs_hook_of_the_process_shares_one_budget",
+        ),
+    ),
+    Mutation(
+        name="event-order",
+        part="scale: ECS events",
+        removes="the version check: a duplicated or late (older) ECS event overwrites newer state",
+        path=f"{PACKAGE}/triggers/ecs_events.py",
+        old="return version > current.version",
+        new="return True",
+        caught_by=(
+            "tests/integration/test_ecs_events.py::test_lost_duplicated_or_reordered_events_change_nothing[duplicated]",
+            "tests/integration/test_ecs_events.py::test_lost_duplicated_or_reordered_events_change_nothing[reordered]",
+        ),
+    ),
+    Mutation(
+        name="delete-after-apply",
+        part="scale: ECS events",
+        removes="delete-after-apply: an event that could not be applied is deleted from the queue anyway",
+        path=f"{PACKAGE}/triggers/ecs_events.py",
+        old="continue  # not applied: leave it for SQS to deliver again",
+        new="outcome = False",
+        caught_by=("tests/integration/test_ecs_events.py::test_an_event_is_deleted_only_once_applied",),
+    ),
 )
 
 

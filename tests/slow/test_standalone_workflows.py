@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
+from airflow_compute_provider.hooks.ecs_retry import LAUNCH_RETRY
 from airflow_compute_provider.state.status import TenantStatus
 from tests.harness.airflow_env import StandaloneHandle
 from tests.harness.ecs import CLUSTER_NAME, EcsEnv
 from tests.harness.ecs_script import RUNS_FOREVER, TaskScript
 from tests.harness.proxy_faults import ecs_throttle
-from tests.slow.stack_runs import BOTOCORE_ATTEMPTS, DAGS, StackRun, StackWorkflows, parse_time
+from tests.slow.stack_runs import DAGS, StackRun, StackWorkflows, parse_time
 
 pytestmark = pytest.mark.slow
 
@@ -88,10 +89,11 @@ def launched_tasks(ecs_env: EcsEnv) -> list[str]:
 
 
 def test_throttled_launch_is_retried_with_the_policys_delays_and_reasons(workflows: StackWorkflows) -> None:
-    """RunTask is throttled through the first two tries (each try's botocore attempts, all of
-    them): PROVIDER_THROTTLED, retried after 1s then 2s (initial_delay 1s, backoff 2, no
-    jitter), and the third try launches. Airflow's own retry_delay (10 minutes) never applies."""
-    workflows.proxy.add_rule(ecs_throttle(), operation="RunTask", times=2 * BOTOCORE_ATTEMPTS)
+    """RunTask is throttled through the first two tries (each try's attempts, all of them: the
+    hook retries a throttled RunTask ``LAUNCH_RETRY.attempts`` times, botocore's retries are off):
+    PROVIDER_THROTTLED, retried after 1s then 2s (initial_delay 1s, backoff 2, no jitter), and
+    the third try launches. Airflow's own retry_delay (10 minutes) never applies."""
+    workflows.proxy.add_rule(ecs_throttle(), operation="RunTask", times=2 * LAUNCH_RETRY.attempts)
 
     run = workflows.run("slow_policy_throttled")
 
@@ -106,7 +108,7 @@ def test_throttled_launch_is_retried_with_the_policys_delays_and_reasons(workflo
     for earlier, later, delay in ((tries[0], tries[1], 1), (tries[1], tries[2], 2)):
         assert parse_time(later["start_date"]) - parse_time(earlier["end_date"]) >= timedelta(seconds=delay)
 
-    assert workflows.proxy.counts.faulted["RunTask"] == 2 * BOTOCORE_ATTEMPTS
+    assert workflows.proxy.counts.faulted["RunTask"] == 2 * LAUNCH_RETRY.attempts
     assert workflows.proxy.counts.passed["RunTask"] == 1, "only the third try's RunTask reached ECS"
     assert len(launched_tasks(workflows.ecs_env)) == 1
     store = workflows.store()

@@ -398,3 +398,56 @@ def test_a_trigger_yields_a_non_retriable_error_as_an_event() -> None:
         assert pollers.pollers() == {}
 
     run(scenario())
+
+
+# -- 10,000 waits: nobody wakes for nothing -----------------------------------------------------
+
+
+def test_unchanged_statuses_are_not_delivered_again_but_a_refresh_is() -> None:
+    source = MemorySource()
+
+    async def scenario() -> None:
+        async with subscribe("quiet", [unit("a")], interval=FAST, source_factory=lambda: source) as sub:
+            assert names(await sub.next(timeout=5)) == [("a", "running")]
+            poller = pollers.pollers()["quiet"]
+            rounds = poller.stats.rounds
+            # Rounds go on, the statuses stay the same: the subscriber is not woken.
+            assert await sub.next(timeout=5 * FAST) is None
+            assert poller.stats.rounds >= rounds + 2
+            sub.refresh()
+            assert names(await sub.next(timeout=5)) == [("a", "running")]
+            source.phases["a"] = UnitPhase.SUCCEEDED
+            assert names(await sub.next(timeout=5)) == [("a", "succeeded")]
+
+    run(scenario())
+
+
+class StuckSource(MemorySource):
+    """Every read: the unit pending with an image-pull error since ``since`` (never changes)."""
+
+    def __init__(self, since: datetime) -> None:
+        super().__init__()
+        self.since = since
+
+    async def describe(self, units: Sequence[Unit]) -> list[UnitStatus]:
+        self.reads.append([u.resource_id for u in units])
+        error = ComputeError(code=ErrorCode.IMAGE_PULL_FAILED, message="back-off pulling image")
+        return [
+            UnitStatus(u, UnitPhase.PENDING, error=error, stuck_since=self.since.isoformat()) for u in units
+        ]
+
+
+def test_a_unit_stuck_pending_fails_when_its_grace_ends_with_no_new_status() -> None:
+    source = StuckSource(datetime.now(UTC))
+    trigger = make_trigger(source, [unit("stuck")], datetime.now(UTC) + timedelta(minutes=5))
+    trigger.pending_grace_period = 1.0
+    trigger.poll_interval = 60.0  # no round after the first: only the trigger's own wake-up
+
+    async def scenario() -> dict[str, Any]:
+        return await first_event(trigger)
+
+    event = run(scenario())
+    assert event["kind"] == "settled"
+    assert event["statuses"][0]["phase"] == "pending"
+    assert event["statuses"][0]["error"]["code"] == "IMAGE_PULL_FAILED"
+    assert len(source.reads) == 1
