@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from demo.backends import BOTOCORE_ATTEMPTS, EcsStage, KubeStage
+from airflow_compute_provider.hooks.ecs_retry import LAUNCH_RETRY
+from demo.backends import EcsStage, KubeStage
 from tests.harness.airflow_dagrun import DagRunRecord
 
 Stage = EcsStage | KubeStage
@@ -89,9 +90,11 @@ def _verify_success(run: Finished) -> Verified:
 
 
 def _arrange_throttle(stage: EcsStage) -> None:
-    # Every botocore attempt of the first try's RunTask is throttled: the try fails.
+    # Every attempt the hook makes at the first try's RunTask is throttled (it retries a throttle
+    # LAUNCH_RETRY.attempts times inside the try, botocore's retries off): the try fails, and
+    # the retry policy's next try launches.
     stage.proxy.add_rule(
-        _ecs_error("ThrottlingException", "Rate exceeded"), operation="RunTask", times=BOTOCORE_ATTEMPTS
+        _ecs_error("ThrottlingException", "Rate exceeded"), operation="RunTask", times=LAUNCH_RETRY.attempts
     )
 
 
@@ -99,7 +102,7 @@ def _verify_throttle(run: Finished) -> Verified:
     throttled = run.stage.proxy.counts.faulted["RunTask"]
     tasks = len(run.stage.tasks_of(run.tenant))
     return Verified(
-        throttled == BOTOCORE_ATTEMPTS and tasks == 1,
+        throttled == LAUNCH_RETRY.attempts and tasks == 1,
         f"RunTask throttled {throttled}x, then {tasks} task launched",
     )
 
