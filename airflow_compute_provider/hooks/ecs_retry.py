@@ -16,9 +16,11 @@ transient error, where only a throttle is known not to have started anything. Me
 ``bench/launch.py`` (bench/README.md, "Launches under rate limits").
 
 What is retried: reads (DescribeTasks, ListTasks, DescribeTaskDefinition) and StopTask on any
-transient failure, as they are safe to repeat; RunTask only when throttled: ECS refused it
-before starting anything, and the unit's ``clientToken`` would make a repeat idempotent anyway.
-Any other RunTask failure is the launch's data, and the lifecycle's retry policy decides.
+transient failure, as they are safe to repeat; RunTask on any transient failure too (a
+throttle, a 5xx, a dropped connection), since the unit's ``clientToken`` makes a repeat
+idempotent: a RunTask that did start its task before its answer was lost gets that same task
+back. Any other RunTask failure (capacity, quota, configuration) is the launch's data, and the
+lifecycle's retry policy decides.
 """
 
 from __future__ import annotations
@@ -39,15 +41,9 @@ from airflow_compute_provider.normalize import from_exception
 log = logging.getLogger(__name__)
 
 STATUS_RETRY = RetrySettings(attempts=5, initial_wait=0.2, max_wait=10.0, throttle_wait=0.5)
-#: RunTask: throttles only, patiently (the budget paces each attempt; a launch burst of many
-#: tries may wait its turn several times)
-LAUNCH_RETRY = RetrySettings(
-    attempts=10,
-    initial_wait=0.2,
-    max_wait=10.0,
-    codes=frozenset({ErrorCode.PROVIDER_THROTTLED}),
-    throttle_wait=0.5,
-)
+#: RunTask: any transient failure (the clientToken makes a repeat idempotent), patiently: the
+#: budget paces each attempt, and a launch burst of many tries may wait its turn several times
+LAUNCH_RETRY = RetrySettings(attempts=10, initial_wait=0.2, max_wait=10.0, throttle_wait=0.5)
 #: StopTask: any transient failure, throttles paced by the budget
 STOP_RETRY = RetrySettings(attempts=8, initial_wait=0.2, max_wait=10.0, throttle_wait=0.5)
 

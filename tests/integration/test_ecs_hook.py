@@ -29,7 +29,7 @@ from airflow_compute_provider.hooks.base import (
     backend_from_config,
 )
 from airflow_compute_provider.hooks.ecs import EcsComputeHook
-from airflow_compute_provider.hooks.ecs_retry import STATUS_RETRY
+from airflow_compute_provider.hooks.ecs_retry import LAUNCH_RETRY, STATUS_RETRY
 from airflow_compute_provider.hooks.ecs_tags import (
     EXEC_KEY_TAG,
     EXECUTION_ID_TAG,
@@ -225,7 +225,7 @@ def test_run_task_failure_refuses_that_unit_only(ecs_env: Any) -> None:
     assert error.execution_id == EXECUTION.execution_id
 
 
-def test_a_503_on_run_task_refuses_that_unit_only(ecs_env: Any, fault_proxy: Any) -> None:
+def test_a_503_on_run_task_is_retried_with_the_units_client_token(ecs_env: Any, fault_proxy: Any) -> None:
     ecs_env.default_script = RUNS_FOREVER
     proxy = through_proxy(ecs_env, fault_proxy)
     proxy.add_rule(ecs_unavailable(), operation="RunTask", times=1)
@@ -233,13 +233,27 @@ def test_a_503_on_run_task_refuses_that_unit_only(ecs_env: Any, fault_proxy: Any
 
     result = hook.launch(make_plan(ecs_env, 3))
 
-    assert len(result.launched) == 2
-    [(launch, error)] = result.refused
-    assert launch.index not in {u.index for u in result.launched}
+    # The hook retries a transient RunTask failure (the clientToken makes the repeat idempotent):
+    # every unit launched once, one request more than units.
+    assert sorted(u.index for u in result.launched) == [0, 1, 2]
+    assert result.refused == []
+    assert proxy.counts["RunTask"] == 4
+    assert len(ecs_env.ecs.list_tasks(cluster=ecs_env.cluster_name)["taskArns"]) == 3
+
+
+def test_a_503_that_outlasts_the_retries_refuses_that_unit_only(ecs_env: Any, fault_proxy: Any) -> None:
+    ecs_env.default_script = RUNS_FOREVER
+    proxy = through_proxy(ecs_env, fault_proxy)
+    proxy.add_rule(ecs_unavailable(), operation="RunTask", times=LAUNCH_RETRY.attempts)
+    hook = make_hook(ecs_env)
+
+    result = hook.launch(make_plan(ecs_env, 1))
+
+    assert result.launched == []
+    [(_, error)] = result.refused
     assert error.code is ErrorCode.PROVIDER_TEMPORARILY_UNAVAILABLE
     assert error.root_cause.http_status == 503
-    # RunTask is not retried by the hook: the refusal is the launch's data.
-    assert proxy.counts["RunTask"] == 3
+    assert proxy.counts["RunTask"] == LAUNCH_RETRY.attempts
 
 
 def test_nonexistent_cluster_is_resource_not_found(ecs_env: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from airflow_compute_provider.hooks.ecs_retry import LAUNCH_RETRY
 from airflow_compute_provider.hooks.ecs_tags import GENERATION_TAG, TENANT_ID_TAG, UNIT_INDEX_TAG
 from airflow_compute_provider.state.config import open_state_store
 from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
@@ -299,7 +300,8 @@ def test_throttling_while_polling_does_not_fail_the_task(airflow_env, ecs_env, f
 def test_service_unavailable_at_run_task_is_retried(airflow_env, ecs_env, fault_proxy) -> None:
     proxy = fault_proxy(ecs_env.endpoint_url)
     ecs_env.route_through(proxy.url)
-    proxy.add_rule(ecs_unavailable(), operation="RunTask", times=10)  # outlasts botocore's own retries
+    # Every attempt of both tries: the hook retries a transient RunTask failure in the try.
+    proxy.add_rule(ecs_unavailable(), operation="RunTask", times=2 * LAUNCH_RETRY.attempts)
 
     run = _run(airflow_env, ecs_env, "ecs_unavailable", tenant_id="unavailable", retries=1)
 

@@ -242,7 +242,12 @@ def _check_page_and_release(
     )
 
     legend = {e.get_attribute("data-series") for e in browser.find_elements(By.CSS_SELECTOR, "#legend li")}
-    assert legend == {"ecs:INVALID_CONFIGURATION", "ecs:CLEANUP_FAILED"}
+    # This test's two failures are charted; other slow tests on the shared stack (the clear cycle,
+    # the deadlines) may add their own timeouts to the admin's chart, so those are allowed too.
+    assert {"ecs:INVALID_CONFIGURATION", "ecs:CLEANUP_FAILED"} <= legend
+    assert legend <= {"ecs:INVALID_CONFIGURATION", "ecs:CLEANUP_FAILED"} | {
+        f"{provider}:OPERATION_TIMEOUT" for provider in ("ecs", "kubernetes")
+    }
     bars = {e.get_attribute("data-series") for e in browser.find_elements(By.CSS_SELECTOR, "#chart rect")}
     assert bars == legend
 
