@@ -570,6 +570,11 @@ class SqlTenantStateStore(TenantStateStore):
                     requested=str(update.status),
                 )
             target = ResourceStatus(update.status)
+            if _late_launch(row, update, target):
+                # A unit that started after its row was settled without one (the reconciler
+                # looked, found nothing, and the try's launch went out after all): its id is
+                # kept and the unit handed to cleanup, never dropped as a stale report.
+                target = ResourceStatus.PENDING_CLEANUP
             if not resource_move_allowed(row.status, target):
                 # A stale poll must not turn a finished unit back into a running one.
                 _log.debug("ledger keeps %s for %s; stale report of %s", row.status, subject, target)
@@ -1024,6 +1029,17 @@ class SqlTenantStateStore(TenantStateStore):
 
 
 # -- small helpers ---------------------------------------------------------------------------
+
+
+def _late_launch(row: LedgerEntry, update: ResourceUpdate, target: ResourceStatus) -> bool:
+    """A report naming a resource for a row that was settled without one, by a move the ledger
+    would refuse (``failed`` never becomes ``launched``)."""
+    return (
+        row.resource_id is None
+        and update.resource_id is not None
+        and not resource_move_allowed(row.status, target)
+        and resource_move_allowed(row.status, ResourceStatus.PENDING_CLEANUP)
+    )
 
 
 def _work_may_outlive(op: Operation) -> bool:

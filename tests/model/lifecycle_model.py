@@ -591,15 +591,25 @@ class LifecycleModel(RuleBasedStateMachine):
                 # A resent intent: an earlier try (a fresh start that died before its launch
                 # landed) chose this generation; sending it is that clear's re-run, not a new one.
                 continue
-            prior = max(before, key=lambda u: u.generation)
-            row = ledger.get((prior.index, prior.generation))
-            on_provider = prior.resource_id in self.cloud.units and prior.phase is UnitPhase.SUCCEEDED
+            # The newest earlier generation: of the provider's units and the ledger's rows
+            # together (a refused generation exists only in the ledger).
+            gen = max(
+                [u.generation for u in before]
+                + [g for (i, g) in ledger if i == unit.index and g < unit.generation]
+            )
+            prior = next((u for u in before if u.generation == gen), None)
+            row = ledger.get((unit.index, gen))
+            on_provider = (
+                prior is not None
+                and prior.resource_id in self.cloud.units
+                and prior.phase is UnitPhase.SUCCEEDED
+            )
             if on_provider or (row is not None and row.status.value == "succeeded"):
                 self.found.append(
                     (
                         "a_succeeded_unit_relaunched",
                         f"p{process.pid} (try {mine}) launched {unit.index}g{unit.generation} "
-                        f"over {prior.index}g{prior.generation}, which succeeded",
+                        f"over {unit.index}g{gen}, which succeeded",
                     )
                 )
 

@@ -219,3 +219,44 @@ def test_a_clears_intent_is_resent_by_the_next_try_not_dropped(model: LifecycleM
     model.drive(newest(model), until="sleep")
     assert live_units(model) == ["0g2"]
     check(model)
+
+
+def test_a_launch_sent_after_the_reconciler_gave_up_on_its_try_is_recorded_and_cleaned(
+    model: LifecycleModel,
+) -> None:
+    """Found by the deep run: a clear's try writes its intents, then stalls in its launch call
+    (no heartbeat) past ``stale_after``; the reconciler finds nothing, records the intents as
+    never launched and ends the try; then the launch goes out. Its units' ids must still reach
+    the ledger (as pending cleanup), and the next reconciler run stops them. Without that the
+    late report was dropped as a stale one and the units ran on, unknown to the ledger."""
+    model.configure(count=2, wait_for="completion", on_partial_failure="rollback", timeout=60)
+    model.new_try(deferrable=False, will_retry=False)
+    model.new_try(deferrable=False, will_retry=False)
+    model.run_to_end(which=0)
+    model.every_unit(fate="succeeded")
+    model.run_to_end(which=0)
+    model.new_try(deferrable=False, will_retry=False)  # a clear after success: a fresh start
+    model.advance(calls=12, which=0)  # its intents written, the launch not yet sent
+    model.reconciler_runs(gap=150.0)
+    model.run_to_end(which=0)  # the launch goes out after all
+    model.reconciler_runs(gap=0.0)  # raises Violation if a live unit is unknown to the ledger
+    assert live_units(model) == []
+
+
+def test_a_fresh_start_whose_launch_was_refused_is_retried_as_the_next_generation(
+    model: LifecycleModel,
+) -> None:
+    """Found by the deep run (a false alarm of the model's own check): after a clear whose new
+    generation was refused, the next try launches the generation after it; the unit's newest
+    generation is the refused one in the ledger, not the succeeded one before it."""
+    model.new_try(deferrable=False, will_retry=False)
+    model.run_to_end(which=0)
+    model.provider_fault(fault="refuse_capacity", skip=0)
+    model.every_unit(fate="succeeded")
+    model.new_try(deferrable=False, will_retry=False)
+    model.new_try(deferrable=False, will_retry=False)
+    model.run_to_end(which=0)
+    model.run_to_end(which=0)
+    model.new_try(deferrable=False, will_retry=False)
+    model.run_to_end(which=0)  # raises Violation if the check misreads the newest generation
+    check(model)

@@ -258,6 +258,18 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="late-launch",
+        part="issue 16 reconciler",
+        removes="the ledger's keeping of a launch reported after its row was settled (dropped as stale)",
+        path=f"{PACKAGE}/state/sql.py",
+        old="            if _late_launch(row, update, target):",
+        new="            if False:",
+        caught_by=(
+            "tests/model/test_model_scenarios.py::"
+            "test_a_launch_sent_after_the_reconciler_gave_up_on_its_try_is_recorded_and_cleaned",
+        ),
+    ),
+    Mutation(
         name="deadline",
         part="issue 16: deadline",
         removes="execution_timeout from a deferred try's deadline (Airflow 3.3 does not bound it)",
