@@ -389,8 +389,9 @@ def test_the_real_node_runs_the_command_its_output_and_exit_code(
     done = pod.status.container_statuses[0].state.terminated
     assert (done.exit_code, done.reason) == (3, "Error")
     assert done.container_id.startswith("containerd://")
-    # stdout and stderr, from the container's log file, through the API server and the kubelet.
-    assert read_log(kube_core, kube_namespace, "says") == "out\nerr\n"
+    # stdout and stderr, from the container's log file, through the API server and the kubelet
+    # (two pipes: containerd may write either line first).
+    assert sorted(read_log(kube_core, kube_namespace, "says").splitlines()) == ["err", "out"]
     error = from_pod(kube_core.api_client.sanitize_for_serialization(pod))
     assert error is not None
     assert (error.code, error.root_cause.exit_code) == (ErrorCode.CONTAINER_FAILED, 3)
