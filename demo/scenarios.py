@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from airflow_compute_provider.hooks.ecs_retry import LAUNCH_RETRY
 from demo.backends import EcsStage, KubeStage
 from tests.harness.airflow_dagrun import DagRunRecord
 
@@ -89,12 +88,20 @@ def _verify_success(run: Finished) -> Verified:
     return Verified(len(tasks) == 1 and exits == [0], f"{len(tasks)} ECS task, exit codes {exits}")
 
 
+def _launch_attempts() -> int:
+    # Imported when a scenario runs: the hook imports Airflow, which must not load before the
+    # demo's home is prepared.
+    from airflow_compute_provider.hooks.ecs_retry import LAUNCH_RETRY
+
+    return LAUNCH_RETRY.attempts
+
+
 def _arrange_throttle(stage: EcsStage) -> None:
     # Every attempt the hook makes at the first try's RunTask is throttled (it retries a throttle
     # LAUNCH_RETRY.attempts times inside the try, botocore's retries off): the try fails, and
     # the retry policy's next try launches.
     stage.proxy.add_rule(
-        _ecs_error("ThrottlingException", "Rate exceeded"), operation="RunTask", times=LAUNCH_RETRY.attempts
+        _ecs_error("ThrottlingException", "Rate exceeded"), operation="RunTask", times=_launch_attempts()
     )
 
 
@@ -102,7 +109,7 @@ def _verify_throttle(run: Finished) -> Verified:
     throttled = run.stage.proxy.counts.faulted["RunTask"]
     tasks = len(run.stage.tasks_of(run.tenant))
     return Verified(
-        throttled == LAUNCH_RETRY.attempts and tasks == 1,
+        throttled == _launch_attempts() and tasks == 1,
         f"RunTask throttled {throttled}x, then {tasks} task launched",
     )
 
