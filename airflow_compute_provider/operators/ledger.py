@@ -98,7 +98,8 @@ def follow_statuses(
         row = rows.get((s.unit.index, s.unit.generation))
         if target is None or row is None:
             continue
-        if row.status is target or target in RESOURCE_TRANSITIONS[row.status]:
+        # A row closed as never launched follows the unit a stalled launch started after all.
+        if row.status is target or target in RESOURCE_TRANSITIONS[row.status] or row.never_launched:
             updates.append(
                 ResourceUpdate(s.unit.index, s.unit.generation, target, s.unit.resource_id, s.error)
             )

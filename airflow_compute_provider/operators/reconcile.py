@@ -7,9 +7,10 @@ describes them, and then decides per unit index, looking only at the unit's newe
     newest generation pending, running or succeeded      adopt it (nothing is launched)
     newest generation failed, refused, stopped, vanished  launch generation + 1
     only an intent in the ledger, nothing on the provider re-send the same generation: the
-                                                          request carries the same idempotency
+    (or one the reconciler closed as never launched)      request carries the same idempotency
                                                           token, so a request that did arrive
-                                                          before a crash is not doubled
+                                                          before a crash, or a stalled one that
+                                                          goes out later, is not doubled
     nothing known                                         launch generation 1
 
 A try whose execution's newest earlier try succeeded (a task cleared after success) launches a
@@ -97,7 +98,7 @@ def plan_units(
             continue
         entry = next((e for e in entries if e.generation == newest), None)
         status = next((s for s in seen if s.unit.generation == newest), None)
-        if fresh_start and not _live(status):
+        if fresh_start and not _live(status) and not _never_sent(entry, status):
             to_launch.append(UnitLaunch(index, newest + 1))
             continue
         decision = _decide(entry, status)
@@ -123,12 +124,17 @@ def _decide(entry: LedgerEntry | None, status: UnitStatus | None) -> str:
         return "relaunch"
     if entry.status in _LEDGER_DONE:
         return "adopt"  # finished long ago; the provider may have forgotten it
-    if entry.status is ResourceStatus.INTENDED and not entry.resource_id:
+    if (entry.status is ResourceStatus.INTENDED and not entry.resource_id) or entry.never_launched:
         return "resend"
     if entry.status in _LEDGER_FAILED:
         return "relaunch"
     # Launched or running per the ledger but gone from the provider: it will not come back.
     return "relaunch"
+
+
+def _never_sent(entry: LedgerEntry | None, status: UnitStatus | None) -> bool:
+    """Nothing of this generation ever ran: its intent is re-sent, even by a fresh start."""
+    return status is None and entry is not None and entry.never_launched
 
 
 def _live(status: UnitStatus | None) -> bool:

@@ -44,7 +44,13 @@ from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.operators import outcome as lifecycle_outcome
 from airflow_compute_provider.recovery.backends import unit_of
-from airflow_compute_provider.state.models import LedgerEntry, Operation, ResourceUpdate, Tenant
+from airflow_compute_provider.state.models import (
+    NEVER_LAUNCHED,
+    LedgerEntry,
+    Operation,
+    ResourceUpdate,
+    Tenant,
+)
 from airflow_compute_provider.state.rules import finish_target
 from airflow_compute_provider.state.status import OperationStatus, ResourceStatus, TenantStatus
 from airflow_compute_provider.triggers.progress import unit_failure
@@ -80,8 +86,7 @@ def unresolved_launch(entry: LedgerEntry) -> bool:
         return False
     if entry.status is R.INTENDED:
         return True
-    looked_up = entry.last_error is not None and entry.last_error.root_cause.reason == NEVER_LAUNCHED
-    return entry.status is R.FAILED and not looked_up
+    return entry.status is R.FAILED and not entry.never_launched
 
 
 def work_may_outlive(op: Operation | None) -> bool:
@@ -211,10 +216,6 @@ def _why_not_succeeded(entry: LedgerEntry) -> ComputeError:
         ),
         root_cause=RootCause(resource_id=entry.resource_id, reason=entry.status.value),
     )
-
-
-#: ``root_cause.reason`` of an eventual outcome where nothing of the work ever ran
-NEVER_LAUNCHED = "never_launched"
 
 
 def _never_launched(message: str) -> ComputeError:

@@ -26,6 +26,10 @@ from airflow_compute_provider.state.status import (
     TenantStatus,
 )
 
+#: ``root_cause.reason`` of a ledger row (or an eventual outcome) where nothing ever ran: the
+#: reconciler looked the intent up and the provider had no unit for it
+NEVER_LAUNCHED = "never_launched"
+
 
 @dataclass(frozen=True)
 class Tenant:
@@ -146,6 +150,18 @@ class LedgerEntry:
     updated_at: datetime
     #: bumped by every change (optimistic concurrency)
     version: int = 0
+
+    @property
+    def never_launched(self) -> bool:
+        """An intent the reconciler looked up and found nowhere: no unit of it ever ran, so the
+        next try re-sends it with the same token instead of a new generation (a stalled try's
+        late launch carries that token too, and the provider answers both with one unit)."""
+        return (
+            self.status is ResourceStatus.FAILED
+            and not self.resource_id
+            and self.last_error is not None
+            and self.last_error.root_cause.reason == NEVER_LAUNCHED
+        )
 
 
 @dataclass(frozen=True)

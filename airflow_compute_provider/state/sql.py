@@ -533,6 +533,16 @@ class SqlTenantStateStore(TenantStateStore):
                 current=row.status.value,
                 requested=ResourceStatus.INTENDED.value,
             )
+        if row.never_launched:
+            # The reconciler found nothing of this intent; the next try re-sends it, reopened.
+            self._update_resource(
+                conn,
+                row,
+                {"status": ResourceStatus.INTENDED.value, "attempts": row.attempts + 1, "updated_at": now},
+            )
+            reopened = rows.ledger_entry(conn, tenant_id, execution_id, *key)
+            assert reopened is not None
+            return reopened
         if row.status is not ResourceStatus.INTENDED:
             raise IllegalTransitionError(
                 f"{subject}: already {row.status.value}; a relaunch is generation {row.generation + 1}",
@@ -555,8 +565,11 @@ class SqlTenantStateStore(TenantStateStore):
         by: TryRef | None,
     ) -> list[LedgerEntry]:
         now = database_now(conn)
+        live_try = False
         if by is not None:
-            self._beat(conn, self._check_try(conn, tenant_id, execution_id, by, "record_resources"), now)
+            op = self._check_try(conn, tenant_id, execution_id, by, "record_resources")
+            live_try = op.finished_at is None
+            self._beat(conn, op, now)
         done = []
         for update in updates:
             key = (update.unit_index, update.generation)
@@ -569,15 +582,10 @@ class SqlTenantStateStore(TenantStateStore):
                     current=None,
                     requested=str(update.status),
                 )
-            target = ResourceStatus(update.status)
-            if _late_launch(row, update, target):
-                # A unit that started after its row was settled without one (the reconciler
-                # looked, found nothing, and the try's launch went out after all): its id is
-                # kept and the unit handed to cleanup, never dropped as a stale report.
-                target = ResourceStatus.PENDING_CLEANUP
-            if not resource_move_allowed(row.status, target):
+            target = _ledger_target(row, update, live_try=live_try)
+            if target is None:
                 # A stale poll must not turn a finished unit back into a running one.
-                _log.debug("ledger keeps %s for %s; stale report of %s", row.status, subject, target)
+                _log.debug("ledger keeps %s for %s; stale report of %s", row.status, subject, update.status)
                 done.append(row)
                 continue
             changes: dict[str, Any] = {"status": target.value, "updated_at": now}
@@ -1029,6 +1037,22 @@ class SqlTenantStateStore(TenantStateStore):
 
 
 # -- small helpers ---------------------------------------------------------------------------
+
+
+def _ledger_target(row: LedgerEntry, update: ResourceUpdate, *, live_try: bool) -> ResourceStatus | None:
+    """The status ``update`` moves ``row`` to, or ``None`` for a stale report the row ignores.
+
+    Two reports name a unit for a row the reconciler closed as never launched (a launch that
+    stalled past its lookup and went out after all). The execution's running try adopts that
+    unit, so the row follows it again; a report from a try that already ended keeps the unit's
+    id and hands it to cleanup, never dropped.
+    """
+    target = ResourceStatus(update.status)
+    if row.never_launched and live_try and update.resource_id is not None:
+        return target
+    if _late_launch(row, update, target):
+        return ResourceStatus.PENDING_CLEANUP
+    return target if resource_move_allowed(row.status, target) else None
 
 
 def _late_launch(row: LedgerEntry, update: ResourceUpdate, target: ResourceStatus) -> bool:

@@ -260,3 +260,51 @@ def test_a_fresh_start_whose_launch_was_refused_is_retried_as_the_next_generatio
     model.new_try(deferrable=False, will_retry=False)
     model.run_to_end(which=0)  # raises Violation if the check misreads the newest generation
     check(model)
+
+
+def test_a_zombies_launch_after_the_newer_try_launched_does_not_add_a_generation(
+    model: LifecycleModel,
+) -> None:
+    """Found by the deep run: try 1 writes its intents and stalls before its launch call; try 2
+    begins (try 1 is a zombie now); a platform operator releases the tenant and a reconciler run
+    closes try 1's intents as never launched; try 2 launches generation 2 and times out; then try
+    1's stalled launch goes out. Generation 1 must not run beside generation 2."""
+    model.configure(count=2, wait_for="completion", on_partial_failure="rollback", timeout=60)
+    model.new_try(deferrable=False, will_retry=False)
+    zombie = newest(model)
+    model.drive(zombie, until="backend.launch")  # its intents written, the launch not sent
+    model.new_try(deferrable=False, will_retry=False)
+    model.operator_releases()
+    model.reconciler_runs(gap=0.0)
+    model.run_to_end(which=0)  # try 2 re-sends generation 1 and times out
+    model.drive(zombie)  # the same token: raises Violation if a second generation goes live
+    assert live_units(model) == ["0g1", "1g1"]
+    check(model)
+
+
+def test_a_unit_started_by_a_launch_that_outlived_its_lookup_is_adopted_and_followed(
+    model: LifecycleModel,
+) -> None:
+    """A try stalls in its launch call; a platform operator releases the tenant and a reconciler
+    run records the intent as never launched; then the launch goes out and the try dies. The
+    next try finds the unit and adopts it, and the ledger row follows it again (running, then
+    succeeded) rather than handing the unit it waits on to cleanup."""
+    model.new_try(deferrable=False, will_retry=False)
+    stalled = newest(model)
+    model.drive(stalled, until="backend.launch")
+    model.operator_releases()
+    model.reconciler_runs(gap=0.0)
+    (row,) = model.store.ledger(model.tenant, model.execution.execution_id)
+    assert row.never_launched
+    model.drive(stalled, calls=1)  # the launch goes out after all
+    model.crash(which=0)
+    model.new_try(deferrable=False, will_retry=False)
+    model.drive(newest(model), until="sleep")  # adopted, waiting
+    assert live_units(model) == ["0g1"]
+    settle_units(model, "succeeded")
+    model.run_to_end(which=0)
+    assert newest(model).result is not None
+    assert newest(model).result[0] == "succeeded"
+    (row,) = model.store.ledger(model.tenant, model.execution.execution_id)
+    assert (row.generation, row.status.value, bool(row.resource_id)) == (1, "succeeded", True)
+    check(model)

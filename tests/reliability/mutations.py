@@ -262,11 +262,35 @@ MUTATIONS = (
         part="issue 16 reconciler",
         removes="the ledger's keeping of a launch reported after its row was settled (dropped as stale)",
         path=f"{PACKAGE}/state/sql.py",
-        old="            if _late_launch(row, update, target):",
-        new="            if False:",
+        old="    if _late_launch(row, update, target):",
+        new="    if False:",
         caught_by=(
             "tests/model/test_model_scenarios.py::"
             "test_a_launch_sent_after_the_reconciler_gave_up_on_its_try_is_recorded_and_cleaned",
+        ),
+    ),
+    Mutation(
+        name="resend-never-launched",
+        part="issue 16 reconciler",
+        removes="the re-send of an intent the reconciler closed as never launched (a new generation instead)",
+        path=f"{PACKAGE}/operators/reconcile.py",
+        old="if (entry.status is ResourceStatus.INTENDED and not entry.resource_id) or entry.never_launched:",
+        new="if entry.status is ResourceStatus.INTENDED and not entry.resource_id:",
+        caught_by=(
+            "tests/model/test_model_scenarios.py::"
+            "test_a_zombies_launch_after_the_newer_try_launched_does_not_add_a_generation",
+        ),
+    ),
+    Mutation(
+        name="adopt-late-launch",
+        part="issue 16 reconciler",
+        removes="the ledger following a unit adopted after its row was closed as never launched",
+        path=f"{PACKAGE}/state/sql.py",
+        old="    if row.never_launched and live_try and update.resource_id is not None:",
+        new="    if False:",
+        caught_by=(
+            "tests/model/test_model_scenarios.py::"
+            "test_a_unit_started_by_a_launch_that_outlived_its_lookup_is_adopted_and_followed",
         ),
     ),
     Mutation(
