@@ -13,8 +13,8 @@ platform can:
     processes     each runs to its next store or provider call and stops there; the model lets
                   it go on, crashes it, or raises its ``execution_timeout`` there
     triggers      a deferred try's trigger fires (settled, its deadline, an error); the resume
-                  runs in a new process. (``TASK_DEFERRAL_TIMEOUT``: Airflow resuming with
-                  ``TaskDeferralTimeout`` waits for h-deadline; its rule is here, switched off)
+                  runs in a new process; or Airflow resumes it with ``TaskDeferralTimeout``
+                  (an Airflow that enforces the deferral's timeout)
     the provider  units succeed, fail, get interrupted, vanish; refusals, lost answers, 5xx that
                   landed, failed calls, a stop refused
     maintenance   a reconciler run after some time passed (none, a minute, past ``stale_after``,
@@ -77,9 +77,6 @@ TENANT = "model"
 STALE_AFTER = MIN_STALE_AFTER
 #: how long the model lets pass before a maintenance run: none, a minute, past stale_after, hours
 GAPS = (0.0, 60.0, STALE_AFTER.total_seconds() + 30.0, 3 * 3600.0)
-#: h-deadline: set True once ``execute_complete`` / ``resume_execution`` ends a try resumed with
-#: ``TaskDeferralTimeout`` like its own deadline (issue 16); until then the rule never runs
-TASK_DEFERRAL_TIMEOUT = False
 MAX_LIVE_PROCESSES = 3
 
 
@@ -365,13 +362,14 @@ class LifecycleModel(RuleBasedStateMachine):
         p = self._start(pending.model_try, resume, op, will_retry)
         self._note(f"trigger_fires {event['kind']} -> p{p.pid} (run {pending.model_try.run})")
 
-    @precondition(lambda self: TASK_DEFERRAL_TIMEOUT and bool(self.triggers))
+    @precondition(lambda self: bool(self.triggers))
     @rule(which=st.integers(0, 2), will_retry=st.booleans())
     def task_deferral_timeout(self, which: int, will_retry: bool) -> None:
-        """HOOK for h-deadline: an Airflow that enforces the deferred try's timeout resumes it with
-        ``TaskDeferralTimeout`` (``resume_execution`` with ``__fail__``). Switched on by
-        ``TASK_DEFERRAL_TIMEOUT`` once the lifecycle ends such a try like its own deadline."""
+        """An Airflow that enforces the deferred try's timeout resumes it with
+        ``TaskDeferralTimeout`` (``resume_execution`` with ``__fail__``): the lifecycle ends it
+        like its own deadline, reading what it watches from the ledger."""
         pending = self.triggers.pop(which % len(self.triggers))
+        TALLY.checked["deferral timeouts"] += 1
         CLOCK.at_least(datetime.fromisoformat(pending.trigger.deadline))
         op = self._operator(True)
 
