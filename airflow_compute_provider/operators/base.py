@@ -89,6 +89,11 @@ from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PER
 
 #: the next method Airflow resumes a deferred try with when it ends the deferral itself
 TRIGGER_FAIL_REPR = "__fail__"
+#: what a try refused by the store logs, by the refusal's reason
+_STOPPED = {
+    "superseded_try": "this try was superseded by a newer try",
+    "try_ended": "this try's operation was ended by a maintenance run or a platform operator",
+}
 
 
 class BaseComputeOperator(BaseOperator):
@@ -474,11 +479,11 @@ class BaseComputeOperator(BaseOperator):
         second process): this one stops where it is, writes nothing more to the store and leaves
         the units to the newest try. Its task fails with CONFLICT, recorded nowhere but XCom."""
         self._active = None  # nothing to finish: the tenant and the operation are the newer try's
-        t.log.error("this try was superseded by a newer try; it stops and changes nothing", newest=exc.newest)
+        t.log.error(_STOPPED[exc.reason] + "; it stops and changes nothing", newest=exc.newest)
         error = ComputeError(
             code=ErrorCode.CONFLICT,
-            message=f"superseded: {exc}",
-            root_cause=RootCause(provider=STORE_SOURCE, reason="superseded_try"),
+            message=f"{exc.reason.replace('_', ' ')}: {exc}",
+            root_cause=RootCause(provider=STORE_SOURCE, reason=exc.reason),
         )
         self._fail(context, t, error, record=False)
 
@@ -488,7 +493,7 @@ class BaseComputeOperator(BaseOperator):
             yield
         except SupersededTryError as exc:
             self._active = None
-            t.log.error("this try was superseded by a newer try; it changes nothing", newest=exc.newest)
+            t.log.error(_STOPPED[exc.reason] + "; it changes nothing", newest=exc.newest)
 
     def _launch_and_wait(self, context: Any, t: Try) -> dict[str, Any]:
         backend = self.make_backend()

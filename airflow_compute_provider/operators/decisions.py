@@ -81,7 +81,7 @@ def finish_after_decision(
         opened.finish_operation(t.tenant_id, t.execution_id, error, will_retry=will_retry, by=t.ref)
     except SupersededTryError as exc:
         # A newer try began meanwhile: the tenant and the units are its business now.
-        t.log.error("this try was superseded by a newer try; it finishes nothing", newest=exc.newest)
+        t.log.error(f"this try was stopped ({exc.reason}); it finishes nothing", newest=exc.newest)
         return
     log_failure(t.log, error, final=not will_retry)
 

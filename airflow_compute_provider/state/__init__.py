@@ -35,6 +35,7 @@ from airflow_compute_provider.state.status import (
     TenantEvent,
     TenantNotFoundError,
     TenantStatus,
+    TryEndedError,
 )
 from airflow_compute_provider.state.store import TenantStateStore
 
@@ -58,6 +59,7 @@ __all__ = [
     "TenantStateStore",
     "TenantStatus",
     "Transition",
+    "TryEndedError",
     "TryRef",
     "newest_generations",
 ]

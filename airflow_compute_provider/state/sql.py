@@ -61,6 +61,7 @@ from airflow_compute_provider.state.status import (
     TenantEvent,
     TenantNotFoundError,
     TenantStatus,
+    TryEndedError,
     check_tenant_transition,
     resource_move_allowed,
 )
@@ -616,12 +617,14 @@ class SqlTenantStateStore(TenantStateStore):
     ) -> Operation:
         op = self._check_try(conn, tenant_id, execution_id, by, "record_outcome")
         if op.finished_at is not None:
-            raise IllegalTransitionError(
+            message = (
                 f"try {op.attempt} of execution {execution_id!r} on tenant {tenant_id!r} already "
-                f"finished ({op.status.value}); its outcome can no longer change",
-                subject=tenant_id,
-                current=op.status.value,
-                requested=_op_status(outcome).value,
+                f"finished ({op.status.value}); its outcome can no longer change"
+            )
+            if by is not None:
+                raise _ended(message, op, by, "record_outcome")
+            raise IllegalTransitionError(
+                message, subject=tenant_id, current=op.status.value, requested=_op_status(outcome).value
             )
         error = _in_context(outcome, op)
         now = database_now(conn)
@@ -660,12 +663,14 @@ class SqlTenantStateStore(TenantStateStore):
             )
             if same:  # the callback ran twice: nothing to do
                 return tenant
-            raise IllegalTransitionError(
+            message = (
                 f"try {op.attempt} of execution {execution_id!r} on tenant {tenant_id!r} already "
-                f"finished ({op.status.value}, tenant -> {op.tenant_status_after or 'unchanged'})",
-                subject=tenant_id,
-                current=tenant.status.value,
-                requested=target.value,
+                f"finished ({op.status.value}, tenant -> {op.tenant_status_after or 'unchanged'})"
+            )
+            if by is not None:
+                raise _ended(message, op, by, "finish_operation")
+            raise IllegalTransitionError(
+                message, subject=tenant_id, current=tenant.status.value, requested=target.value
             )
         holder = (
             tenant.status is TenantStatus.OPERATION_IN_PROGRESS
@@ -1037,6 +1042,19 @@ class SqlTenantStateStore(TenantStateStore):
 
 
 # -- small helpers ---------------------------------------------------------------------------
+
+
+def _ended(message: str, op: Operation, by: TryRef, write: str) -> TryEndedError:
+    """The refusal of a try's write to its own operation that ended without it."""
+    _log.warning("%s refused: %s", write, message)
+    return TryEndedError(
+        f"{write} refused: {message} (ended by a maintenance run or a platform operator); "
+        "nothing was written, and that try must stop",
+        subject=op.tenant_id,
+        writer=str(by),
+        newest=str(op.ref),
+        requested=write,
+    )
 
 
 def _ledger_target(row: LedgerEntry, update: ResourceUpdate, *, live_try: bool) -> ResourceStatus | None:

@@ -88,11 +88,23 @@ class SupersededTryError(IllegalTransitionError):
     It must stop: whatever it would write belongs to the newer try now.
     """
 
+    #: ``root_cause.reason`` of the CONFLICT the refused try's task fails with
+    reason = "superseded_try"
+
     def __init__(self, message: str, *, subject: str, writer: str, newest: str, requested: str) -> None:
         super().__init__(message, subject=subject, current=newest, requested=requested)
         #: the refused try and the newest one, as ``TryRef`` prints them
         self.writer = writer
         self.newest = newest
+
+
+class TryEndedError(SupersededTryError):
+    """A try's outcome or finish, refused: its operation was already ended elsewhere (a
+    reconciler run recorded the outcome of a try that looked dead, or a platform operator
+    released its tenant). Like a superseded try, it must stop and change nothing more: its
+    tenant and units are the maintenance run's business now."""
+
+    reason = "try_ended"
 
 
 class TenantNotFoundError(LookupError):

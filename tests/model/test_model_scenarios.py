@@ -61,6 +61,12 @@ def code_of(process: Process) -> ErrorCode | None:
     return value.error.code if kind == "failed" and isinstance(value, ComputeOperationError) else None
 
 
+def reason_of(process: Process) -> str | None:
+    assert process.result is not None
+    _kind, value = process.result
+    return value.error.root_cause.reason if isinstance(value, ComputeOperationError) else None
+
+
 def test_a_try_that_dies_after_its_intent_is_found_by_the_next_stale_reconciler_run(
     model: LifecycleModel,
 ) -> None:
@@ -239,6 +245,7 @@ def test_a_launch_sent_after_the_reconciler_gave_up_on_its_try_is_recorded_and_c
     model.advance(calls=12, which=0)  # its intents written, the launch not yet sent
     model.reconciler_runs(gap=150.0)
     model.run_to_end(which=0)  # the launch goes out after all
+    assert reason_of(newest(model)) == "try_ended"  # its ended operation refused its outcome
     model.reconciler_runs(gap=0.0)  # raises Violation if a live unit is unknown to the ledger
     assert live_units(model) == []
 

@@ -294,6 +294,18 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="try-ended",
+        part="issue 16 reconciler",
+        removes="the CONFLICT (try_ended) a try gets when its operation was ended without it",
+        path=f"{PACKAGE}/state/sql.py",
+        old='                raise _ended(message, op, by, "finish_operation")',
+        new="                pass",
+        caught_by=(
+            "tests/model/test_model_scenarios.py::"
+            "test_a_launch_sent_after_the_reconciler_gave_up_on_its_try_is_recorded_and_cleaned",
+        ),
+    ),
+    Mutation(
         name="deadline",
         part="issue 16: deadline",
         removes="execution_timeout from a deferred try's deadline (Airflow 3.3 does not bound it)",
