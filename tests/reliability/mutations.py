@@ -298,7 +298,7 @@ MUTATIONS = (
         part="issue 16 reconciler",
         removes="the CONFLICT (try_ended) a try gets when its operation was ended without it",
         path=f"{PACKAGE}/state/sql.py",
-        old='                raise _ended(message, op, by, "finish_operation")',
+        old='                raise _ended(message, op, by, "record_outcome")',
         new="                pass",
         caught_by=(
             "tests/model/test_model_scenarios.py::"
