@@ -89,6 +89,8 @@ from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PER
 
 #: the next method Airflow resumes a deferred try with when it ends the deferral itself
 TRIGGER_FAIL_REPR = "__fail__"
+#: the token of a resumed try the store has no record of: its writes are all refused
+UNRECORDED_TRY = "unrecorded-resumed-try"
 #: what a try refused by the store logs, by the refusal's reason
 _STOPPED = {
     "superseded_try": "this try was superseded by a newer try",
@@ -403,23 +405,31 @@ class BaseComputeOperator(BaseOperator):
             error = redact_error(exc.error.with_context(provider=self.provider, operation=operation))
             push_error(context, error)
             raise self._exception_for(exc.error, context) from None
-        # The try that deferred is the execution's newest, as the store numbered it; its writes
-        # name it (a newer try that began meanwhile refuses them).
+        # The try that deferred, as the store numbered it: the newest operation this task
+        # instance's try began. Its writes name it, so a newer try that began meanwhile (a
+        # retry, a new DAG run of the execution) refuses them.
         airflow_try = int(context["ti"].try_number)
-        newest = next(
+        ti = task_instance_of(context)
+        ops = [
+            op
+            for op in self._store.operations(execution.tenant_id)
+            if op.execution_id == execution.execution_id
+        ]
+        mine = next(
             (
                 op
-                for op in self._store.operations(execution.tenant_id)
-                if op.execution_id == execution.execution_id
+                for op in ops
+                if ti is None or (op.airflow_ti == ti.key and op.airflow_try_number == airflow_try)
             ),
             None,
         )
         t = Try.start(
             execution,
-            newest.attempt if newest else airflow_try,
+            mine.attempt if mine else (ops[0].attempt if ops else airflow_try),
             args,
             provider=self.provider,
-            token=newest.try_token if newest else None,
+            # No record of this try: a token no write can match, so none is accepted.
+            token=mine.try_token if mine else (UNRECORDED_TRY if ops else None),
             airflow_try_number=airflow_try,
         )
         self._active = t

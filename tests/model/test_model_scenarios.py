@@ -315,3 +315,22 @@ def test_a_unit_started_by_a_launch_that_outlived_its_lookup_is_adopted_and_foll
     (row,) = model.store.ledger(model.tenant, model.execution.execution_id)
     assert (row.generation, row.status.value, bool(row.resource_id)) == (1, "succeeded", True)
     check(model)
+
+
+def test_a_deferral_timeout_resume_of_an_older_try_writes_nothing(model: LifecycleModel) -> None:
+    """Found by the deep run: try 2 defers; a new DAG run's try begins; then Airflow resumes try
+    2 with ``TaskDeferralTimeout``. The resume reads what it watched from the ledger and must
+    write as try 2 (refused now), not as the execution's newest try."""
+    model.new_try(deferrable=False, will_retry=False)
+    model.new_try(deferrable=True, will_retry=False)
+    model.new_dag_run(deferrable=False, will_retry=False)
+    deferred = model.processes[1]
+    model.drive(deferred)
+    assert deferred.result is not None
+    assert deferred.result[0] == "deferred"
+    model.every_unit(fate="succeeded")
+    model.task_deferral_timeout(which=0, will_retry=False)
+    model.drive(model.processes[2], calls=2)  # the new DAG run's try begins
+    model.run_to_end(which=0)  # the resume: raises Violation if it changes the store
+    assert reason_of(newest(model)) == "superseded_try"
+    check(model)

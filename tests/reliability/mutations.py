@@ -306,6 +306,17 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="resume-own-try",
+        part="issue 16: deadline",
+        removes="a ledger resume writing as the try that deferred (it took the execution's newest try)",
+        path=f"{PACKAGE}/operators/base.py",
+        old="if ti is None or (op.airflow_ti == ti.key and op.airflow_try_number == airflow_try)",
+        new="if True",
+        caught_by=(
+            "tests/model/test_model_scenarios.py::test_a_deferral_timeout_resume_of_an_older_try_writes_nothing",
+        ),
+    ),
+    Mutation(
         name="deadline",
         part="issue 16: deadline",
         removes="execution_timeout from a deferred try's deadline (Airflow 3.3 does not bound it)",
