@@ -423,13 +423,16 @@ class BaseComputeOperator(BaseOperator):
             ),
             None,
         )
+        # Only a process that deferred leaves ``live_until``; a second process that took the try
+        # over clears it, and this resume (of the first one's deferral) must not write as it.
+        deferred = mine is not None and mine.live_until is not None
         t = Try.start(
             execution,
             mine.attempt if mine else (ops[0].attempt if ops else airflow_try),
             args,
             provider=self.provider,
-            # No record of this try: a token no write can match, so none is accepted.
-            token=mine.try_token if mine else (UNRECORDED_TRY if ops else None),
+            # No deferral of this try on record: a token no write matches, so none is accepted.
+            token=mine.try_token if mine and deferred else (UNRECORDED_TRY if ops else None),
             airflow_try_number=airflow_try,
         )
         self._active = t

@@ -334,3 +334,20 @@ def test_a_deferral_timeout_resume_of_an_older_try_writes_nothing(model: Lifecyc
     model.run_to_end(which=0)  # the resume: raises Violation if it changes the store
     assert reason_of(newest(model)) == "superseded_try"
     check(model)
+
+
+def test_a_deferral_timeout_resume_after_a_double_run_took_the_try_over_writes_nothing(
+    model: LifecycleModel,
+) -> None:
+    """Found by the deep run: try 1 defers; a second process runs the same try (it takes it over);
+    then Airflow resumes the first process's deferral with ``TaskDeferralTimeout``. The resume
+    must not write as the process that took the try over."""
+    model.new_try(deferrable=True, will_retry=False)
+    first = newest(model)
+    model.same_try_again(deferrable=False, will_retry=False)
+    model.drive(first)  # deferred
+    model.task_deferral_timeout(which=0, will_retry=False)
+    model.drive(model.processes[1], calls=2)  # the second process takes the try over
+    model.run_to_end(which=0)  # the resume: raises Violation if it changes the store
+    assert reason_of(newest(model)) == "superseded_try"
+    check(model)

@@ -317,6 +317,18 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="resume-deferred-process",
+        part="issue 16: deadline",
+        removes="a ledger resume's check that the try's current process is the one that deferred",
+        path=f"{PACKAGE}/operators/base.py",
+        old="deferred = mine is not None and mine.live_until is not None",
+        new="deferred = True",
+        caught_by=(
+            "tests/model/test_model_scenarios.py::"
+            "test_a_deferral_timeout_resume_after_a_double_run_took_the_try_over_writes_nothing",
+        ),
+    ),
+    Mutation(
         name="deadline",
         part="issue 16: deadline",
         removes="execution_timeout from a deferred try's deadline (Airflow 3.3 does not bound it)",
