@@ -243,6 +243,8 @@ class Process:
         self.in_execute = True
         self.result: tuple[str, Any] | None = None
         self.callback_error: BaseException | None = None
+        #: a resume with ``TaskDeferralTimeout`` (set by the model)
+        self.deferral_timeout = False
         self._body = body
         self._greenlet = _ProcessGreenlet(self._run)
         self._greenlet.process = self

@@ -211,6 +211,7 @@ class LifecycleModel(RuleBasedStateMachine):
         try of a run cancels that run's trigger."""
         self.try_number += 1
         self.triggers = [t for t in self.triggers if t.model_try.run != self.run]
+        self._drop_unstarted_deferral_timeouts()
         p = self._execute(deferrable, will_retry)
         self._note(f"new_try p{p.pid} run={self.run} try={self.try_number} deferrable={deferrable}")
 
@@ -231,9 +232,20 @@ class LifecycleModel(RuleBasedStateMachine):
         """A second process runs the run's newest try (Airflow's double run after it thought the
         first worker dead): same try number, another token."""
         self.triggers = [t for t in self.triggers if t.model_try.run != self.run]
+        self._drop_unstarted_deferral_timeouts()
         TALLY.checked["double runs"] += 1
         p = self._execute(deferrable, will_retry)
         self._note(f"same_try_again p{p.pid} run={self.run} try={self.try_number}")
+
+    def _drop_unstarted_deferral_timeouts(self) -> None:
+        """A ``TaskDeferralTimeout`` resume not yet started when another process of the same task
+        instance starts never runs: Airflow's API refuses a workload whose task instance is no
+        longer queued. (Unlike a trigger's resume, it carries nothing of the process that
+        deferred: it resumes whatever the task instance's current deferral is.)"""
+        for p in self.processes:
+            if p.alive and p.at == "start" and p.deferral_timeout and p.model_try.run == self.run:
+                p.kill()
+                self._note(f"p{p.pid} never starts: its task instance runs again")
 
     # -- processes go on, crash, time out --------------------------------------------------------------
 
@@ -377,6 +389,7 @@ class LifecycleModel(RuleBasedStateMachine):
             return op.resume_execution("__fail__", {"error": "Trigger timeout"}, context)
 
         p = self._start(pending.model_try, resume, op, will_retry)
+        p.deferral_timeout = True
         self._note(f"task_deferral_timeout -> p{p.pid} (run {pending.model_try.run})")
 
     def _assess(self, statuses: list[UnitStatus], deadline: datetime) -> Settlement:
