@@ -267,9 +267,34 @@ class LifecycleModel(RuleBasedStateMachine):
         mine = process.model_try
         return mine.began is not None and self._newest_try() is not mine
 
+    def _resume_current_deferral(self, process: Process) -> None:
+        """A ``TaskDeferralTimeout`` resume acts for its task instance's current deferral, which
+        may be a later process's than the trigger it was picked from: when the newest process
+        of that try (in the store's order of begins) has deferred since, the resume is that
+        try's. A newest process still running keeps the resume on the older try, a zombie."""
+        mine = process.model_try
+        same = [
+            p
+            for p in self.processes
+            if p is not process
+            and (p.model_try.run, p.model_try.try_number) == (mine.run, mine.try_number)
+            and p.model_try.began is not None
+        ]
+        newest = max(same, key=lambda p: p.model_try.began or 0, default=None)
+        if (
+            newest is not None
+            and newest.model_try is not mine
+            and newest.result
+            and newest.result[0] == "deferred"
+        ):
+            process.model_try = newest.model_try
+            self._note(f"p{process.pid} resumes p{newest.pid}'s deferral")
+
     @contextlib.contextmanager
     def _stepping(self, process: Process) -> Any:
         """Around a step of ``process``: a superseded try's step must change nothing in the store."""
+        if process.deferral_timeout and process.at == "start":
+            self._resume_current_deferral(process)
         zombie = self._superseded(process)
         before = self._snapshot() if zombie else None
         if zombie:
