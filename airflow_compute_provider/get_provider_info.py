@@ -42,6 +42,8 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Compute failure handling",
+                # the registry's hook modules, written out: Airflow reads this module while its own
+                # configuration loads, before the registry's imports can (tests/unit/test_registry.py)
                 "python-modules": [f"{_PACKAGE}.hooks.ecs", f"{_PACKAGE}.hooks.kubernetes"],
             }
         ],

@@ -21,10 +21,10 @@ from typing import Any
 
 from airflow.sdk import DAG, Param
 
+from airflow_compute_provider import registry
 from airflow_compute_provider.operators.cleanup import ComputeReconcileOperator
 from airflow_compute_provider.recovery import RecoverySettings
 from airflow_compute_provider.recovery import settings as defaults
-from airflow_compute_provider.recovery.settings import PROVIDERS
 
 DEFAULT_DAG_ID = "compute_maintenance"
 DEFAULT_SCHEDULE = timedelta(minutes=10)
@@ -97,7 +97,10 @@ def create_maintenance_dag(
     params = {
         "tenant_id": Param(tenant_id, type=["null", "string"], description="only this tenant"),
         "provider": Param(
-            provider, type=["null", "string"], enum=[None, *PROVIDERS], description="only this provider"
+            provider,
+            type=["null", "string"],
+            enum=[None, *registry.names()],
+            description="only this provider",
         ),
         "dry_run": Param(dry_run, type="boolean", description="report what would happen; change nothing"),
     }

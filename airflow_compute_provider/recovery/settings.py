@@ -10,12 +10,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from airflow_compute_provider import registry
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.state import validate as v
 from airflow_compute_provider.state.clock import HEARTBEAT_INTERVAL_SECONDS
-
-#: the providers a ledger row can name (``BaseComputeOperator.provider``)
-PROVIDERS = ("ecs", "kubernetes")
 
 DEFAULT_STALE_AFTER = timedelta(hours=1)
 #: a try misses this many heartbeats in a row before its hold may be stale: a slow database write
@@ -32,7 +30,7 @@ class RecoverySettings:
     """One maintenance run.
 
     :param tenant_id: only this tenant (``None``: every tenant).
-    :param provider: only ``"ecs"`` or ``"kubernetes"`` (``None``: both).
+    :param provider: only this provider, a name of the registry's (``None``: every provider).
     :param dry_run: look and report what would happen; write nothing, stop nothing.
     :param stale_after: a held tenant whose try has shown no sign of life (its heartbeat, or a
         deferred try's deadline) for this long, and whose units all ended, is released back to
@@ -59,9 +57,9 @@ class RecoverySettings:
     def __post_init__(self) -> None:
         if self.tenant_id is not None:
             v.tenant_id(self.tenant_id)
-        if self.provider is not None and self.provider not in PROVIDERS:
+        if self.provider is not None and self.provider not in registry.names():
             raise ComputeConfigError(
-                f"must be one of {', '.join(PROVIDERS)} (or None for both), got {self.provider!r}",
+                f"must be one of {', '.join(registry.names())} (or None for all), got {self.provider!r}",
                 argument="provider",
             )
         if not isinstance(self.dry_run, bool):

@@ -61,6 +61,14 @@ WATCH_RETRY_MAX_SECONDS = 60.0
 STALE_AFTER_SECONDS = 15.0
 
 
+def status_source(
+    backend: KubernetesComputeHook, config: Mapping[str, Any], *, poll_interval: float, watch: bool = True
+) -> KubernetesWatchSource | None:
+    """The registry's status source of Kubernetes: one watch per namespace, unless ``watch`` is
+    off (the trigger's ``kubernetes_watch``); then ``None``, and the shared poller lists pods."""
+    return KubernetesWatchSource(backend) if watch else None
+
+
 class _Gone(Exception):
     """The watch's resourceVersion is too old: relist."""
 
