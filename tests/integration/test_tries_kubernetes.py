@@ -9,7 +9,6 @@ that is how these tests clear a task. The real scheduler's clear is in ``tests/s
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,25 +16,12 @@ import pytest
 from airflow_compute_provider.hooks.kubernetes_pods import LABEL_GENERATION
 from airflow_compute_provider.state.config import open_state_store
 from airflow_compute_provider.state.status import TenantStatus
-from tests.harness.kubecluster import KubeCluster
 from tests.integration.kubernetes_dags import Code, KubeEnv
 
 pytestmark = [pytest.mark.kube, pytest.mark.airflow]
 
 DAY_1 = datetime(2026, 3, 1, tzinfo=UTC)
 DAY_2 = datetime(2026, 3, 2, tzinfo=UTC)
-
-
-@pytest.fixture
-def kube_env(
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    kube_core: Any,
-    node_simulator: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> KubeEnv:
-    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
 
 
 def _run(airflow_env: Any, kube_env: KubeEnv, dag_id: str, when: datetime, **kwargs: Any) -> Any:
