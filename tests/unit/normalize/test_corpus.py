@@ -47,7 +47,7 @@ import pytest
 
 from airflow_compute_provider.errors import CATALOG, Classification, ComputeError, ErrorCode
 
-CORPUS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
+CORPUS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "corpus"
 PROVIDERS = ("ecs", "kubernetes")
 MIN_CASES_PER_PROVIDER = 40
 KINDS = {
