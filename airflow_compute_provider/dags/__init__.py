@@ -25,6 +25,7 @@ from airflow_compute_provider import registry
 from airflow_compute_provider.operators.cleanup import ComputeReconcileOperator
 from airflow_compute_provider.recovery import RecoverySettings
 from airflow_compute_provider.recovery import settings as defaults
+from airflow_compute_provider.state.config import DEFAULT_CONN_ID
 
 DEFAULT_DAG_ID = "compute_maintenance"
 DEFAULT_SCHEDULE = timedelta(minutes=10)
@@ -63,7 +64,7 @@ def create_maintenance_dag(
     cleanup_backoff: timedelta = defaults.DEFAULT_CLEANUP_BACKOFF,
     cleanup_max_backoff: timedelta = defaults.DEFAULT_CLEANUP_MAX_BACKOFF,
     stuck_grace_period: timedelta = defaults.DEFAULT_STUCK_GRACE_PERIOD,
-    state_conn_id: str = "compute_state_default",
+    state_conn_id: str = DEFAULT_CONN_ID,
     tags: Sequence[str] = ("compute", "maintenance"),
     **dag_kwargs: Any,
 ) -> DAG:
@@ -81,7 +82,7 @@ def create_maintenance_dag(
     The other arguments are ``ComputeReconcileOperator``'s. Invalid values fail here, at import.
     """
     # Checked now, so a bad default fails the DAG import rather than every run.
-    RecoverySettings(
+    settings = RecoverySettings(
         tenant_id=tenant_id,
         provider=provider,
         dry_run=dry_run,
@@ -119,11 +120,7 @@ def create_maintenance_dag(
             tenant_id="{{ params.tenant_id }}",
             provider="{{ params.provider }}",
             dry_run="{{ params.dry_run }}",
-            stale_after=stale_after,
-            cleanup_attempts=cleanup_attempts,
-            cleanup_backoff=cleanup_backoff,
-            cleanup_max_backoff=cleanup_max_backoff,
-            stuck_grace_period=stuck_grace_period,
+            **settings.tuning(),
             state_conn_id=state_conn_id,
             retries=0,  # the next scheduled run is the retry
         )

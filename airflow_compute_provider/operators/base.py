@@ -82,6 +82,7 @@ from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
 from airflow_compute_provider.policy import apply_policy_arguments, find_compute_policy, take_policy_arguments
 from airflow_compute_provider.state import validate as store_checks
 from airflow_compute_provider.state.clock import new_token
+from airflow_compute_provider.state.config import DEFAULT_CONN_ID
 from airflow_compute_provider.state.rules import STORE_SOURCE
 from airflow_compute_provider.state.status import SupersededTryError
 from airflow_compute_provider.state.store import TenantStateStore
@@ -142,7 +143,7 @@ class BaseComputeOperator(BaseOperator):
         poll_interval: float = 10.0,
         pending_grace_period: timedelta = DEFAULT_PENDING_GRACE_PERIOD,
         on_kill_action: str = "keep",
-        state_conn_id: str = "compute_state_default",
+        state_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         # retries follow the ComputeRetryPolicy unless the author set them (policy.py)

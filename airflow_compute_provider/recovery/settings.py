@@ -6,7 +6,7 @@ argument), so a bad DAG argument fails before the first store read or provider c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
@@ -82,6 +82,12 @@ class RecoverySettings:
         """Seconds to wait after failed attempt ``attempt`` (1-based) before the next one."""
         first = self.cleanup_backoff.total_seconds()
         return float(min(self.cleanup_max_backoff.total_seconds(), first * 2 ** (attempt - 1)))
+
+    def tuning(self) -> dict[str, Any]:
+        """How hard the run tries, as ``ComputeReconcileOperator``'s keyword arguments: every
+        field but the scope (``scope()``)."""
+        scope = self.scope()
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in scope}
 
     def scope(self) -> dict[str, Any]:
         return {"tenant_id": self.tenant_id, "provider": self.provider, "dry_run": self.dry_run}
