@@ -15,6 +15,9 @@ from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.state import validate as v
 from airflow_compute_provider.state.clock import HEARTBEAT_INTERVAL_SECONDS
 
+#: the fields that say which rows a run covers; the others say how hard it tries
+_SCOPE = ("tenant_id", "provider", "dry_run")
+
 DEFAULT_STALE_AFTER = timedelta(hours=1)
 #: a try misses this many heartbeats in a row before its hold may be stale: a slow database write
 #: or a long poll must not make a live try look dead
@@ -83,14 +86,17 @@ class RecoverySettings:
         first = self.cleanup_backoff.total_seconds()
         return float(min(self.cleanup_max_backoff.total_seconds(), first * 2 ** (attempt - 1)))
 
+    @classmethod
+    def tuning_names(cls) -> tuple[str, ...]:
+        """The fields that say how hard a run tries: every one but the scope (``scope()``)."""
+        return tuple(f.name for f in fields(cls) if f.name not in _SCOPE)
+
     def tuning(self) -> dict[str, Any]:
-        """How hard the run tries, as ``ComputeReconcileOperator``'s keyword arguments: every
-        field but the scope (``scope()``)."""
-        scope = self.scope()
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in scope}
+        """How hard the run tries, as ``ComputeReconcileOperator``'s keyword arguments."""
+        return {name: getattr(self, name) for name in self.tuning_names()}
 
     def scope(self) -> dict[str, Any]:
-        return {"tenant_id": self.tenant_id, "provider": self.provider, "dry_run": self.dry_run}
+        return {name: getattr(self, name) for name in _SCOPE}
 
     def covers(self, tenant_id: str, provider: str) -> bool:
         """Whether a row of ``tenant_id`` on ``provider`` is this run's business."""

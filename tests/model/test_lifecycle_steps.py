@@ -8,9 +8,7 @@ Each step is the function the operator calls (``operators/launch.py``, ``rollbac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -28,18 +26,6 @@ from airflow_compute_provider.testing.memory import MemoryCloud, MemoryComputeBa
 from tests.model.support import EXECUTION_ID, TENANT, a_try, factory
 
 R = ResourceStatus
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlTenantStateStore]:
-    s = SqlTenantStateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def cloud(request: pytest.FixtureRequest) -> MemoryCloud:
-    return MemoryCloud(request.node.name)
 
 
 def begin(store: SqlTenantStateStore, t: Try) -> Try:

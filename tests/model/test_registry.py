@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,18 +32,6 @@ from tests.model.support import EXECUTION_ID, TENANT, a_try
 def memory_provider() -> Iterator[ComputeProvider]:
     with registered() as entry:
         yield entry
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlTenantStateStore]:
-    s = SqlTenantStateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def cloud(request: pytest.FixtureRequest) -> MemoryCloud:
-    return MemoryCloud(request.node.name)
 
 
 def _first_event(trigger: ComputeStatusTrigger) -> dict[str, Any]:
