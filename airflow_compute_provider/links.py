@@ -153,7 +153,7 @@ def units_of(operator: Any, ti_key: Any) -> list[LinkUnit]:
         return _newest_first_index(own)
     from airflow.sdk.execution_time.xcom import XCom
 
-    from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
+    from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
 
     return units_from_xcoms(
         XCom.get_value(ti_key=ti_key, key="return_value"),

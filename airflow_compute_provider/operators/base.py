@@ -51,34 +51,34 @@ from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
-from airflow_compute_provider.observability import redact_error, register_secrets
-from airflow_compute_provider.operators import decisions, outcome
-from airflow_compute_provider.operators.arguments import (
+from airflow_compute_provider.lifecycle import decisions, outcome
+from airflow_compute_provider.lifecycle.arguments import (
     ARGUMENT_TYPES,
     Validator,
     valid_or_none,
     validate_arguments,
 )
-from airflow_compute_provider.operators.deadline import DeadlineBy, TryDeadline, ledger_units, try_deadline
-from airflow_compute_provider.operators.decisions import AfterAirflowDecided
-from airflow_compute_provider.operators.failure import (
+from airflow_compute_provider.lifecycle.deadline import DeadlineBy, TryDeadline, ledger_units, try_deadline
+from airflow_compute_provider.lifecycle.decisions import AfterAirflowDecided
+from airflow_compute_provider.lifecycle.failure import (
     ComputeTaskAborted,
     exception_for,
     push_error,
     record_failure,
 )
-from airflow_compute_provider.operators.launch import launch_failure, reconcile_and_launch
-from airflow_compute_provider.operators.ledger import LaunchTimer, follow_statuses
-from airflow_compute_provider.operators.rollback import handle_partial, left_running, roll_back
-from airflow_compute_provider.operators.task_instance import task_instance_of
-from airflow_compute_provider.operators.tries import Try
-from airflow_compute_provider.operators.wait import (
+from airflow_compute_provider.lifecycle.launch import launch_failure, reconcile_and_launch
+from airflow_compute_provider.lifecycle.ledger import LaunchTimer, follow_statuses
+from airflow_compute_provider.lifecycle.rollback import handle_partial, left_running, roll_back
+from airflow_compute_provider.lifecycle.task_instance import task_instance_of
+from airflow_compute_provider.lifecycle.tries import Try
+from airflow_compute_provider.lifecycle.wait import (
     assess_try,
     complete_statuses,
     poll_until_settled,
     status_trigger,
 )
-from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
+from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
+from airflow_compute_provider.observability import redact_error, register_secrets
 from airflow_compute_provider.policy import apply_policy_arguments, find_compute_policy, take_policy_arguments
 from airflow_compute_provider.state import validate as store_checks
 from airflow_compute_provider.state.clock import new_token

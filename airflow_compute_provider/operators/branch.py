@@ -33,7 +33,7 @@ from typing import Any
 from airflow.sdk import TriggerRule
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError
-from airflow_compute_provider.operators.xcom import get_compute_error
+from airflow_compute_provider.lifecycle.xcom import get_compute_error
 from airflow_compute_provider.policy_rules import RuleKey, parse_rule_key
 
 try:

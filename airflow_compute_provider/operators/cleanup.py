@@ -22,7 +22,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeOperationError
-from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
+from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
 from airflow_compute_provider.recovery import Reconciler, RecoverySettings
 from airflow_compute_provider.recovery import settings as defaults
 from airflow_compute_provider.state.config import DEFAULT_CONN_ID

@@ -45,9 +45,9 @@ try:
 except ImportError:  # Airflow < 3.2
     from airflow.exceptions import AirflowTaskTimeout, TaskDeferred  # type: ignore[no-redef]
 
+from airflow_compute_provider.lifecycle import tries as tries_module
+from airflow_compute_provider.lifecycle import wait as wait_module
 from airflow_compute_provider.operators import base as base_module
-from airflow_compute_provider.operators import tries as tries_module
-from airflow_compute_provider.operators import wait as wait_module
 from airflow_compute_provider.state import sql as sql_module
 
 #: the store's methods whose success is a try's sign of life (each names its try, ``by=``)

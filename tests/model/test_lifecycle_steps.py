@@ -15,10 +15,10 @@ import pytest
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import CleanupReport
 from airflow_compute_provider.hooks.base import UnitPhase
-from airflow_compute_provider.operators.launch import launch_failure, reconcile_and_launch
-from airflow_compute_provider.operators.ledger import LaunchTimer, follow_statuses
-from airflow_compute_provider.operators.rollback import roll_back_left_running
-from airflow_compute_provider.operators.tries import Try
+from airflow_compute_provider.lifecycle.launch import launch_failure, reconcile_and_launch
+from airflow_compute_provider.lifecycle.ledger import LaunchTimer, follow_statuses
+from airflow_compute_provider.lifecycle.rollback import roll_back_left_running
+from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.recovery import Action, Reconciler, RecoverySettings
 from airflow_compute_provider.state import ResourceStatus, SqlTenantStateStore, TenantStatus
 from airflow_compute_provider.state.status import OperationStatus

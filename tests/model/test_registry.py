@@ -18,8 +18,8 @@ import pytest
 
 from airflow_compute_provider import registry
 from airflow_compute_provider.errors import ComputeConfigError
-from airflow_compute_provider.operators.launch import reconcile_and_launch
-from airflow_compute_provider.operators.ledger import LaunchTimer
+from airflow_compute_provider.lifecycle.launch import reconcile_and_launch
+from airflow_compute_provider.lifecycle.ledger import LaunchTimer
 from airflow_compute_provider.recovery import Reconciler, RecoverySettings
 from airflow_compute_provider.registry import ComputeProvider
 from airflow_compute_provider.state import ResourceStatus, SqlTenantStateStore

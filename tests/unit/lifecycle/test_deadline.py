@@ -9,8 +9,8 @@ import pytest
 
 from airflow_compute_provider.errors import Classification, ComputeError, ErrorCode
 from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
-from airflow_compute_provider.operators import outcome
-from airflow_compute_provider.operators.deadline import DeadlineBy, try_deadline
+from airflow_compute_provider.lifecycle import outcome
+from airflow_compute_provider.lifecycle.deadline import DeadlineBy, try_deadline
 from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PERIOD, Settlement, assess
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)

@@ -26,9 +26,9 @@ from typing import Any
 
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.hooks.base import ComputeBackend
+from airflow_compute_provider.lifecycle.rollback import roll_back_left_running
+from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.observability import log_failure, operation_logger, redact_error
-from airflow_compute_provider.operators.rollback import roll_back_left_running
-from airflow_compute_provider.operators.tries import Try
 from airflow_compute_provider.state.status import SupersededTryError
 from airflow_compute_provider.state.store import TenantStateStore
 

@@ -1,0 +1,1 @@
+"""The steps of one try, provider-agnostic (see each module)."""
