@@ -34,7 +34,7 @@ from airflow.sdk import TriggerRule
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError
 from airflow_compute_provider.lifecycle.xcom import get_compute_error
-from airflow_compute_provider.policy_rules import RuleKey, parse_rule_key
+from airflow_compute_provider.policy.rules import RuleKey, parse_rule_key
 
 try:
     from airflow.sdk import BaseBranchOperator

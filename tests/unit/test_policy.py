@@ -36,7 +36,7 @@ from airflow_compute_provider.policy import (
     operator_aborts,
     take_policy_arguments,
 )
-from airflow_compute_provider.policy_rules import Backoff, backoff_delay, format_seconds
+from airflow_compute_provider.policy.rules import Backoff, backoff_delay, format_seconds
 
 R = RetryAction.RETRY
 F = RetryAction.FAIL

@@ -44,7 +44,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airflow_compute_provider.errors import Classification, ComputeError, ComputeOperationError, ErrorCode
-from airflow_compute_provider.policy_rules import (
+from airflow_compute_provider.policy.rules import (
     Abort,
     Backoff,
     Jitter,
@@ -66,7 +66,7 @@ try:
     #: Airflow (3.3+) evaluates ``retry_policy`` itself; before that the operator does
     AIRFLOW_EVALUATES_POLICIES = True
 except ImportError:  # Airflow < 3.3
-    from airflow_compute_provider.policy_legacy import (  # type: ignore[assignment]
+    from airflow_compute_provider.policy.legacy import (  # type: ignore[assignment]
         RetryAction,
         RetryDecision,
         RetryPolicy,
@@ -413,7 +413,7 @@ def _outside_frames() -> int:
     """The ``stacklevel`` of the first caller outside this package and Airflow: the DAG file."""
     import airflow
 
-    inside = (str(Path(__file__).resolve().parent), *(str(Path(p).resolve()) for p in airflow.__path__))
+    inside = (str(Path(__file__).resolve().parents[1]), *(str(Path(p).resolve()) for p in airflow.__path__))
     frame, level = sys._getframe(1), 1
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(inside):
         frame, level = frame.f_back, level + 1  # type: ignore[assignment]
