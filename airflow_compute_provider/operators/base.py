@@ -79,7 +79,8 @@ from airflow_compute_provider.lifecycle.wait import (
 )
 from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
 from airflow_compute_provider.observability import redact_error, register_secrets
-from airflow_compute_provider.policy import apply_policy_arguments, find_compute_policy, take_policy_arguments
+from airflow_compute_provider.operators.policy_arguments import apply_policy_arguments, take_policy_arguments
+from airflow_compute_provider.policy import find_compute_policy
 from airflow_compute_provider.state import validate as store_checks
 from airflow_compute_provider.state.clock import new_token
 from airflow_compute_provider.state.config import DEFAULT_CONN_ID
@@ -146,7 +147,7 @@ class BaseComputeOperator(BaseOperator):
         state_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        # retries follow the ComputeRetryPolicy unless the author set them (policy.py)
+        # retries follow the ComputeRetryPolicy unless the author set them (operators/policy_arguments.py)
         policy_arguments = take_policy_arguments(kwargs)
         super().__init__(**kwargs)
         apply_policy_arguments(self, policy_arguments)
