@@ -2,7 +2,7 @@
 
 A provider operator (``ecs.py``, ``kubernetes.py``) only says *what* to launch: its arguments,
 its launch request and its backend. Everything else happens in this order, driven from here;
-the column on the right names the module that does the step's work:
+the column on the right names the module of ``lifecycle/`` that does the step's work:
 
     1. validate   arguments, before any provider call (ComputeConfigError,   arguments.py
                   never retried)
@@ -24,11 +24,11 @@ the column on the right names the module that does the step's work:
 
 Airflow then decides whether a retry follows (``retry_policy`` on 3.3+). The tenant's state and
 the log level follow that decision, in the retry and failure callbacks this operator adds
-beside the DAG author's own (``decisions.py``). Work is never stopped because time ran out: a
+beside the DAG author's own (``lifecycle/decisions.py``). Work is never stopped because time ran out: a
 timed-out try leaves its units running for the next try, or the reconciler, to pick up.
 
-``XCOM_ERROR_KEY`` (``xcom.py``) and ``ComputeTaskAborted`` (``failure.py``) are importable
-from here too, where DAG files have imported them.
+``XCOM_ERROR_KEY`` (``lifecycle/xcom.py``) and ``ComputeTaskAborted`` (``lifecycle/failure.py``)
+are importable from here too, where DAG files have imported them.
 """
 
 from __future__ import annotations
@@ -353,7 +353,7 @@ class BaseComputeOperator(BaseOperator):
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         """Airflow's resume, plus one case: an Airflow that enforces the deferral's timeout
         (``execution_timeout``) resumes the try with ``TaskDeferralTimeout`` and no event. The
-        try ends as at its own ``execution_timeout`` deadline (``deadline.py``)."""
+        try ends as at its own ``execution_timeout`` deadline (``lifecycle/deadline.py``)."""
         try:
             return super().resume_execution(next_method, next_kwargs, context)
         except TaskDeferralTimeout:
@@ -365,7 +365,7 @@ class BaseComputeOperator(BaseOperator):
 
     def _hold_for_invalid_arguments(self, context: Any, error: ComputeError) -> None:
         """Requirement 2.2: invalid configuration holds the tenant for investigation, also when
-        our own validation caught it before any provider call (``arguments.py``). Not when the
+        our own validation caught it before any provider call (``lifecycle/arguments.py``). Not when the
         tenant id itself is invalid: there is no tenant to hold. The store's failure to record it
         (an unreachable or misconfigured store, a try in progress) is logged; the argument error
         is what the task fails with either way."""
@@ -589,7 +589,7 @@ class BaseComputeOperator(BaseOperator):
     # -- failure --------------------------------------------------------------------------------
 
     def _fail(self, context: Any, t: Try, error: ComputeError, *, record: bool = True) -> NoReturn:
-        """Record the try's failure (``failure.py``) and raise it; ``record=False`` leaves the
+        """Record the try's failure (``lifecycle/failure.py``) and raise it; ``record=False`` leaves the
         state store alone (the tenant refused the try)."""
         error = record_failure(context, t, error, store=(lambda: self._store) if record else None)
         exception = self._exception_for(error, context)
@@ -603,7 +603,7 @@ class BaseComputeOperator(BaseOperator):
 
     def finish_after_decision(self, context: Any, *, will_retry: bool) -> None:
         """Airflow decided whether a retry follows; ``AfterAirflowDecided`` calls this from the
-        retry and failure callbacks, and ``decisions.py`` finishes the operation."""
+        retry and failure callbacks, and ``lifecycle/decisions.py`` finishes the operation."""
         decisions.finish_after_decision(
             self._active,
             context,
@@ -637,7 +637,7 @@ class BaseComputeOperator(BaseOperator):
 
     def _deadline(self, context: Any, t: Try) -> TryDeadline:
         """When this try stops waiting. A deferred try is bounded by ``execution_timeout`` too
-        (Airflow does not bound it: ``deadline.py``); a blocking one is ended by Airflow itself."""
+        (Airflow does not bound it: ``lifecycle/deadline.py``); a blocking one is ended by Airflow itself."""
         return try_deadline(
             now=datetime.now(UTC),
             timeout=self._try_timeout(t),

@@ -12,7 +12,7 @@ engine::
 
 The pieces:
 
-    policy_rules.py        Retry / Abort rules, which one applies to an error, the backoff delay
+    rules.py               Retry / Abort rules, which one applies to an error, the backoff delay
     ComputeRetryPolicy     evaluate(): exception -> ComputeError -> rule -> RetryDecision;
                            timeout_factor_for() for the operator's timeout growth;
                            serialize() / deserialize()

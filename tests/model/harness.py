@@ -16,8 +16,8 @@
     Gated          the store or backend a process sees: every public call passes a gate first,
                    and what the store accepted is written down on the process's ``ModelTry``
     ModelClock     the one clock of the model: ``datetime.now`` in ``operators/base.py`` and
-                   ``operators/wait.py``, ``time.sleep`` in the blocking wait, the heartbeat's
-                   ``time.monotonic`` (``operators/tries.py``) and the database's clock
+                   ``lifecycle/wait.py``, ``time.sleep`` in the blocking wait, the heartbeat's
+                   ``time.monotonic`` (``lifecycle/tries.py``) and the database's clock
                    (``state/sql.py``'s ``database_now``). It moves only when a try sleeps
                    between polls, a trigger reaches its deadline or the model lets time pass
                    before a maintenance run. Time is simulated because a model cannot wait for

@@ -1,6 +1,6 @@
 """The lifecycle's steps on the in-memory provider and a real store (SQLite file), in milliseconds.
 
-Each step is the function the operator calls (``operators/launch.py``, ``rollback.py``,
+Each step is the function the operator calls (``lifecycle/launch.py``, ``rollback.py``,
 ``ledger.py``, ``recovery/reconciler.py``); the provider is ``testing/memory.py``, whose contract
 ``test_memory_backend.py`` checks. What these steps do on real endpoints is proved in
 ``tests/integration`` and ``tests/reliability``.

@@ -2,7 +2,7 @@
 
 Airflow 3.3 records no trigger timeout for a deferred try (apache/airflow#69678): left to it, a
 deferred compute task with ``execution_timeout=20s`` waits on until the operation's own timeout.
-The try computes its own deadline (``operators/deadline.py``): the earlier of the operation's
+The try computes its own deadline (``lifecycle/deadline.py``): the earlier of the operation's
 timeout and its start + ``execution_timeout``. Here ``airflow standalone`` (scheduler,
 LocalExecutor workers, triggerer) runs ``dags/slow_deadlines.py``: the trigger, in the stack's
 triggerer, yields its timeout event at that deadline, and the worker ends the try as

@@ -1,5 +1,5 @@
-"""A try's deadline (``operators/deadline.py``) and what the deadline does to units still
-pending (``triggers/progress.py``, ``operators/outcome.py``): pure logic, no servers."""
+"""A try's deadline (``lifecycle/deadline.py``) and what the deadline does to units still
+pending (``triggers/progress.py``, ``lifecycle/outcome.py``): pure logic, no servers."""
 
 from __future__ import annotations
 
