@@ -160,9 +160,10 @@ MUTATIONS = (
         new='f"{execution_id}"',
         caught_by=(
             "tests/reliability/test_tenant_isolation.py::test_distinct_tenant_ids_stay_distinct_in_every_provider_side_name",
-            "tests/reliability/test_tenant_isolation.py::test_ecs_tenants_with_colliding_execution_ids_never_touch_each_others_units",
             "tests/reliability/test_tenant_isolation.py::"
-            "test_kubernetes_tenants_with_colliding_execution_ids_never_touch_each_others_units",
+            "test_tenants_with_colliding_execution_ids_never_touch_each_others_units[ecs]",
+            "tests/reliability/test_tenant_isolation.py::"
+            "test_tenants_with_colliding_execution_ids_never_touch_each_others_units[kubernetes]",
         ),
     ),
     Mutation(
