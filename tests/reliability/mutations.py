@@ -199,7 +199,7 @@ MUTATIONS = (
         caught_by=(
             "tests/model/test_model_scenarios.py::test_a_new_dag_run_of_the_execution_is_its_next_try_and_adopts",
             "tests/integration/test_state_tries.py::test_tries_are_numbered_per_execution_and_keep_airflows_try_number[sqlite]",
-            "tests/integration/test_tries_ecs.py::test_a_new_dag_run_of_a_custom_execution_id_adopts_what_the_last_run_left",
+            "tests/integration/test_tries.py::test_a_new_dag_run_of_a_custom_execution_id_adopts_what_the_last_run_left[ecs]",
         ),
     ),
     Mutation(
