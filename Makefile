@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint venv test-deps clean model
+.PHONY: demo test lint venv test-deps clean model docs
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ test-deps:
 test: lint test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The how-to guides and the API reference (Sphinx, MyST Markdown, autodoc) into docs/_build/html;
+# a warning fails the build (tests/packaging/test_docs.py runs the same build in CI).
+docs: venv
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
 # The lifecycle model (tests/model), deep: MODEL_EXAMPLES random examples (CI runs a fixed 100).
 MODEL_EXAMPLES ?= 20000
 MODEL_STEPS ?= 20
@@ -47,4 +52,4 @@ demo: venv
 	$(PY) -m demo $(DEMO_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache docs/_build

@@ -8,6 +8,19 @@ from airflow_compute_provider import __version__
 
 _PACKAGE = "airflow_compute_provider"
 
+#: The how-to guides (``docs/howto/``, built by ``make docs``), in reading order; the migration
+#: guide first. ``tests/packaging/test_docs.py`` checks this list against the folder and the index.
+HOW_TO_GUIDES = (
+    "migrating",
+    "ecs-operator",
+    "kubernetes-operator",
+    "retry-policy-and-branching",
+    "timeouts-and-reattaching",
+    "recovery",
+    "compute-health",
+    "deploying",
+)
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -22,12 +35,15 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Compute failure handling",
                 "external-doc-url": "https://pypi.org/project/airflow-compute-provider/",
+                "how-to-guide": [f"/docs/howto/{guide}.md" for guide in HOW_TO_GUIDES],
                 "tags": ["software"],
             }
         ],
         "hooks": [
             {
                 "integration-name": "Compute failure handling",
+                # the registry's hook modules, written out: Airflow reads this module while its own
+                # configuration loads, before the registry's imports can (tests/unit/test_registry.py)
                 "python-modules": [f"{_PACKAGE}.hooks.ecs", f"{_PACKAGE}.hooks.kubernetes"],
             }
         ],

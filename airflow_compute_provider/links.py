@@ -109,6 +109,12 @@ def ecs_console_url(task_arns: Sequence[str], *, cluster: str, region: str | Non
     return f"{base}?region={quote(region)}"
 
 
+def ecs_unit_console_url(resource_id: str, locator: Mapping[str, str]) -> str | None:
+    """The console page of one ECS task from its ledger row (the registry's ``console_url``)."""
+    url = ecs_console_url([resource_id], cluster=locator.get("cluster", ""), region=locator.get("region"))
+    return url or None
+
+
 def kubernetes_pod_url(
     namespace: str, name: str, *, template: str | None = None, airflow_base_url: str | None = None
 ) -> str:
@@ -147,7 +153,7 @@ def units_of(operator: Any, ti_key: Any) -> list[LinkUnit]:
         return _newest_first_index(own)
     from airflow.sdk.execution_time.xcom import XCom
 
-    from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
+    from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
 
     return units_from_xcoms(
         XCom.get_value(ti_key=ti_key, key="return_value"),
@@ -195,6 +201,7 @@ __all__ = [
     "KubernetesPodLink",
     "LinkUnit",
     "ecs_console_url",
+    "ecs_unit_console_url",
     "kubernetes_pod_url",
     "units_from_xcoms",
     "units_of",

@@ -94,7 +94,7 @@ def compare(scenario: Scenario, observed: Observed) -> list[str]:
 
 
 def _last_error(record: DagRunRecord, scenario: Scenario, store: Any) -> dict[str, Any] | None:
-    from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
+    from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
 
     try:
         error: dict[str, Any] = record.xcom(scenario.compute_task, key=XCOM_ERROR_KEY)

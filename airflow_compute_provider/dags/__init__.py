@@ -21,10 +21,10 @@ from typing import Any
 
 from airflow.sdk import DAG, Param
 
+from airflow_compute_provider import registry
 from airflow_compute_provider.operators.cleanup import ComputeReconcileOperator
 from airflow_compute_provider.recovery import RecoverySettings
-from airflow_compute_provider.recovery import settings as defaults
-from airflow_compute_provider.recovery.settings import PROVIDERS
+from airflow_compute_provider.state.config import DEFAULT_CONN_ID
 
 DEFAULT_DAG_ID = "compute_maintenance"
 DEFAULT_SCHEDULE = timedelta(minutes=10)
@@ -58,14 +58,9 @@ def create_maintenance_dag(
     tenant_id: str | None = None,
     provider: str | None = None,
     dry_run: bool = False,
-    stale_after: timedelta = defaults.DEFAULT_STALE_AFTER,
-    cleanup_attempts: int = defaults.DEFAULT_CLEANUP_ATTEMPTS,
-    cleanup_backoff: timedelta = defaults.DEFAULT_CLEANUP_BACKOFF,
-    cleanup_max_backoff: timedelta = defaults.DEFAULT_CLEANUP_MAX_BACKOFF,
-    stuck_grace_period: timedelta = defaults.DEFAULT_STUCK_GRACE_PERIOD,
-    state_conn_id: str = "compute_state_default",
+    state_conn_id: str = DEFAULT_CONN_ID,
     tags: Sequence[str] = ("compute", "maintenance"),
-    **dag_kwargs: Any,
+    **kwargs: Any,
 ) -> DAG:
     """The compute maintenance DAG.
 
@@ -76,28 +71,27 @@ def create_maintenance_dag(
     :param provider: the default of the ``provider`` param (``None``: both).
     :param dry_run: the default of the ``dry_run`` param.
     :param state_conn_id: the tenant state store's Airflow connection.
-    :param dag_kwargs: passed on to ``DAG`` (``default_args``, ``dagrun_timeout``...).
+    :param kwargs: how hard a run tries (``stale_after``, ``cleanup_attempts``,
+        ``cleanup_backoff``, ``cleanup_max_backoff``, ``stuck_grace_period``: the fields of
+        ``RecoverySettings``, with its defaults, handed to ``ComputeReconcileOperator``); anything
+        else goes on to ``DAG`` (``default_args``, ``dagrun_timeout``...).
 
-    The other arguments are ``ComputeReconcileOperator``'s. Invalid values fail here, at import.
+    Invalid values fail here, at import.
     """
+    tuning = {name: kwargs.pop(name) for name in RecoverySettings.tuning_names() if name in kwargs}
+    dag_kwargs = kwargs
     # Checked now, so a bad default fails the DAG import rather than every run.
-    RecoverySettings(
-        tenant_id=tenant_id,
-        provider=provider,
-        dry_run=dry_run,
-        stale_after=stale_after,
-        cleanup_attempts=cleanup_attempts,
-        cleanup_backoff=cleanup_backoff,
-        cleanup_max_backoff=cleanup_max_backoff,
-        stuck_grace_period=stuck_grace_period,
-    )
+    settings = RecoverySettings(tenant_id=tenant_id, provider=provider, dry_run=dry_run, **tuning)
     dag_kwargs.setdefault("max_active_runs", 1)  # two passes at once would race on the same rows
     dag_kwargs.setdefault("catchup", False)
     dag_kwargs.setdefault("doc_md", _DOC)
     params = {
         "tenant_id": Param(tenant_id, type=["null", "string"], description="only this tenant"),
         "provider": Param(
-            provider, type=["null", "string"], enum=[None, *PROVIDERS], description="only this provider"
+            provider,
+            type=["null", "string"],
+            enum=[None, *registry.names()],
+            description="only this provider",
         ),
         "dry_run": Param(dry_run, type="boolean", description="report what would happen; change nothing"),
     }
@@ -116,11 +110,7 @@ def create_maintenance_dag(
             tenant_id="{{ params.tenant_id }}",
             provider="{{ params.provider }}",
             dry_run="{{ params.dry_run }}",
-            stale_after=stale_after,
-            cleanup_attempts=cleanup_attempts,
-            cleanup_backoff=cleanup_backoff,
-            cleanup_max_backoff=cleanup_max_backoff,
-            stuck_grace_period=stuck_grace_period,
+            **settings.tuning(),
             state_conn_id=state_conn_id,
             retries=0,  # the next scheduled run is the retry
         )

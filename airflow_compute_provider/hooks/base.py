@@ -11,8 +11,9 @@ hook implements ``ComputeBackend`` with these types:
     LaunchResult   what a launch started, and which units it could not start (with why)
     UnitStatus     where a unit is now: phase, exit code, health, and its ComputeError if failed
 
-A backend is rebuilt from ``backend_config()`` inside the triggerer, so everything a status
-call needs (connection id, region and cluster, or namespace) lives in that plain dict.
+A backend is rebuilt from ``backend_config()`` inside the triggerer (``registry.py`` knows which
+class each provider's is), so everything a status call needs (connection id, region and cluster,
+or namespace) lives in that plain dict.
 """
 
 from __future__ import annotations
@@ -195,19 +196,3 @@ class ComputeBackend(Protocol):
         ...
 
     async def adescribe(self, units: Sequence[Unit]) -> list[UnitStatus]: ...
-
-
-def backend_from_config(provider: str, config: Mapping[str, Any]) -> ComputeBackend:
-    """Rebuild a backend from ``provider`` and its ``backend_config()`` (inside the triggerer)."""
-    backend: ComputeBackend
-    if provider == "ecs":
-        from airflow_compute_provider.hooks.ecs import EcsComputeHook
-
-        backend = EcsComputeHook(**config)
-    elif provider == "kubernetes":
-        from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
-
-        backend = KubernetesComputeHook(**config)
-    else:
-        raise ValueError(f"unknown compute provider {provider!r}")
-    return backend

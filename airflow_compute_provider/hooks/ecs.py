@@ -31,6 +31,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -71,6 +72,7 @@ from airflow_compute_provider.hooks.ecs_retry import (
     retrying,
     without_botocore_retries,
 )
+from airflow_compute_provider.hooks.error_context import ErrorContext, error_context
 from airflow_compute_provider.normalize import ecs as normalize_ecs
 from airflow_compute_provider.observability import log_raw_response
 
@@ -170,10 +172,8 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         }
 
     def locator(self) -> dict[str, str]:
-        try:
+        with self._errors():
             region = self.region_name or self.conn_region_name
-        except Exception as exc:
-            raise ComputeOperationError(self._error(exc)) from exc
         return {"region": str(region), "cluster": self.cluster}
 
     # -- launch ---------------------------------------------------------------------------------
@@ -405,7 +405,8 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         """``adescribe``, and the described tasks by ARN (the ECS events source keeps them)."""
         if not units:
             return [], {}
-        try:
+        # Building or closing the aiobotocore client (credentials, endpoint) may fail too.
+        with self._errors():
             async with await self.get_async_conn() as client:
                 ecs_wire.lean_describe_tasks(client)
                 tasks: dict[str, Mapping[str, Any]] = {}
@@ -416,11 +417,6 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
                     arn: await self._aessentials(client, arn)
                     for arn in self._task_definitions_to_look_up(tasks.values())
                 }
-        except ComputeOperationError:
-            raise
-        except Exception as exc:
-            # Building or closing the aiobotocore client (credentials, endpoint) failed.
-            raise ComputeOperationError(self._error(exc)) from exc
         return self._statuses(units, tasks, essentials), tasks
 
     async def aessentials(self, task_definition_arn: str) -> frozenset[str] | None:
@@ -524,21 +520,15 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         except Exception as exc:
             if _task_already_gone(exc):
                 return None
-            error = self._error(exc)
-            if error.root_cause.resource_id is None:
-                root_cause = error.root_cause.model_copy(update={"resource_id": unit.resource_id})
-                error = error.model_copy(update={"root_cause": root_cause})
-            return error
+            return self._context().about(unit.resource_id).error(exc, self._normalize)
         return None
 
     # -- plumbing -------------------------------------------------------------------------------
 
     def _client(self) -> Any:
         """The boto3 ECS client ``EcsHook`` builds (cached), or why it cannot be built."""
-        try:
+        with self._errors():
             return self.conn
-        except Exception as exc:
-            raise ComputeOperationError(self._error(exc)) from exc
 
     def _budget(self, group: str) -> AdaptiveBudget:
         """The process-wide request budget of ``group`` for this hook's connection and region."""
@@ -553,10 +543,8 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
 
     def _call(self, method: Callable[..., Any], /, **kwargs: Any) -> Any:
         """A read, retried while its failure is transient; then a ComputeOperationError."""
-        try:
+        with self._errors():
             return retrying()(self._budget("read").call, functools.partial(method, **kwargs))
-        except Exception as exc:
-            raise ComputeOperationError(self._error(exc)) from exc
 
     async def _acall(self, method: Callable[..., Any], /, **kwargs: Any) -> Any:
         # aiobotocore's generated methods return awaitables without being coroutine functions,
@@ -566,29 +554,29 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
         async def attempt() -> Any:
             return await budget.acall(lambda: method(**kwargs))
 
-        try:
+        with self._errors():
             return await async_retrying()(attempt)
-        except Exception as exc:
-            raise ComputeOperationError(self._error(exc)) from exc
 
-    def _error(self, exc: BaseException, plan: LaunchPlan | None = None) -> ComputeError:
+    def _normalize(self, exc: BaseException) -> ComputeError:
         raw = exc.response if isinstance(exc, ClientError) else repr(exc)
         log_raw_response(self.log, raw, what="ECS error response")
-        return self._with_context(as_compute_error(exc), plan)
+        return as_compute_error(exc)
 
     @staticmethod
-    def _with_context(error: ComputeError, plan: LaunchPlan | None) -> ComputeError:
+    def _context(plan: LaunchPlan | None = None) -> ErrorContext:
         if plan is None:
-            return error.with_context(provider=PROVIDER)
-        error = error.with_context(
-            provider=PROVIDER,
-            execution_id=plan.execution.execution_id,
-            tenant_id=plan.execution.tenant_id,
-        )
-        if plan.operation:
-            # The workflow's operation ("provision") replaces the API call a normalizer named.
-            error = error.model_copy(update={"operation": plan.operation})
-        return error
+            return ErrorContext(PROVIDER)
+        return ErrorContext(PROVIDER, execution=plan.execution, operation=plan.operation or None)
+
+    def _error(self, exc: BaseException, plan: LaunchPlan | None = None) -> ComputeError:
+        return self._context(plan).error(exc, self._normalize)
+
+    def _with_context(self, error: ComputeError, plan: LaunchPlan | None) -> ComputeError:
+        return self._context(plan).stamp(error)
+
+    def _errors(self) -> AbstractContextManager[ErrorContext]:
+        """Every exception of the block leaves as a ``ComputeOperationError`` (``error_context``)."""
+        return error_context(self._context(), self._normalize)
 
 
 def _remember_essentials(task_definition_arn: str, response: Mapping[str, Any]) -> frozenset[str]:

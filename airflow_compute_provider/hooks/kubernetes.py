@@ -45,6 +45,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -53,7 +54,6 @@ from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHo
 from airflow.sdk import BaseHook
 from kubernetes import client as k8s
 from kubernetes_asyncio import client as async_k8s
-from kubernetes_asyncio.client.rest import RESTResponse as AsyncRESTResponse
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
@@ -65,6 +65,7 @@ from airflow_compute_provider.hooks.base import (
     UnitLaunch,
     UnitStatus,
 )
+from airflow_compute_provider.hooks.error_context import ErrorContext, error_context
 from airflow_compute_provider.hooks.kubernetes_pods import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
@@ -79,6 +80,7 @@ from airflow_compute_provider.hooks.kubernetes_pods import (
 )
 from airflow_compute_provider.hooks.kubernetes_retry import DEFAULT_RETRY, async_retrying, retrying
 from airflow_compute_provider.hooks.kubernetes_status import unit_status
+from airflow_compute_provider.hooks.kubernetes_wire import read_body
 from airflow_compute_provider.normalize import from_exception
 from airflow_compute_provider.observability import log_raw_response
 
@@ -390,33 +392,22 @@ class KubernetesComputeHook(BaseHook):
             items: list[dict[str, Any]] = _read_json(response).get("items") or []
             return items
 
-        try:
+        with self._errors(f"namespace/{namespace}"):
             return self._retry(call)
-        except Exception as exc:
-            raise ComputeOperationError(self._normalized(exc, resource_id=f"namespace/{namespace}")) from exc
 
     async def _alist(self, core: async_k8s.CoreV1Api, namespace: str, selector: str) -> list[dict[str, Any]]:
         async def call() -> list[dict[str, Any]]:
             response = await core.list_namespaced_pod(
                 namespace, label_selector=selector, _preload_content=False
             )
-            try:
-                data = await response.read()
-            finally:
-                response.release()
-            if not 200 <= response.status <= 299:
-                # Without preloading, kubernetes_asyncio leaves the status check to us.
-                error = async_k8s.ApiException(http_resp=AsyncRESTResponse(response, data))
-                error.body = data.decode("utf-8", "replace")
-                raise error
+            # Without preloading, kubernetes_asyncio leaves the status check to us.
+            data = await read_body(response)
             items: list[dict[str, Any]] = json.loads(data).get("items") or []
             return items
 
-        try:
+        with self._errors(f"namespace/{namespace}"):
             result: list[dict[str, Any]] = await async_retrying(self.retry_settings)(call)
             return result
-        except Exception as exc:
-            raise ComputeOperationError(self._normalized(exc, resource_id=f"namespace/{namespace}")) from exc
 
     # -- stop ---------------------------------------------------------------------------------
 
@@ -454,6 +445,10 @@ class KubernetesComputeHook(BaseHook):
 
     # -- errors -------------------------------------------------------------------------------
 
+    def _normalize(self, exc: BaseException) -> ComputeError:
+        log_raw_response(self.log, _raw_response(exc), what="Kubernetes API error response")
+        return from_exception(exc, PROVIDER)
+
     def _normalized(
         self,
         exc: BaseException,
@@ -462,16 +457,19 @@ class KubernetesComputeHook(BaseHook):
         operation: str | None = None,
         resource_id: str | None = None,
     ) -> ComputeError:
-        log_raw_response(self.log, _raw_response(exc), what="Kubernetes API error response")
-        error = from_exception(exc, PROVIDER).with_context(
-            provider=PROVIDER,
-            operation=operation,
-            execution_id=execution.execution_id if execution else None,
-            tenant_id=execution.tenant_id if execution else None,
-        )
+        return self._context(execution, operation, resource_id).error(exc, self._normalize)
+
+    @staticmethod
+    def _context(
+        execution: ExecutionRef | None = None, operation: str | None = None, resource_id: str | None = None
+    ) -> ErrorContext:
         # The unit's own id, as the units and cleanup reports name it, even where the server's
         # Status details named the object its way ("pods/<name>"): one id joins the reports.
-        return _for_resource(error, resource_id, replace=True) if resource_id else error
+        return ErrorContext(PROVIDER, execution, operation, resource_id, replace_resource=True)
+
+    def _errors(self, resource_id: str | None = None) -> AbstractContextManager[ErrorContext]:
+        """Every exception of the block leaves as a ``ComputeOperationError`` (``error_context``)."""
+        return error_context(self._context(resource_id=resource_id), self._normalize)
 
 
 class _AsyncHook(AsyncKubernetesHook):

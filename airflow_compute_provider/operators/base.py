@@ -2,7 +2,7 @@
 
 A provider operator (``ecs.py``, ``kubernetes.py``) only says *what* to launch: its arguments,
 its launch request and its backend. Everything else happens in this order, driven from here;
-the column on the right names the module that does the step's work:
+the column on the right names the module of ``lifecycle/`` that does the step's work:
 
     1. validate   arguments, before any provider call (ComputeConfigError,   arguments.py
                   never retried)
@@ -24,11 +24,11 @@ the column on the right names the module that does the step's work:
 
 Airflow then decides whether a retry follows (``retry_policy`` on 3.3+). The tenant's state and
 the log level follow that decision, in the retry and failure callbacks this operator adds
-beside the DAG author's own (``decisions.py``). Work is never stopped because time ran out: a
+beside the DAG author's own (``lifecycle/decisions.py``). Work is never stopped because time ran out: a
 timed-out try leaves its units running for the next try, or the reconciler, to pick up.
 
-``XCOM_ERROR_KEY`` (``xcom.py``) and ``ComputeTaskAborted`` (``failure.py``) are importable
-from here too, where DAG files have imported them.
+``XCOM_ERROR_KEY`` (``lifecycle/xcom.py``) and ``ComputeTaskAborted`` (``lifecycle/failure.py``)
+are importable from here too, where DAG files have imported them.
 """
 
 from __future__ import annotations
@@ -51,37 +51,39 @@ from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
-from airflow_compute_provider.observability import redact_error, register_secrets
-from airflow_compute_provider.operators import decisions, outcome
-from airflow_compute_provider.operators.arguments import (
+from airflow_compute_provider.lifecycle import decisions, outcome
+from airflow_compute_provider.lifecycle.arguments import (
     ARGUMENT_TYPES,
     Validator,
     valid_or_none,
     validate_arguments,
 )
-from airflow_compute_provider.operators.deadline import DeadlineBy, TryDeadline, ledger_units, try_deadline
-from airflow_compute_provider.operators.decisions import AfterAirflowDecided
-from airflow_compute_provider.operators.failure import (
+from airflow_compute_provider.lifecycle.deadline import DeadlineBy, TryDeadline, ledger_units, try_deadline
+from airflow_compute_provider.lifecycle.decisions import AfterAirflowDecided
+from airflow_compute_provider.lifecycle.failure import (
     ComputeTaskAborted,
     exception_for,
     push_error,
     record_failure,
 )
-from airflow_compute_provider.operators.launch import launch_failure, reconcile_and_launch
-from airflow_compute_provider.operators.ledger import LaunchTimer, follow_statuses
-from airflow_compute_provider.operators.rollback import handle_partial, left_running, roll_back
-from airflow_compute_provider.operators.task_instance import task_instance_of
-from airflow_compute_provider.operators.tries import Try
-from airflow_compute_provider.operators.wait import (
+from airflow_compute_provider.lifecycle.launch import launch_failure, reconcile_and_launch
+from airflow_compute_provider.lifecycle.ledger import LaunchTimer, follow_statuses
+from airflow_compute_provider.lifecycle.rollback import handle_partial, left_running, roll_back
+from airflow_compute_provider.lifecycle.task_instance import task_instance_of
+from airflow_compute_provider.lifecycle.tries import Try
+from airflow_compute_provider.lifecycle.wait import (
     assess_try,
     complete_statuses,
     poll_until_settled,
     status_trigger,
 )
-from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
-from airflow_compute_provider.policy import apply_policy_arguments, find_compute_policy, take_policy_arguments
+from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
+from airflow_compute_provider.observability import redact_error, register_secrets
+from airflow_compute_provider.operators.policy_arguments import apply_policy_arguments, take_policy_arguments
+from airflow_compute_provider.policy import find_compute_policy
 from airflow_compute_provider.state import validate as store_checks
 from airflow_compute_provider.state.clock import new_token
+from airflow_compute_provider.state.config import DEFAULT_CONN_ID
 from airflow_compute_provider.state.rules import STORE_SOURCE
 from airflow_compute_provider.state.status import SupersededTryError
 from airflow_compute_provider.state.store import TenantStateStore
@@ -149,10 +151,10 @@ class BaseComputeOperator(BaseOperator):
         poll_interval: float = 10.0,
         pending_grace_period: timedelta = DEFAULT_PENDING_GRACE_PERIOD,
         on_kill_action: str = "keep",
-        state_conn_id: str = "compute_state_default",
+        state_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        # retries follow the ComputeRetryPolicy unless the author set them (policy.py)
+        # retries follow the ComputeRetryPolicy unless the author set them (operators/policy_arguments.py)
         policy_arguments = take_policy_arguments(kwargs)
         super().__init__(**kwargs)
         apply_policy_arguments(self, policy_arguments)
@@ -358,7 +360,7 @@ class BaseComputeOperator(BaseOperator):
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         """Airflow's resume, plus one case: an Airflow that enforces the deferral's timeout
         (``execution_timeout``) resumes the try with ``TaskDeferralTimeout`` and no event. The
-        try ends as at its own ``execution_timeout`` deadline (``deadline.py``)."""
+        try ends as at its own ``execution_timeout`` deadline (``lifecycle/deadline.py``)."""
         try:
             return super().resume_execution(next_method, next_kwargs, context)
         except TaskDeferralTimeout:
@@ -370,7 +372,7 @@ class BaseComputeOperator(BaseOperator):
 
     def _hold_for_invalid_arguments(self, context: Any, error: ComputeError) -> None:
         """Requirement 2.2: invalid configuration holds the tenant for investigation, also when
-        our own validation caught it before any provider call (``arguments.py``). Not when the
+        our own validation caught it before any provider call (``lifecycle/arguments.py``). Not when the
         tenant id itself is invalid: there is no tenant to hold. The store's failure to record it
         (an unreachable or misconfigured store, a try in progress) is logged; the argument error
         is what the task fails with either way."""
@@ -605,7 +607,7 @@ class BaseComputeOperator(BaseOperator):
     # -- failure --------------------------------------------------------------------------------
 
     def _fail(self, context: Any, t: Try, error: ComputeError, *, record: bool = True) -> NoReturn:
-        """Record the try's failure (``failure.py``) and raise it; ``record=False`` leaves the
+        """Record the try's failure (``lifecycle/failure.py``) and raise it; ``record=False`` leaves the
         state store alone (the tenant refused the try)."""
         error = record_failure(context, t, error, store=(lambda: self._store) if record else None)
         exception = self._exception_for(error, context)
@@ -619,7 +621,7 @@ class BaseComputeOperator(BaseOperator):
 
     def finish_after_decision(self, context: Any, *, will_retry: bool) -> None:
         """Airflow decided whether a retry follows; ``AfterAirflowDecided`` calls this from the
-        retry and failure callbacks, and ``decisions.py`` finishes the operation."""
+        retry and failure callbacks, and ``lifecycle/decisions.py`` finishes the operation."""
         decisions.finish_after_decision(
             self._active,
             context,
@@ -653,7 +655,7 @@ class BaseComputeOperator(BaseOperator):
 
     def _deadline(self, context: Any, t: Try) -> TryDeadline:
         """When this try stops waiting. A deferred try is bounded by ``execution_timeout`` too
-        (Airflow does not bound it: ``deadline.py``); a blocking one is ended by Airflow itself."""
+        (Airflow does not bound it: ``lifecycle/deadline.py``); a blocking one is ended by Airflow itself."""
         return try_deadline(
             now=datetime.now(UTC),
             timeout=self._try_timeout(t),

@@ -33,8 +33,8 @@ from typing import Any
 from airflow.sdk import TriggerRule
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError
-from airflow_compute_provider.operators.xcom import get_compute_error
-from airflow_compute_provider.policy_rules import RuleKey, parse_rule_key
+from airflow_compute_provider.lifecycle.xcom import get_compute_error
+from airflow_compute_provider.policy.rules import RuleKey, parse_rule_key
 
 try:
     from airflow.sdk import BaseBranchOperator

@@ -22,9 +22,10 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeOperationError
-from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
+from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
 from airflow_compute_provider.recovery import Reconciler, RecoverySettings
 from airflow_compute_provider.recovery import settings as defaults
+from airflow_compute_provider.state.config import DEFAULT_CONN_ID
 
 XCOM_RETURN_KEY = "return_value"
 _TRUE = {"true", "1", "yes", "on"}
@@ -62,7 +63,7 @@ class ComputeReconcileOperator(BaseOperator):
         cleanup_backoff: timedelta = defaults.DEFAULT_CLEANUP_BACKOFF,
         cleanup_max_backoff: timedelta = defaults.DEFAULT_CLEANUP_MAX_BACKOFF,
         stuck_grace_period: timedelta = defaults.DEFAULT_STUCK_GRACE_PERIOD,
-        state_conn_id: str = "compute_state_default",
+        state_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -14,8 +14,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from airflow_compute_provider.hooks.base import ComputeBackend
+from airflow_compute_provider.lifecycle.arguments import Validator, typed
 from airflow_compute_provider.links import EcsTaskConsoleLink
-from airflow_compute_provider.operators.arguments import Validator, typed
 from airflow_compute_provider.operators.base import BaseComputeOperator
 
 _Name = Annotated[str, Field(min_length=1, max_length=2048)]

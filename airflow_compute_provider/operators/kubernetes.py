@@ -18,8 +18,8 @@ from pydantic import Field
 
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.hooks.base import ComputeBackend
+from airflow_compute_provider.lifecycle.arguments import Validator, typed
 from airflow_compute_provider.links import KubernetesPodLink
-from airflow_compute_provider.operators.arguments import Validator, typed
 from airflow_compute_provider.operators.base import BaseComputeOperator
 from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PERIOD
 

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from airflow_compute_provider import registry
 from airflow_compute_provider.errors import ComputeError
-from airflow_compute_provider.links import ecs_console_url
 from airflow_compute_provider.plugins import queries
 from airflow_compute_provider.plugins.queries import STATUS_ORDER, Visibility
 from airflow_compute_provider.state.models import LedgerEntry, Operation, Tenant
@@ -169,10 +169,9 @@ def _resource(entry: LedgerEntry) -> dict[str, Any]:
 
 
 def _console_url(provider: str, resource_id: str | None, locator: Mapping[str, str]) -> str | None:
-    if provider == "ecs" and resource_id:
-        url = ecs_console_url([resource_id], cluster=locator.get("cluster", ""), region=locator.get("region"))
-        return url or None
-    return None
+    if provider not in registry.names():
+        return None
+    return registry.get(provider).console_link(resource_id, locator)
 
 
 def _failed_at(op: Operation) -> datetime:

@@ -12,12 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from airflow_compute_provider.errors import ComputeConfigError
-from airflow_compute_provider.hooks.base import ComputeBackend, Unit, backend_from_config
+from airflow_compute_provider import registry
+from airflow_compute_provider.hooks.base import ComputeBackend, Unit
 from airflow_compute_provider.state.models import LedgerEntry
-
-#: the connection a hook falls back to when the ledger row names none
-_DEFAULT_CONN = {"kubernetes": "kubernetes_default"}
 
 T = TypeVar("T")
 
@@ -42,28 +39,13 @@ BackendFactory = Callable[[BackendKey], ComputeBackend]
 
 
 def backend_config(key: BackendKey) -> dict[str, Any]:
-    """The hook kwargs that reach the units of ``key`` (``backend_from_config``'s input)."""
-    locator = dict(key.locator)
-    if key.provider == "ecs":
-        if not locator.get("cluster"):
-            raise ComputeConfigError(f"ledger locator {locator} names no cluster", argument="locator")
-        return {
-            "aws_conn_id": key.conn_id,
-            "region_name": locator.get("region"),
-            "cluster": locator["cluster"],
-        }
-    if key.provider == "kubernetes":
-        if not locator.get("namespace"):
-            raise ComputeConfigError(f"ledger locator {locator} names no namespace", argument="locator")
-        return {
-            "kubernetes_conn_id": key.conn_id or _DEFAULT_CONN["kubernetes"],
-            "namespace": locator["namespace"],
-        }
-    raise ComputeConfigError(f"unknown compute provider {key.provider!r} in the ledger", argument="provider")
+    """The hook kwargs that reach the units of ``key`` (``registry.backend_from_config``'s input);
+    the provider's registry entry says which connection argument and locator keys they are."""
+    return registry.get(key.provider).recovery_config(key.conn_id, dict(key.locator))
 
 
 def build_backend(key: BackendKey) -> ComputeBackend:
-    return backend_from_config(key.provider, backend_config(key))
+    return registry.backend_from_config(key.provider, backend_config(key))
 
 
 def unit_of(entry: LedgerEntry) -> Unit:

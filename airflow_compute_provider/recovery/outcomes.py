@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from airflow_compute_provider.errors import ComputeError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
-from airflow_compute_provider.operators import outcome as lifecycle_outcome
+from airflow_compute_provider.lifecycle import outcome as lifecycle_outcome
 from airflow_compute_provider.recovery.backends import unit_of
 from airflow_compute_provider.state.models import (
     NEVER_LAUNCHED,

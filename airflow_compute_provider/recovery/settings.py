@@ -6,16 +6,17 @@ argument), so a bad DAG argument fails before the first store read or provider c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
+from airflow_compute_provider import registry
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.state import validate as v
 from airflow_compute_provider.state.clock import HEARTBEAT_INTERVAL_SECONDS
 
-#: the providers a ledger row can name (``BaseComputeOperator.provider``)
-PROVIDERS = ("ecs", "kubernetes")
+#: the fields that say which rows a run covers; the others say how hard it tries
+_SCOPE = ("tenant_id", "provider", "dry_run")
 
 DEFAULT_STALE_AFTER = timedelta(hours=1)
 #: a try misses this many heartbeats in a row before its hold may be stale: a slow database write
@@ -32,7 +33,7 @@ class RecoverySettings:
     """One maintenance run.
 
     :param tenant_id: only this tenant (``None``: every tenant).
-    :param provider: only ``"ecs"`` or ``"kubernetes"`` (``None``: both).
+    :param provider: only this provider, a name of the registry's (``None``: every provider).
     :param dry_run: look and report what would happen; write nothing, stop nothing.
     :param stale_after: a held tenant whose try has shown no sign of life (its heartbeat, or a
         deferred try's deadline) for this long, and whose units all ended, is released back to
@@ -59,9 +60,9 @@ class RecoverySettings:
     def __post_init__(self) -> None:
         if self.tenant_id is not None:
             v.tenant_id(self.tenant_id)
-        if self.provider is not None and self.provider not in PROVIDERS:
+        if self.provider is not None and self.provider not in registry.names():
             raise ComputeConfigError(
-                f"must be one of {', '.join(PROVIDERS)} (or None for both), got {self.provider!r}",
+                f"must be one of {', '.join(registry.names())} (or None for all), got {self.provider!r}",
                 argument="provider",
             )
         if not isinstance(self.dry_run, bool):
@@ -85,8 +86,17 @@ class RecoverySettings:
         first = self.cleanup_backoff.total_seconds()
         return float(min(self.cleanup_max_backoff.total_seconds(), first * 2 ** (attempt - 1)))
 
+    @classmethod
+    def tuning_names(cls) -> tuple[str, ...]:
+        """The fields that say how hard a run tries: every one but the scope (``scope()``)."""
+        return tuple(f.name for f in fields(cls) if f.name not in _SCOPE)
+
+    def tuning(self) -> dict[str, Any]:
+        """How hard the run tries, as ``ComputeReconcileOperator``'s keyword arguments."""
+        return {name: getattr(self, name) for name in self.tuning_names()}
+
     def scope(self) -> dict[str, Any]:
-        return {"tenant_id": self.tenant_id, "provider": self.provider, "dry_run": self.dry_run}
+        return {name: getattr(self, name) for name in _SCOPE}
 
     def covers(self, tenant_id: str, provider: str) -> bool:
         """Whether a row of ``tenant_id`` on ``provider`` is this run's business."""

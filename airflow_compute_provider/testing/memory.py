@@ -24,19 +24,23 @@ What it promises, like the real hooks:
   and returns the units it could not stop, with why;
 * every whole-call failure leaves as ``ComputeOperationError``.
 
-It lives in the package rather than under ``tests/`` so that a provider registry (and a DAG
+It lives in the package rather than under ``tests/`` so that the provider registry (and a DAG
 author's own unit tests) can build it from ``backend_config()`` like any other backend: clouds are
 named, and ``MemoryComputeBackend(cloud="name")`` in the triggerer finds the one the test made.
+``ENTRY`` is its registry entry; ``with registered():`` plugs it in for a test, and the
+trigger, the reconciler and the lifecycle then reach it as they reach ECS or Kubernetes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from airflow_compute_provider import registry
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import (
@@ -50,6 +54,24 @@ from airflow_compute_provider.hooks.base import (
 )
 
 PROVIDER = "memory"
+
+#: The in-memory provider's registry entry: a ledger row's locator names its cloud and namespace.
+ENTRY = registry.ComputeProvider(
+    name=PROVIDER,
+    hook=f"{__name__}.MemoryComputeBackend",
+    locator_arguments={"cloud": "cloud", "namespace": "namespace"},
+    required_locator=("cloud",),
+)
+
+
+@contextlib.contextmanager
+def registered() -> Iterator[registry.ComputeProvider]:
+    """The in-memory provider plugged into the registry while the block runs."""
+    registry.register(ENTRY)
+    try:
+        yield ENTRY
+    finally:
+        registry.unregister(PROVIDER)
 
 
 @dataclass
@@ -280,4 +302,12 @@ class MemoryComputeBackend:
         return self.describe(units)
 
 
-__all__ = ["PROVIDER", "MemoryCloud", "MemoryComputeBackend", "MemoryUnit", "unreachable"]
+__all__ = [
+    "ENTRY",
+    "PROVIDER",
+    "MemoryCloud",
+    "MemoryComputeBackend",
+    "MemoryUnit",
+    "registered",
+    "unreachable",
+]

@@ -88,6 +88,18 @@ def queue_for(cluster: str) -> str | None:
     return str(found) if found else None
 
 
+def status_source(
+    backend: Any, config: Mapping[str, Any], *, poll_interval: float, watch: bool = True
+) -> EcsEventsSource | None:
+    """The registry's status source of ECS: the events of the cluster's queue, when
+    ``[compute] ecs_events_queues`` names one (``watch`` concerns Kubernetes only); else ``None``,
+    and the shared poller polls DescribeTasks."""
+    queue = queue_for(str(config.get("cluster") or ""))
+    if not queue:
+        return None
+    return EcsEventsSource(backend, queue, fallback_seconds=FALLBACK_INTERVALS * poll_interval)
+
+
 @dataclass(frozen=True)
 class TaskEvent:
     task_arn: str

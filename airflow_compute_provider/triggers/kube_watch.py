@@ -35,13 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from kubernetes_asyncio import client as async_k8s
-from kubernetes_asyncio.client.rest import RESTResponse as AsyncRESTResponse
 
 from airflow_compute_provider.errors import Classification, ComputeError, ComputeOperationError
 from airflow_compute_provider.hooks.base import Unit, UnitStatus
+from airflow_compute_provider.hooks.error_context import ErrorContext, error_context
 from airflow_compute_provider.hooks.kubernetes_pods import LABEL_MANAGED_BY, MANAGED_BY
 from airflow_compute_provider.hooks.kubernetes_retry import async_retrying
 from airflow_compute_provider.hooks.kubernetes_status import unit_status
+from airflow_compute_provider.hooks.kubernetes_wire import read_body
 from airflow_compute_provider.normalize import from_exception
 
 if TYPE_CHECKING:
@@ -59,6 +60,14 @@ WATCH_RETRY_MAX_SECONDS = 60.0
 #: before it is read: a watch connection can stall without failing (a proxy holding it open),
 #: and a stale cache would let an operation time out on a unit that long finished.
 STALE_AFTER_SECONDS = 15.0
+
+
+def status_source(
+    backend: KubernetesComputeHook, config: Mapping[str, Any], *, poll_interval: float, watch: bool = True
+) -> KubernetesWatchSource | None:
+    """The registry's status source of Kubernetes: one watch per namespace, unless ``watch`` is
+    off (the trigger's ``kubernetes_watch``); then ``None``, and the shared poller lists pods."""
+    return KubernetesWatchSource(backend) if watch else None
 
 
 class _Gone(Exception):
@@ -126,10 +135,8 @@ class KubernetesWatchSource:
     async def core(self) -> async_k8s.CoreV1Api:
         """One client (one connection pool) for every list and watch of this source."""
         if self._core is None:
-            try:
+            with error_context(ErrorContext(PROVIDER), _normalize):
                 api = await self._stack.enter_async_context(self.hook.async_kube_hook.get_conn())
-            except Exception as exc:
-                raise ComputeOperationError(_error(exc)) from exc
             self._core = async_k8s.CoreV1Api(api)
         return self._core
 
@@ -194,14 +201,12 @@ class _NamespaceCache:
             response = await core.list_namespaced_pod(
                 self.namespace, label_selector=self.source.selector, _preload_content=False
             )
-            data: dict[str, Any] = json.loads(await _body(response))
+            data: dict[str, Any] = json.loads(await read_body(response))
             return data
 
         self.lists += 1
-        try:
+        with error_context(ErrorContext(PROVIDER, resource_id=f"namespace/{self.namespace}"), _normalize):
             data: dict[str, Any] = await async_retrying(self.source.hook.retry_settings)(call)
-        except Exception as exc:
-            raise ComputeOperationError(_error(exc, f"namespace/{self.namespace}")) from exc
         self.pods = {_name(pod): _trimmed(pod) for pod in data.get("items") or []}
         self._statuses = {k: v for k, v in self._statuses.items() if k in self.pods}
         self.resource_version = str((data.get("metadata") or {}).get("resourceVersion") or "") or None
@@ -276,7 +281,7 @@ class _NamespaceCache:
             if response.status == 410:
                 raise _Gone
             if not 200 <= response.status <= 299:
-                await _body(response)  # raises the ApiException
+                await read_body(response)  # raises the ApiException
             buffer = bytearray()
             async for chunk in response.content.iter_any():
                 buffer.extend(chunk)
@@ -312,20 +317,6 @@ class _NamespaceCache:
         self.source.changed()
 
 
-async def _body(response: Any) -> bytes:
-    """The body of a raw (not preloaded) response; an ``ApiException`` for a non-2xx status,
-    as the client would raise it, so the normalizers read its code and ``Retry-After``."""
-    try:
-        data: bytes = await response.read()
-    finally:
-        response.release()
-    if not 200 <= response.status <= 299:
-        error = async_k8s.ApiException(http_resp=AsyncRESTResponse(response, data))
-        error.body = data.decode("utf-8", "replace")
-        raise error
-    return data
-
-
 def _status_exception(status: Mapping[str, Any]) -> async_k8s.ApiException:
     """An ERROR event's ``Status`` as the ApiException the same failure would have raised."""
     error = async_k8s.ApiException(status=int(status.get("code") or 500), reason=str(status.get("reason")))
@@ -358,12 +349,11 @@ def _trimmed(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**pod, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
 
 
+def _normalize(exc: BaseException) -> ComputeError:
+    return from_exception(exc, PROVIDER)
+
+
 def _error(exc: BaseException, resource_id: str | None = None) -> ComputeError:
     if isinstance(exc, ComputeOperationError):
         return exc.error
-    error = from_exception(exc, PROVIDER).with_context(provider=PROVIDER)
-    if resource_id and not error.root_cause.resource_id:
-        error = error.model_copy(
-            update={"root_cause": error.root_cause.model_copy(update={"resource_id": resource_id})}
-        )
-    return error
+    return ErrorContext(PROVIDER, resource_id=resource_id).error(exc, _normalize)

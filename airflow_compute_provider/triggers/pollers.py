@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from airflow_compute_provider import registry
 from airflow_compute_provider.errors import Classification, ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.hooks.base import Unit, UnitStatus
 
@@ -62,13 +63,6 @@ COALESCE_SECONDS = 0.05
 #: pods must not keep the poller reading back to back.
 CHANGE_GAP_SECONDS = 0.25
 
-#: Backend config keys that only matter for launching or stopping, not for reading status:
-#: two operators differing only in these share a poller.
-LAUNCH_ONLY_KEYS: Mapping[str, frozenset[str]] = {
-    "ecs": frozenset({"max_launch_concurrency"}),
-    "kubernetes": frozenset({"delete_grace_period_seconds"}),
-}
-
 UnitKey = tuple[str, int, int, tuple[tuple[str, str], ...]]
 
 
@@ -79,8 +73,10 @@ def unit_key(unit: Unit) -> UnitKey:
 
 
 def poller_key(provider: str, config: Mapping[str, Any]) -> tuple[str, str]:
-    """The registry key: the provider and a canonical form of the status-relevant config."""
-    relevant = {k: v for k, v in config.items() if k not in LAUNCH_ONLY_KEYS.get(provider, frozenset())}
+    """The registry key: the provider and a canonical form of the status-relevant config (without
+    the keys its provider entry says only matter for launching or stopping, so two operators
+    differing only in these share a poller)."""
+    relevant = registry.get(provider).status_relevant(config)
     return provider, json.dumps(relevant, sort_keys=True, default=str)
 
 

@@ -34,13 +34,9 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_compute_provider import registry
 from airflow_compute_provider.errors import ComputeError
-from airflow_compute_provider.hooks.base import (
-    ComputeBackend,
-    Unit,
-    UnitStatus,
-    backend_from_config,
-)
+from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitStatus
 from airflow_compute_provider.triggers import pollers
 from airflow_compute_provider.triggers.progress import (
     DEFAULT_PENDING_GRACE_PERIOD,
@@ -96,13 +92,14 @@ class ComputeStatusTrigger(BaseTrigger):
         )
 
     def _backend(self) -> ComputeBackend:
-        return backend_from_config(self.provider, self.backend_config)
+        return registry.backend_from_config(self.provider, self.backend_config)
 
     def _units(self) -> list[Unit]:
         return [Unit.from_dict(u) for u in self.units]
 
     #: Kubernetes statuses from one watch per namespace (zero polls while nothing changes);
-    #: ``False`` makes the shared poller list pods every interval instead.
+    #: ``False`` makes the shared poller list pods every interval instead (the registry's status
+    #: source factories get it as ``watch``).
     kubernetes_watch: ClassVar[bool] = True
 
     def _poller_key(self) -> Hashable:
@@ -111,19 +108,10 @@ class ComputeStatusTrigger(BaseTrigger):
     def _source(self) -> pollers.StatusSource:
         """What the shared poller reads through; built once per poller, not per trigger."""
         backend = self._backend()
-        if self.provider == "kubernetes" and self.kubernetes_watch:
-            from airflow_compute_provider.triggers.kube_watch import KubernetesWatchSource
-
-            return KubernetesWatchSource(backend)  # type: ignore[arg-type]
-        if self.provider == "ecs":
-            from airflow_compute_provider.triggers import ecs_events
-
-            queue = ecs_events.queue_for(str(self.backend_config.get("cluster") or ""))
-            if queue:
-                return ecs_events.EcsEventsSource(
-                    backend, queue, fallback_seconds=ecs_events.FALLBACK_INTERVALS * self.poll_interval
-                )
-        return pollers.BackendSource(backend)
+        push = registry.get(self.provider).push_source(
+            backend, self.backend_config, poll_interval=self.poll_interval, watch=self.kubernetes_watch
+        )
+        return push or pollers.BackendSource(backend)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         self._statuses = []

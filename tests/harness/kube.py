@@ -140,6 +140,23 @@ def kube_core(kube_cluster: KubeCluster) -> Iterator[Any]:
         yield client.CoreV1Api(api)
 
 
+@pytest.fixture
+def kube_env(
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    kube_core: Any,
+    node_simulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Any:
+    """One test's namespace, with the node simulator running: the Airflow connection points at
+    it, and ``.dag(...)`` writes a DAG file of a ``KubernetesComputeOperator`` there
+    (``tests.integration.kubernetes_dags.KubeEnv``; set ``.node`` to run pods on the real node)."""
+    from tests.integration.kubernetes_dags import KubeEnv  # imports Airflow: after its home is set
+
+    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
+
+
 @dataclass(frozen=True)
 class KubeAirflowConnection:
     conn_id: str

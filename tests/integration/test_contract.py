@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -30,7 +29,6 @@ import pytest
 
 from airflow_compute_provider.errors.schema import published_schema
 from tests.harness.ecs_script import OOM_KILLED, RUNS_FOREVER, TaskScript, exited, image_not_found
-from tests.harness.kubecluster import KubeCluster
 from tests.harness.proxy import FaultProxy
 from tests.harness.proxy_faults import ecs_throttle, kube_throttle
 from tests.integration.ecs_dags import Code, ecs_dag
@@ -223,16 +221,10 @@ SCENARIOS = [
 @pytest.fixture
 def sides(
     ecs_env: Any,
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    kube_core: Any,
-    node_simulator: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    kube_env: KubeEnv,
     fault_proxy: Callable[[str], FaultProxy],
 ) -> Sides:
-    kube = KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
-    return Sides(ecs=ecs_env, kube=kube, fault_proxy=fault_proxy)
+    return Sides(ecs=ecs_env, kube=kube_env, fault_proxy=fault_proxy)
 
 
 def _field_names(ecs: Any, kube: Any, path: str, may_differ: frozenset[str]) -> list[str]:

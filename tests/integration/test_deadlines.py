@@ -12,7 +12,6 @@ Kubernetes is the local API server with the node simulator, whose pod annotation
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +20,7 @@ from airflow_compute_provider.state.config import open_state_store
 from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
 from tests.harness.ecs import CLUSTER_NAME
 from tests.harness.ecs_script import HOLD_PENDING, RUNS_FOREVER
-from tests.harness.kubecluster import KubeCluster
 from tests.integration.ecs_dags import Code, ecs_dag
-from tests.integration.kubernetes_dags import KubeEnv
 
 pytestmark = pytest.mark.airflow
 
@@ -38,18 +35,6 @@ def _ecs_run(airflow_env: Any, ecs_env: Any, dag_id: str, **kwargs: Any) -> Any:
 def _ecs_task_status(ecs_env: Any, arn: str) -> str:
     (task,) = ecs_env.ecs.describe_tasks(cluster=CLUSTER_NAME, tasks=[arn])["tasks"]
     return str(task["lastStatus"])
-
-
-@pytest.fixture
-def kube_env(
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    kube_core: Any,
-    node_simulator: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> KubeEnv:
-    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
 
 
 # -- execution_timeout bounds a deferred try --------------------------------------------------

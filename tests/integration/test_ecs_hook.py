@@ -26,7 +26,6 @@ from airflow_compute_provider.hooks.base import (
     UnitLaunch,
     UnitPhase,
     UnitStatus,
-    backend_from_config,
 )
 from airflow_compute_provider.hooks.ecs import EcsComputeHook
 from airflow_compute_provider.hooks.ecs_retry import LAUNCH_RETRY, STATUS_RETRY
@@ -38,6 +37,7 @@ from airflow_compute_provider.hooks.ecs_tags import (
     UNIT_INDEX_TAG,
     tag_value,
 )
+from airflow_compute_provider.registry import backend_from_config
 from tests.harness.ecs_script import (
     OOM_KILLED,
     RUNS_FOREVER,

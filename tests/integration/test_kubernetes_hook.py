@@ -27,7 +27,6 @@ from airflow_compute_provider.hooks.base import (
     UnitLaunch,
     UnitPhase,
     UnitStatus,
-    backend_from_config,
 )
 from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
 from airflow_compute_provider.hooks.kubernetes_pods import (
@@ -41,6 +40,7 @@ from airflow_compute_provider.hooks.kubernetes_pods import (
     unit_pod,
 )
 from airflow_compute_provider.hooks.kubernetes_retry import RetrySettings, retrying
+from airflow_compute_provider.registry import backend_from_config
 from tests.harness.kube import KubeAirflowConnection, wait_for, wait_for_quota
 from tests.harness.kubecluster import RESTRICTED_USER, KubeCluster
 from tests.harness.nodesim import SCRIPT_ANNOTATION, NodeSimulator

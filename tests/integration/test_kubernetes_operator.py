@@ -27,7 +27,6 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,7 +36,7 @@ from airflow_compute_provider.hooks.kubernetes_pods import LABEL_GENERATION, LAB
 from airflow_compute_provider.state.config import open_state_store
 from airflow_compute_provider.state.status import ResourceStatus, TenantStatus
 from tests.harness.kube import AIRFLOW_CONN_ENV, kubernetes_connection_json, wait_for
-from tests.harness.kubecluster import RESTRICTED_USER, KubeCluster
+from tests.harness.kubecluster import RESTRICTED_USER
 from tests.harness.proxy import FaultProxy, RequestInfo
 from tests.harness.proxy_faults import Delay, Reset, kube_throttle, kube_unavailable
 from tests.harness.realnode import RealNode
@@ -50,17 +49,10 @@ PODS = r"/namespaces/[^/]+/pods(\?|$)"
 HOOK_ATTEMPTS = KubernetesComputeHook.retry_settings.attempts
 
 
-@pytest.fixture
-def kube_env(
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    kube_core: Any,
-    node_simulator: Any,
-    real_node: RealNode,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> KubeEnv:
-    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path, node=real_node)
+@pytest.fixture(autouse=True)
+def _on_the_real_node(kube_env: KubeEnv, real_node: RealNode) -> None:
+    """The harness's ``kube_env``, whose pods may also run for real (``kube_env.dag(sh=...)``)."""
+    kube_env.node = real_node
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +29,6 @@ from airflow_compute_provider.state.status import (
     TenantStatus,
 )
 from tests.harness.kube import wait_for_pod
-from tests.harness.kubecluster import KubeCluster
 from tests.harness.nodesim import SCRIPT_ANNOTATION
 from tests.harness.proxy import FaultProxy
 from tests.harness.proxy_faults import kube_unavailable
@@ -45,18 +43,6 @@ from airflow_compute_provider.dags import create_maintenance_dag
 
 dag = create_maintenance_dag({dag_id!r}, schedule=None, {arguments})
 """
-
-
-@pytest.fixture
-def kube_env(
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    kube_core: Any,
-    node_simulator: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> KubeEnv:
-    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
 
 
 def _run_compute(airflow_env: Any, kube_env: KubeEnv, dag_id: str, **kwargs: Any) -> Any:

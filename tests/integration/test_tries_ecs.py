@@ -1,5 +1,6 @@
-"""Tries across clears and DAG runs, on ECS: real Airflow (``dag.test()``), the moto ECS endpoint,
-the tenant state store on SQLite. Counted on the provider (moto's tasks, by their tags).
+"""Tries across clears, what only ECS shows here: real Airflow (``dag.test()``), the moto ECS
+endpoint, the tenant state store on SQLite. Counted on the provider (moto's tasks, by their
+tags). What both providers show is ``test_tries.py``.
 
 ``dag.test()`` reruns a logical date under the same run id with Airflow's try number back at 1:
 that is how these tests clear a task (it never bumps the try number; the store numbers tries
@@ -15,17 +16,14 @@ import pytest
 
 from airflow_compute_provider.hooks.ecs_tags import GENERATION_TAG, UNIT_INDEX_TAG
 from airflow_compute_provider.state.config import open_state_store
-from airflow_compute_provider.state.status import TenantStatus
 from tests.harness.ecs_script import SPOT_INTERRUPTED, TaskScript
-from tests.integration.ecs_dags import Code, ecs_dag
+from tests.integration.ecs_dags import ecs_dag
 from tests.integration.test_ecs_operator import _tag, _tasks_of
 
 pytestmark = pytest.mark.airflow
 
 DAY_1 = datetime(2026, 3, 1, tzinfo=UTC)
 DAY_2 = datetime(2026, 3, 2, tzinfo=UTC)
-#: a task that outlives a 1 s try (about 5 polls) and ends within the next
-OUTLIVES_ONE_TRY = TaskScript(running=12)
 
 
 def _run(airflow_env: Any, ecs_env: Any, dag_id: str, when: datetime, **kwargs: Any) -> Any:
@@ -38,65 +36,6 @@ def _generations(ecs_env: Any, tenant: str) -> list[tuple[int, int, str]]:
         (int(_tag(t, UNIT_INDEX_TAG)), int(_tag(t, GENERATION_TAG)), t["lastStatus"])
         for t in _tasks_of(ecs_env, tenant)
     )
-
-
-def test_a_new_dag_run_of_a_custom_execution_id_adopts_what_the_last_run_left(airflow_env, ecs_env) -> None:
-    """Run 1 times out and leaves its task running; run 2 (a new run id, Airflow's try 1 again)
-    of the same ``execution_id`` is that execution's try 2 and adopts the task. Before the store
-    numbered tries, run 2 got CONFLICT: attempt 1 already ran."""
-    ecs_env.default_script = OUTLIVES_ONE_TRY
-    common = {"tenant_id": "tries-new-run", "execution_id": "provision-tries-new-run"}
-    first = _run(
-        airflow_env, ecs_env, "ecs_tries_new_run", DAY_1, timeout=Code("timedelta(seconds=1)"), **common
-    )
-    assert first.state() == "failed"
-    assert first.xcom("provision", key="compute_error")["code"] == "OPERATION_TIMEOUT"
-    assert [s for _, _, s in _generations(ecs_env, "tries-new-run")] == ["RUNNING"]
-
-    second = _run(
-        airflow_env, ecs_env, "ecs_tries_new_run", DAY_2, timeout=Code("timedelta(seconds=30)"), **common
-    )
-
-    assert second.state() == "success", second.xcom("provision", key="compute_error")
-    assert second.run_id != first.run_id
-    assert _generations(ecs_env, "tries-new-run") == [(0, 1, "STOPPED")], "adopted, not launched again"
-    store = open_state_store()
-    ops = store.operations("tries-new-run")
-    assert [(o.attempt, o.airflow_try_number, o.status.value) for o in ops] == [
-        (2, 1, "succeeded"),
-        (1, 1, "failed"),
-    ]
-    assert store.get_tenant("tries-new-run").status is TenantStatus.READY
-
-
-def test_a_second_clear_adopts_what_the_timed_out_try_left_running(airflow_env, ecs_env) -> None:
-    """Success; clear -> a try that launches generation 2 and times out, leaving it running;
-    clear -> the third try adopts generation 2. Before, it saw the first try's success and
-    launched generation 3 beside the running generation 2."""
-    tenant = "tries-clear"
-    done = _run(airflow_env, ecs_env, "ecs_tries_clear", DAY_1, tenant_id=tenant)
-    assert done.state() == "success"
-
-    ecs_env.default_script = OUTLIVES_ONE_TRY
-    timed_out = _run(
-        airflow_env, ecs_env, "ecs_tries_clear", DAY_1, tenant_id=tenant, timeout=Code("timedelta(seconds=1)")
-    )
-    assert timed_out.state() == "failed"
-    assert _generations(ecs_env, tenant) == [(0, 1, "STOPPED"), (0, 2, "RUNNING")]
-
-    adopted = _run(
-        airflow_env,
-        ecs_env,
-        "ecs_tries_clear",
-        DAY_1,
-        tenant_id=tenant,
-        timeout=Code("timedelta(seconds=30)"),
-    )
-
-    assert adopted.state() == "success", adopted.xcom("provision", key="compute_error")
-    assert _generations(ecs_env, tenant) == [(0, 1, "STOPPED"), (0, 2, "STOPPED")], "no generation 3"
-    ops = open_state_store().operations(tenant)
-    assert [(o.attempt, o.status.value) for o in ops] == [(3, "succeeded"), (2, "failed"), (1, "succeeded")]
 
 
 def test_after_a_clear_a_retry_relaunches_only_the_failed_unit(airflow_env, ecs_env) -> None:

@@ -16,8 +16,8 @@
     Gated          the store or backend a process sees: every public call passes a gate first,
                    and what the store accepted is written down on the process's ``ModelTry``
     ModelClock     the one clock of the model: ``datetime.now`` in ``operators/base.py`` and
-                   ``operators/wait.py``, ``time.sleep`` in the blocking wait, the heartbeat's
-                   ``time.monotonic`` (``operators/tries.py``) and the database's clock
+                   ``lifecycle/wait.py``, ``time.sleep`` in the blocking wait, the heartbeat's
+                   ``time.monotonic`` (``lifecycle/tries.py``) and the database's clock
                    (``state/sql.py``'s ``database_now``). It moves only when a try sleeps
                    between polls, a trigger reaches its deadline or the model lets time pass
                    before a maintenance run. Time is simulated because a model cannot wait for
@@ -45,9 +45,9 @@ try:
 except ImportError:  # Airflow < 3.2
     from airflow.exceptions import AirflowTaskTimeout, TaskDeferred  # type: ignore[no-redef]
 
+from airflow_compute_provider.lifecycle import tries as tries_module
+from airflow_compute_provider.lifecycle import wait as wait_module
 from airflow_compute_provider.operators import base as base_module
-from airflow_compute_provider.operators import tries as tries_module
-from airflow_compute_provider.operators import wait as wait_module
 from airflow_compute_provider.state import sql as sql_module
 
 #: the store's methods whose success is a try's sign of life (each names its try, ``by=``)

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_compute_provider.hooks.base import ExecutionRef
-from airflow_compute_provider.operators.tries import Try
+from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.recovery.backends import BackendKey
 from airflow_compute_provider.testing.memory import PROVIDER, MemoryCloud, MemoryComputeBackend
 

@@ -1,6 +1,6 @@
 """The lifecycle's steps on the in-memory provider and a real store (SQLite file), in milliseconds.
 
-Each step is the function the operator calls (``operators/launch.py``, ``rollback.py``,
+Each step is the function the operator calls (``lifecycle/launch.py``, ``rollback.py``,
 ``ledger.py``, ``recovery/reconciler.py``); the provider is ``testing/memory.py``, whose contract
 ``test_memory_backend.py`` checks. What these steps do on real endpoints is proved in
 ``tests/integration`` and ``tests/reliability``.
@@ -8,19 +8,17 @@ Each step is the function the operator calls (``operators/launch.py``, ``rollbac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import CleanupReport
 from airflow_compute_provider.hooks.base import UnitPhase
-from airflow_compute_provider.operators.launch import launch_failure, reconcile_and_launch
-from airflow_compute_provider.operators.ledger import LaunchTimer, follow_statuses
-from airflow_compute_provider.operators.rollback import roll_back_left_running
-from airflow_compute_provider.operators.tries import Try
+from airflow_compute_provider.lifecycle.launch import launch_failure, reconcile_and_launch
+from airflow_compute_provider.lifecycle.ledger import LaunchTimer, follow_statuses
+from airflow_compute_provider.lifecycle.rollback import roll_back_left_running
+from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.recovery import Action, Reconciler, RecoverySettings
 from airflow_compute_provider.state import ResourceStatus, SqlTenantStateStore, TenantStatus
 from airflow_compute_provider.state.status import OperationStatus
@@ -28,18 +26,6 @@ from airflow_compute_provider.testing.memory import MemoryCloud, MemoryComputeBa
 from tests.model.support import EXECUTION_ID, TENANT, a_try, factory
 
 R = ResourceStatus
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlTenantStateStore]:
-    s = SqlTenantStateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def cloud(request: pytest.FixtureRequest) -> MemoryCloud:
-    return MemoryCloud(request.node.name)
 
 
 def begin(store: SqlTenantStateStore, t: Try) -> Try:

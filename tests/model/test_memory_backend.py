@@ -19,7 +19,7 @@ from airflow_compute_provider.hooks.base import (
     UnitLaunch,
     UnitPhase,
 )
-from airflow_compute_provider.operators.reconcile import may_have_launched
+from airflow_compute_provider.lifecycle.reconcile import may_have_launched
 from airflow_compute_provider.testing.memory import MemoryCloud, MemoryComputeBackend
 
 EXECUTION = ExecutionRef("acme", "dag:run:task:-1")

@@ -184,5 +184,5 @@ def test_the_wheel_installs_beside_airflow_and_the_example_dags_import(
     assert {"tenant_provisioning_ecs", "compute_error_routing", "long_running_reattach"} <= set(
         seen["dag_ids"]
     )
-    # Airflow evaluates retry policies from 3.3 on; before that the operator does (policy_legacy)
+    # Airflow evaluates retry policies from 3.3 on; before that the operator does (policy/legacy.py)
     assert seen["airflow_evaluates_policies"] is (airflow_series >= "3.3")

@@ -2,9 +2,8 @@
 
     ecs_proxied    the ECS endpoint of ``ecs_env`` behind a fault proxy: the Airflow connection
                    goes through it, ``ecs_env.ecs`` (the test's own reads) does not
-    kube_env       one test's namespace (``tests.integration.kubernetes_dags.KubeEnv``), with
-                   the node simulator running
-    kube_proxied   the same for Kubernetes: the connection goes through a fault proxy
+    kube_proxied   the harness's ``kube_env`` (``tests/harness/kube.py``): its connection goes through
+                   a fault proxy
 
 Each test's tenant state store is its own (``state_store`` / ``default_state_url`` from
 ``tests/harness/state.py``: a SQLite file behind ``AIRFLOW_CONN_COMPUTE_STATE_DEFAULT``,
@@ -19,12 +18,10 @@ Every test here is marked ``reliability``; ``tally.TALLY`` holds what the tests 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness.kubecluster import KubeCluster
 from tests.harness.proxy import FaultProxy
 from tests.integration.kubernetes_dags import KubeEnv
 from tests.reliability.tally import TALLY
@@ -49,18 +46,6 @@ def ecs_proxied(ecs_env: Any, fault_proxy: Callable[[str], FaultProxy]) -> Fault
     proxy = fault_proxy(ecs_env.moto_url)
     ecs_env.route_through(proxy.url)
     return proxy
-
-
-@pytest.fixture
-def kube_env(
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    kube_core: Any,
-    node_simulator: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> KubeEnv:
-    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
 
 
 @pytest.fixture

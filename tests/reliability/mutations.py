@@ -51,7 +51,7 @@ MUTATIONS = (
         name="chaos",
         part="1 chaos",
         removes="the look for refused units the provider did start (a rollback then misses them)",
-        path=f"{PACKAGE}/operators/reconcile.py",
+        path=f"{PACKAGE}/lifecycle/reconcile.py",
         old="refused_keys = {(ul.index, ul.generation) for ul, _ in refused}",
         new="refused_keys: set[tuple[int, int]] = set()",
         caught_by=(
@@ -62,7 +62,7 @@ MUTATIONS = (
         name="crashes",
         part="2 crashes",
         removes="adoption of live units: a next try relaunches a unit that is pending or running",
-        path=f"{PACKAGE}/operators/reconcile.py",
+        path=f"{PACKAGE}/lifecycle/reconcile.py",
         old="status.phase in (UnitPhase.PENDING, UnitPhase.RUNNING, UnitPhase.SUCCEEDED)",
         new="status.phase is UnitPhase.SUCCEEDED",
         caught_by=(
@@ -74,7 +74,7 @@ MUTATIONS = (
         name="triggerer",
         part="3 triggerer restart",
         removes="the describe of units a trigger never saw (it started after its deadline)",
-        path=f"{PACKAGE}/operators/wait.py",
+        path=f"{PACKAGE}/lifecycle/wait.py",
         old="if not unseen:",
         new="if True:",
         caught_by=(
@@ -86,7 +86,7 @@ MUTATIONS = (
         name="fuzz",
         part="4 fuzzed input",
         removes="the lower bound of count (count=0 accepted)",
-        path=f"{PACKAGE}/operators/arguments.py",
+        path=f"{PACKAGE}/lifecycle/arguments.py",
         old="Field(ge=1, le=1000)",
         new="Field(le=1000)",
         caught_by=(
@@ -97,7 +97,7 @@ MUTATIONS = (
         name="echo",
         part="4 fuzzed input",
         removes="the rule that a refused value is never echoed (the message quotes it again)",
-        path=f"{PACKAGE}/operators/arguments.py",
+        path=f"{PACKAGE}/lifecycle/arguments.py",
         old='f"{_first_problem(exc)} (got {_kind(value)})"',
         new='f"{_first_problem(exc)} (got {value!r})"',
         caught_by=(
@@ -160,16 +160,17 @@ MUTATIONS = (
         new='f"{execution_id}"',
         caught_by=(
             "tests/reliability/test_tenant_isolation.py::test_distinct_tenant_ids_stay_distinct_in_every_provider_side_name",
-            "tests/reliability/test_tenant_isolation.py::test_ecs_tenants_with_colliding_execution_ids_never_touch_each_others_units",
             "tests/reliability/test_tenant_isolation.py::"
-            "test_kubernetes_tenants_with_colliding_execution_ids_never_touch_each_others_units",
+            "test_tenants_with_colliding_execution_ids_never_touch_each_others_units[ecs]",
+            "tests/reliability/test_tenant_isolation.py::"
+            "test_tenants_with_colliding_execution_ids_never_touch_each_others_units[kubernetes]",
         ),
     ),
     Mutation(
         name="newest-try",
         part="issue 16: clears",
         removes="the newest-try rule: a cleared try starts fresh when ANY earlier try succeeded",
-        path=f"{PACKAGE}/operators/launch.py",
+        path=f"{PACKAGE}/lifecycle/launch.py",
         old="return newest is not None and newest.status is OperationStatus.SUCCEEDED",
         new="return any(op.status is OperationStatus.SUCCEEDED for op in earlier)",
         caught_by=(
@@ -181,7 +182,7 @@ MUTATIONS = (
         name="fresh-start-live",
         part="issue 16: clears",
         removes="the live-unit guard of a fresh start: a clear after success relaunches a running unit",
-        path=f"{PACKAGE}/operators/reconcile.py",
+        path=f"{PACKAGE}/lifecycle/reconcile.py",
         old="if fresh_start and not _live(status):",
         new="if fresh_start:",
         caught_by=(
@@ -198,7 +199,7 @@ MUTATIONS = (
         caught_by=(
             "tests/model/test_model_scenarios.py::test_a_new_dag_run_of_the_execution_is_its_next_try_and_adopts",
             "tests/integration/test_state_tries.py::test_tries_are_numbered_per_execution_and_keep_airflows_try_number[sqlite]",
-            "tests/integration/test_tries_ecs.py::test_a_new_dag_run_of_a_custom_execution_id_adopts_what_the_last_run_left",
+            "tests/integration/test_tries.py::test_a_new_dag_run_of_a_custom_execution_id_adopts_what_the_last_run_left[ecs]",
         ),
     ),
     Mutation(
@@ -407,7 +408,7 @@ MUTATIONS = (
         name="rollback-final",
         part="issue 16: retry_failed",
         removes="the rollback of what retry_failed left running when no retry follows",
-        path=f"{PACKAGE}/operators/decisions.py",
+        path=f"{PACKAGE}/lifecycle/decisions.py",
         old="        error = roll_back_left_running(opened, t, error, make_backend)\n",
         new="        pass\n",
         caught_by=(

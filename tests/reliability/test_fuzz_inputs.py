@@ -337,7 +337,7 @@ def _echoes(canary: str, *texts: str) -> bool:
 
 
 def test_every_operator_argument_has_canaries() -> None:
-    from airflow_compute_provider.operators.arguments import ARGUMENT_TYPES
+    from airflow_compute_provider.lifecycle.arguments import ARGUMENT_TYPES
 
     assert set(inputs.CANARIES) >= set(ARGUMENT_TYPES) | _ECS_ONLY | _KUBE_ONLY
 

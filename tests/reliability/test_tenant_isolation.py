@@ -21,12 +21,14 @@ each tenant's results name only its own units. Execution ids that ECS tags canno
 are (``!`` becomes ``_``) are kept apart too, and ids that try label injection or path
 traversal are refused wherever a tenant id is accepted.
 
-moto plays ECS and the node simulator the kubelet; the rest is real.
+moto plays ECS and the node simulator the kubelet; the rest is real. One test runs over both
+providers (``side``): what differs between them (how each fault is made, what only one of them
+shows) is a ``_Side``; the flow and the isolation checks are written once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -140,139 +142,287 @@ def test_distinct_tenant_ids_stay_distinct_in_every_provider_side_name(first: st
         assert exec_key(first, "same:execution") != exec_key(second, "same:execution")
 
 
-# -- ECS ----------------------------------------------------------------------------------------------
+# -- both providers, one test --------------------------------------------------------------------------
 
 
-def test_ecs_tenants_with_colliding_execution_ids_never_touch_each_others_units(
-    airflow_env: Any,
-    ecs_env: Any,
-    fault_proxy: Callable[[str], FaultProxy],
-    state_store: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    prefix = "iso-e"
-    common = {
-        "operation": "provision",
-        "cluster": CLUSTER_NAME,
-        "task_definition": TASK_FAMILY,
-        "launch_type": "FARGATE",
-        "network_configuration": ecs_env.network_configuration,
-        "poll_interval": 0.1,
-        "retry_delay": Code("timedelta(0)"),
-    }
-    ecs_env.default_script = RUNS_FOREVER
-    decoys = [
-        Task(
-            f"decoy_{s}",
-            "EcsComputeOperator",
-            {
-                **common,
-                "tenant_id": _pair(s, prefix)[1],
-                "execution_id": _execution_template(s),
-                "count": 3,
-                "wait_for": "running",
-            },
-        )
-        for s in SCENARIOS
-    ]
-    decoy_run = airflow_env.run_dag(
-        compute_dag("isolation_ecs_decoys", decoys), "isolation_ecs_decoys", logical_date=DECOYS_RUN
-    )
-    assert set(decoy_run.task_states().values()) == {"success"}
-    decoy_tenants = [_pair(s, prefix)[1] for s in SCENARIOS]
-    before = {t: _ledger(state_store, t) for t in decoy_tenants}
-    decoy_units = {t: _alive_of(ecs_inventory(ecs_env.ecs, CLUSTER_NAME), t) for t in decoy_tenants}
-    assert all(len(units) == 3 for units in decoy_units.values())
+class _Side:
+    """What differs between the providers in the isolation test: each phase of it, in order."""
 
-    # adopt: every RunTask reaches ECS, its answer never comes back
-    adopt = fault_proxy(ecs_env.moto_url)
-    adopt.add_rule(Reset(forward_first=True), operation="RunTask")
-    # cleanup: the rollback's stops are refused, until the maintenance run
-    cleanup = fault_proxy(ecs_env.moto_url)
-    cleanup.add_rule(
-        ecs_error("AccessDeniedException", "not authorized to perform ecs:StopTask"), operation="StopTask"
-    )
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_ADOPT", aws_connection_json(adopt.url))
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_CLEANUP", aws_connection_json(cleanup.url))
-    for scenario in ("rollback", "cleanup"):
-        tenant = _pair(scenario, prefix)[0]
-        ecs_env.script_next_run_task(
-            failures=[{"reason": QUOTA_REFUSAL}],
-            where=lambda body, t=tenant: (
-                _tag(body, ecs_tags.TENANT_ID_TAG) == t and _tag(body, ecs_tags.UNIT_INDEX_TAG) == "2"
-            ),
-            times=None,
-        )
-    tasks = [
-        Task(
-            "adopt",
-            "EcsComputeOperator",
-            {
-                **common,
-                "tenant_id": _pair("adopt", prefix)[0],
-                "execution_id": _execution_template("adopt"),
-                "wait_for": "running",
-                "aws_conn_id": "aws_adopt",
-                "retries": 1,
-            },
-        ),
-        Task(
-            "rollback",
-            "EcsComputeOperator",
-            {
-                **common,
-                "tenant_id": _pair("rollback", prefix)[0],
-                "execution_id": _execution_template("rollback"),
-                "count": 3,
-            },
-        ),
-        Task(
-            "cleanup",
-            "EcsComputeOperator",
-            {
-                **common,
-                "tenant_id": _pair("cleanup", prefix)[0],
-                "execution_id": _execution_template("cleanup"),
-                "count": 3,
-                "aws_conn_id": "aws_cleanup",
-            },
-        ),
-        # one tenant, two execution ids that are the same ECS tag value ("!" is not allowed)
-        Task(
-            "norm_1",
-            "EcsComputeOperator",
-            {**common, "tenant_id": f"{prefix}-norm", "execution_id": "norm!1", "wait_for": "running"},
-        ),
-        Task(
-            "norm_2",
-            "EcsComputeOperator",
-            {**common, "tenant_id": f"{prefix}-norm", "execution_id": "norm_1", "wait_for": "running"},
-        ),
-    ]
-    run = airflow_env.run_dag(compute_dag("isolation_ecs", tasks), "isolation_ecs", logical_date=TENANTS_RUN)
-    cleanup.reset()
-    report = Reconciler(state_store).run(RecoverySettings(cleanup_backoff=timedelta(seconds=0.1)))
-    TALLY.add(operations=len(decoys) + len(tasks))
+    provider: str
+    prefix: str
+    operator: str
+    #: the tasks' states after the run, and the try the ``adopt`` task succeeded on
+    states: dict[str, str]
+    adopt_try: int
 
-    states = run.task_states()
-    assert states == {
+    def decoy_arguments(self, scenario: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def arrange(self) -> list[Task]:
+        """The faults each scenario meets, set up after the decoys ran; the tenants' tasks."""
+        raise NotImplementedError
+
+    def after_run(self) -> None:
+        """Someone fixed what kept the cleanup from stopping its units."""
+
+    def inventory(self) -> list[Any]:
+        raise NotImplementedError
+
+    def check(self, run: Any, units: list[Any]) -> None:
+        """What only this provider shows."""
+
+
+class _EcsSide(_Side):
+    """moto plays ECS: the adopt try's RunTask answers are dropped by a fault proxy (the same
+    try then finds its unit), the rollback's and cleanup's third unit refused for quota, the
+    cleanup's StopTask refused (AccessDenied) until the maintenance run."""
+
+    provider, prefix, operator = "ecs", "iso-e", "EcsComputeOperator"
+    states = {
         "adopt": "success",
         "rollback": "failed",
         "cleanup": "failed",
         "norm_1": "success",
         "norm_2": "success",
     }
-    # the try looked for the unit whose answer it never heard, found its own among the decoys
-    # of the same execution id, and waited for it
-    assert run.try_numbers()["adopt"] == 1
-    assert adopt.counts.passed.get("RunTask", 0) == 0, "every launch answer was lost"
+    adopt_try = 1
+
+    def __init__(self, ecs_env: Any, fault_proxy: Callable[[str], FaultProxy], monkeypatch: Any) -> None:
+        self.ecs_env, self.fault_proxy, self.monkeypatch = ecs_env, fault_proxy, monkeypatch
+        self.common = {
+            "operation": "provision",
+            "cluster": CLUSTER_NAME,
+            "task_definition": TASK_FAMILY,
+            "launch_type": "FARGATE",
+            "network_configuration": ecs_env.network_configuration,
+            "poll_interval": 0.1,
+            "retry_delay": Code("timedelta(0)"),
+        }
+        ecs_env.default_script = RUNS_FOREVER
+
+    def decoy_arguments(self, scenario: str) -> dict[str, Any]:
+        return {**self.common, "count": 3, "wait_for": "running"}
+
+    def arrange(self) -> list[Task]:
+        ecs_env = self.ecs_env
+        # adopt: every RunTask reaches ECS, its answer never comes back
+        self.adopt = self.fault_proxy(ecs_env.moto_url)
+        self.adopt.add_rule(Reset(forward_first=True), operation="RunTask")
+        # cleanup: the rollback's stops are refused, until the maintenance run
+        self.cleanup = self.fault_proxy(ecs_env.moto_url)
+        self.cleanup.add_rule(
+            ecs_error("AccessDeniedException", "not authorized to perform ecs:StopTask"), operation="StopTask"
+        )
+        self.monkeypatch.setenv("AIRFLOW_CONN_AWS_ADOPT", aws_connection_json(self.adopt.url))
+        self.monkeypatch.setenv("AIRFLOW_CONN_AWS_CLEANUP", aws_connection_json(self.cleanup.url))
+        for scenario in ("rollback", "cleanup"):
+            tenant = _pair(scenario, self.prefix)[0]
+            ecs_env.script_next_run_task(
+                failures=[{"reason": QUOTA_REFUSAL}],
+                where=lambda body, t=tenant: (
+                    _tag(body, ecs_tags.TENANT_ID_TAG) == t and _tag(body, ecs_tags.UNIT_INDEX_TAG) == "2"
+                ),
+                times=None,
+            )
+        norm = {**self.common, "tenant_id": f"{self.prefix}-norm", "wait_for": "running"}
+        return [
+            self._task("adopt", wait_for="running", aws_conn_id="aws_adopt", retries=1),
+            self._task("rollback", count=3),
+            self._task("cleanup", count=3, aws_conn_id="aws_cleanup"),
+            # one tenant, two execution ids that are the same ECS tag value ("!" is not allowed)
+            Task("norm_1", self.operator, {**norm, "execution_id": "norm!1"}),
+            Task("norm_2", self.operator, {**norm, "execution_id": "norm_1"}),
+        ]
+
+    def _task(self, scenario: str, **arguments: Any) -> Task:
+        return Task(
+            scenario, self.operator, {**self.common, **_tenant_of(scenario, self.prefix), **arguments}
+        )
+
+    def after_run(self) -> None:
+        self.cleanup.reset()
+
+    def inventory(self) -> list[Any]:
+        return ecs_inventory(self.ecs_env.ecs, CLUSTER_NAME)
+
+    def check(self, run: Any, units: list[Any]) -> None:
+        # the try looked for the unit whose answer it never heard, found its own among the
+        # decoys of the same execution id, and waited for it
+        assert self.adopt.counts.passed.get("RunTask", 0) == 0, "every launch answer was lost"
+        norm = [run.xcom(t)["units"][0]["resource_id"] for t in ("norm_1", "norm_2")]
+        assert len(set(norm)) == 2, "the second execution adopted the first one's task"
+        assert sorted(u.resource_id for u in units if u.tenant_id == f"{self.prefix}-norm") == sorted(norm)
+
+
+class _KubernetesSide(_Side):
+    """The node simulator plays the kubelet: the adopt try's pod creates are dropped by a fault
+    proxy (its launch gives up at the first unit; the next try finds it), the rollback's
+    namespace has a quota with room for two of its three pods, the cleanup's pods wait on a
+    missing image and its user may create pods but not delete them (RBAC) until the
+    maintenance run."""
+
+    provider, prefix, operator = "kubernetes", "iso-k", "KubernetesComputeOperator"
+    states = {"adopt": "success", "rollback": "failed", "cleanup": "failed"}
+    adopt_try = 2
+
+    def __init__(
+        self, kube_env: Any, fault_proxy: Callable[[str], FaultProxy], monkeypatch: Any, tmp: Any
+    ) -> None:
+        self.kube_env, self.fault_proxy, self.monkeypatch, self.tmp = kube_env, fault_proxy, monkeypatch, tmp
+        core = kube_env.core
+        self.quota_ns = kube_env.cluster.new_namespace("iso-quota")
+        core.create_namespaced_resource_quota(
+            self.quota_ns, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "5"}}}
+        )
+        wait_for_quota(core, self.quota_ns, "pods")
+        self.namespaces = {
+            "adopt": kube_env.namespace,
+            "rollback": self.quota_ns,
+            "cleanup": kube_env.namespace,
+        }
+        self.common = {
+            "operation": "provision",
+            "image": "busybox:1.36",
+            "container_resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+            "poll_interval": 0.1,
+            "retry_delay": Code("timedelta(0)"),
+            "pending_grace_period": Code("timedelta(seconds=1)"),
+        }
+
+    def decoy_arguments(self, scenario: str) -> dict[str, Any]:
+        return {
+            **self.common,
+            "namespace": self.namespaces[scenario],
+            "count": 3,
+            "wait_for": "running",
+            "annotations": {SCRIPT_ANNOTATION: "run:forever"},
+        }
+
+    def arrange(self) -> list[Task]:
+        cluster = self.kube_env.cluster
+        adopt = self.fault_proxy(cluster.server)
+        # every attempt of the first create reaches the server, no answer comes back
+        adopt.add_rule(
+            Reset(forward_first=True),
+            method="POST",
+            path=r"/pods$",
+            times=KubernetesComputeHook.retry_settings.attempts,
+        )
+        adopt_config = proxied_kubeconfig(self.tmp / "adopt.kubeconfig", adopt.url, cluster.token)
+        # The cleanup tenant's user may run pods but not delete them: RBAC refuses the rollback.
+        cluster.grant(self.namespaces["cleanup"], ["get", "list", "watch", "create"])
+        for name, config in (("adopt", adopt_config), ("cleanup", cluster.restricted_kubeconfig)):
+            self.monkeypatch.setenv(
+                f"AIRFLOW_CONN_KUBERNETES_{name.upper()}",
+                kubernetes_connection_json(config, self.kube_env.namespace),
+            )
+        forever = {SCRIPT_ANNOTATION: "run:forever"}
+        return [
+            self._task(
+                "adopt",
+                count=2,
+                wait_for="running",
+                annotations=forever,
+                kubernetes_conn_id="kubernetes_adopt",
+                retries=1,
+            ),
+            # a partial launch: the quota has room for two of its three pods
+            self._task("rollback", count=3, annotations=forever),
+            # stuck on a missing image, rolled back, and the deletes refused
+            self._task(
+                "cleanup",
+                count=2,
+                annotations={SCRIPT_ANNOTATION: "waiting:ErrImagePull"},
+                kubernetes_conn_id="kubernetes_cleanup",
+            ),
+        ]
+
+    def _task(self, scenario: str, **arguments: Any) -> Task:
+        return Task(
+            scenario,
+            self.operator,
+            {
+                **self.common,
+                **_tenant_of(scenario, self.prefix),
+                "namespace": self.namespaces[scenario],
+                **arguments,
+            },
+        )
+
+    def after_run(self) -> None:
+        self.kube_env.cluster.grant(self.namespaces["cleanup"], ["delete"])  # someone fixed the Role
+
+    def inventory(self) -> list[Any]:
+        return kube_inventory(self.kube_env.core, [self.kube_env.namespace, self.quota_ns])
+
+    def check(self, run: Any, units: list[Any]) -> None:
+        assert run.xcom("rollback", key="compute_error")["code"] == "PARTIAL_FAILURE"
+        provider_message = run.xcom("cleanup", key="compute_error")["root_cause"]["provider_message"]
+        assert 'cannot delete resource "pods"' in provider_message
+
+    def close(self) -> None:
+        self.kube_env.cluster.delete_namespace(self.quota_ns)
+
+
+def _tenant_of(scenario: str, prefix: str) -> dict[str, Any]:
+    return {"tenant_id": _pair(scenario, prefix)[0], "execution_id": _execution_template(scenario)}
+
+
+@pytest.fixture(params=["ecs", pytest.param("kubernetes", marks=pytest.mark.kube)])
+def side(
+    request: pytest.FixtureRequest,
+    fault_proxy: Callable[[str], FaultProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> Iterator[_Side]:
+    if request.param == "ecs":
+        yield _EcsSide(request.getfixturevalue("ecs_env"), fault_proxy, monkeypatch)
+        return
+    kube = _KubernetesSide(request.getfixturevalue("kube_env"), fault_proxy, monkeypatch, tmp_path)
+    try:
+        yield kube
+    finally:
+        kube.close()
+
+
+def test_tenants_with_colliding_execution_ids_never_touch_each_others_units(
+    airflow_env: Any, side: _Side, state_store: Any
+) -> None:
+    prefix, name = side.prefix, f"isolation_{side.provider}"
+    decoys = [
+        Task(
+            f"decoy_{s}",
+            side.operator,
+            {
+                **side.decoy_arguments(s),
+                "tenant_id": _pair(s, prefix)[1],
+                "execution_id": _execution_template(s),
+            },
+        )
+        for s in SCENARIOS
+    ]
+    decoy_run = airflow_env.run_dag(
+        compute_dag(f"{name}_decoys", decoys), f"{name}_decoys", logical_date=DECOYS_RUN
+    )
+    assert set(decoy_run.task_states().values()) == {"success"}
+    decoy_tenants = [_pair(s, prefix)[1] for s in SCENARIOS]
+    before = {t: _ledger(state_store, t) for t in decoy_tenants}
+    decoy_units = {t: _alive_of(side.inventory(), t) for t in decoy_tenants}
+    assert all(len(units) == 3 for units in decoy_units.values())
+
+    tasks = side.arrange()
+    run = airflow_env.run_dag(compute_dag(name, tasks), name, logical_date=TENANTS_RUN)
+    side.after_run()
+    report = Reconciler(state_store).run(RecoverySettings(cleanup_backoff=timedelta(seconds=0.1)))
+    TALLY.add(operations=len(decoys) + len(tasks))
+
+    assert run.task_states() == side.states
+    assert run.try_numbers()["adopt"] == side.adopt_try
     assert run.xcom("cleanup", key="compute_error")["code"] == "CLEANUP_FAILED"
     assert report.to_json()["summary"]["resources_cleaned"] == 2, report.to_json()
-    units = ecs_inventory(ecs_env.ecs, CLUSTER_NAME)
-    _check_isolated(run, units, state_store, prefix, decoy_units, before, "ecs")
-    norm = [run.xcom(t)["units"][0]["resource_id"] for t in ("norm_1", "norm_2")]
-    assert len(set(norm)) == 2, "the second execution adopted the first one's task"
-    assert sorted(u.resource_id for u in units if u.tenant_id == f"{prefix}-norm") == sorted(norm)
+    units = side.inventory()
+    _check_isolated(run, units, state_store, prefix, decoy_units, before, side.provider)
+    side.check(run, units)
 
 
 def _tag(body: Any, key: str) -> str | None:
@@ -306,136 +456,3 @@ def _check_isolated(
     result = audit(units, store.list_resources(), provider=provider)
     result.record(TALLY)
     assert result.clean, result.problems()
-
-
-# -- Kubernetes ----------------------------------------------------------------------------------------
-
-
-def test_kubernetes_tenants_with_colliding_execution_ids_never_touch_each_others_units(
-    airflow_env: Any,
-    kube_env: Any,
-    fault_proxy: Callable[[str], FaultProxy],
-    state_store: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Any,
-) -> None:
-    prefix = "iso-k"
-    core = kube_env.core
-    quota_ns = kube_env.cluster.new_namespace("iso-quota")
-    try:
-        core.create_namespaced_resource_quota(
-            quota_ns, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "5"}}}
-        )
-        wait_for_quota(core, quota_ns, "pods")
-        namespaces = {"adopt": kube_env.namespace, "rollback": quota_ns, "cleanup": kube_env.namespace}
-        common = {
-            "operation": "provision",
-            "image": "busybox:1.36",
-            "container_resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-            "poll_interval": 0.1,
-            "retry_delay": Code("timedelta(0)"),
-            "pending_grace_period": Code("timedelta(seconds=1)"),
-        }
-        decoys = [
-            Task(
-                f"decoy_{s}",
-                "KubernetesComputeOperator",
-                {
-                    **common,
-                    "tenant_id": _pair(s, prefix)[1],
-                    "execution_id": _execution_template(s),
-                    "namespace": namespaces[s],
-                    "count": 3,
-                    "wait_for": "running",
-                    "annotations": {SCRIPT_ANNOTATION: "run:forever"},
-                },
-            )
-            for s in SCENARIOS
-        ]
-        decoy_run = airflow_env.run_dag(
-            compute_dag("isolation_kube_decoys", decoys), "isolation_kube_decoys", logical_date=DECOYS_RUN
-        )
-        assert set(decoy_run.task_states().values()) == {"success"}
-        decoy_tenants = [_pair(s, prefix)[1] for s in SCENARIOS]
-        before = {t: _ledger(state_store, t) for t in decoy_tenants}
-        inventory = lambda: kube_inventory(core, [kube_env.namespace, quota_ns])  # noqa: E731
-        decoy_units = {t: _alive_of(inventory(), t) for t in decoy_tenants}
-        assert all(len(units) == 3 for units in decoy_units.values())
-
-        adopt = fault_proxy(kube_env.cluster.server)
-        # every attempt of the first create reaches the server, no answer comes back
-        adopt.add_rule(
-            Reset(forward_first=True),
-            method="POST",
-            path=r"/pods$",
-            times=KubernetesComputeHook.retry_settings.attempts,
-        )
-        adopt_config = proxied_kubeconfig(tmp_path / "adopt.kubeconfig", adopt.url, kube_env.cluster.token)
-        # The cleanup tenant's user may run pods but not delete them: RBAC refuses the rollback.
-        kube_env.cluster.grant(namespaces["cleanup"], ["get", "list", "watch", "create"])
-        for name, config in (("adopt", adopt_config), ("cleanup", kube_env.cluster.restricted_kubeconfig)):
-            monkeypatch.setenv(
-                f"AIRFLOW_CONN_KUBERNETES_{name.upper()}",
-                kubernetes_connection_json(config, kube_env.namespace),
-            )
-        tasks = [
-            Task(
-                "adopt",
-                "KubernetesComputeOperator",
-                {
-                    **common,
-                    "tenant_id": _pair("adopt", prefix)[0],
-                    "execution_id": _execution_template("adopt"),
-                    "namespace": namespaces["adopt"],
-                    "count": 2,
-                    "wait_for": "running",
-                    "annotations": {SCRIPT_ANNOTATION: "run:forever"},
-                    "kubernetes_conn_id": "kubernetes_adopt",
-                    "retries": 1,
-                },
-            ),
-            # a partial launch: the quota has room for two of its three pods
-            Task(
-                "rollback",
-                "KubernetesComputeOperator",
-                {
-                    **common,
-                    "tenant_id": _pair("rollback", prefix)[0],
-                    "execution_id": _execution_template("rollback"),
-                    "namespace": namespaces["rollback"],
-                    "count": 3,
-                    "annotations": {SCRIPT_ANNOTATION: "run:forever"},
-                },
-            ),
-            # stuck on a missing image, rolled back, and the deletes refused
-            Task(
-                "cleanup",
-                "KubernetesComputeOperator",
-                {
-                    **common,
-                    "tenant_id": _pair("cleanup", prefix)[0],
-                    "execution_id": _execution_template("cleanup"),
-                    "namespace": namespaces["cleanup"],
-                    "count": 2,
-                    "annotations": {SCRIPT_ANNOTATION: "waiting:ErrImagePull"},
-                    "kubernetes_conn_id": "kubernetes_cleanup",
-                },
-            ),
-        ]
-        run = airflow_env.run_dag(
-            compute_dag("isolation_kube", tasks), "isolation_kube", logical_date=TENANTS_RUN
-        )
-        kube_env.cluster.grant(namespaces["cleanup"], ["delete"])  # someone fixed the Role
-        report = Reconciler(state_store).run(RecoverySettings(cleanup_backoff=timedelta(seconds=0.1)))
-        TALLY.add(operations=len(decoys) + len(tasks))
-
-        assert run.task_states() == {"adopt": "success", "rollback": "failed", "cleanup": "failed"}
-        assert run.try_numbers()["adopt"] == 2
-        assert run.xcom("rollback", key="compute_error")["code"] == "PARTIAL_FAILURE"
-        cleanup_error = run.xcom("cleanup", key="compute_error")
-        assert cleanup_error["code"] == "CLEANUP_FAILED"
-        assert 'cannot delete resource "pods"' in cleanup_error["root_cause"]["provider_message"]
-        assert report.to_json()["summary"]["resources_cleaned"] == 2, report.to_json()
-        _check_isolated(run, inventory(), state_store, prefix, decoy_units, before, "kubernetes")
-    finally:
-        kube_env.cluster.delete_namespace(quota_ns)

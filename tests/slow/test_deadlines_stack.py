@@ -2,7 +2,7 @@
 
 Airflow 3.3 records no trigger timeout for a deferred try (apache/airflow#69678): left to it, a
 deferred compute task with ``execution_timeout=20s`` waits on until the operation's own timeout.
-The try computes its own deadline (``operators/deadline.py``): the earlier of the operation's
+The try computes its own deadline (``lifecycle/deadline.py``): the earlier of the operation's
 timeout and its start + ``execution_timeout``. Here ``airflow standalone`` (scheduler,
 LocalExecutor workers, triggerer) runs ``dags/slow_deadlines.py``: the trigger, in the stack's
 triggerer, yields its timeout event at that deadline, and the worker ends the try as
@@ -33,7 +33,6 @@ from airflow_compute_provider.state import SqlTenantStateStore
 from airflow_compute_provider.state.status import TenantStatus
 from tests.harness.airflow_env import StandaloneHandle
 from tests.harness.ecs_script import RUNS_FOREVER, TaskScript
-from tests.harness.kubecluster import KubeCluster
 from tests.harness.proxy import FaultProxy
 from tests.integration.kubernetes_dags import KubeEnv
 from tests.slow.dags import slow_deadlines as dags
@@ -169,16 +168,11 @@ def test_ecs_a_deferred_try_ends_at_its_execution_timeout_and_the_retry_adopts(
 def test_kubernetes_a_deferred_try_ends_at_its_execution_timeout_and_the_retry_adopts(
     workflows: StackWorkflows,
     store: SqlTenantStateStore,
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    kube_core: Any,
-    node_simulator: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    kube_env: KubeEnv,
 ) -> None:
     """The pod runs for ever: both tries end at their execution_timeout, and try 2 adopted the
     pod try 1 left running instead of creating another."""
-    kube_env = KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path)
+    kube_cluster, kube_namespace = kube_env.cluster, kube_env.namespace
     _write_connection(
         workflows,
         {

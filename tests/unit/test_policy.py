@@ -25,18 +25,17 @@ from airflow_compute_provider.errors import (
 from airflow_compute_provider.errors.model import UnitReport, UnitsReport
 from airflow_compute_provider.operators.base import ComputeTaskAborted
 from airflow_compute_provider.operators.ecs import EcsComputeOperator
+from airflow_compute_provider.operators.policy_arguments import apply_policy_arguments, take_policy_arguments
 from airflow_compute_provider.policy import (
     Abort,
     ComputeRetryPolicy,
     ComputeRetryPolicyWarning,
     Retry,
-    apply_policy_arguments,
     attempt_number,
     compute_policies_in,
     operator_aborts,
-    take_policy_arguments,
 )
-from airflow_compute_provider.policy_rules import Backoff, backoff_delay, format_seconds
+from airflow_compute_provider.policy.rules import Backoff, backoff_delay, format_seconds
 
 R = RetryAction.RETRY
 F = RetryAction.FAIL

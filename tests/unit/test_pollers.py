@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
+from airflow_compute_provider.testing import memory
 from airflow_compute_provider.triggers import pollers
 from airflow_compute_provider.triggers.pollers import SharedPoller, Update, poller_key, subscribe
 from airflow_compute_provider.triggers.status import ComputeStatusTrigger
@@ -317,6 +318,13 @@ def test_the_poller_key_ignores_launch_only_settings() -> None:
 
 
 # -- the trigger on a shared poller ------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _memory_provider() -> Iterator[None]:
+    """The triggers below name the in-memory provider; the registry must know it."""
+    with memory.registered():
+        yield
 
 
 class MemoryTrigger(ComputeStatusTrigger):

@@ -1,13 +1,17 @@
-"""The README says what the code does: checks that fail when the two drift apart.
+"""The README and the pages of ``docs/`` say what the code does: checks that fail when they drift apart.
 
-* the error code table is the catalog's (``docs/error_codes.py`` generates it);
-* the reference names every parameter of the operators and of the retry policy;
-* the migration guide names every parameter of the installed ``EcsRunTaskOperator`` and
-  ``KubernetesPodOperator`` (a provider release that adds one makes this fail until the guide says
-  where it went);
-* the quickstart's commands are Makefile targets, and ``.ci/run`` runs ``make test``;
-* the example DAG table lists every file of ``dags/``, with demo scenario keys that exist;
-* every relative link points at a file of the repository.
+* the error code table (``docs/error-contract.md``) is the catalog's (``docs/error_codes.py``
+  generates it);
+* the parameter tables (``docs/concepts.md`` and the how-to guides) name every parameter of the
+  operators and of the retry policy;
+* the migration guide (``docs/howto/migrating.md``) names every parameter of the installed
+  ``EcsRunTaskOperator`` and ``KubernetesPodOperator`` (a provider release that adds one makes
+  this fail until the guide says where it went);
+* the README's quickstart commands are Makefile targets, and ``.ci/run`` runs ``make test``;
+* the example DAG table (``docs/example-dags.md``) lists every file of ``dags/``, with demo
+  scenario keys that exist;
+* every relative link of the README, of ``docs/`` and of ``tests/README.md`` points at a file
+  of the repository.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
+DOCS = REPO / "docs"
+
+
+def _page(relative: str) -> str:
+    return (DOCS / relative).read_text()
 
 
 def _section(title: str, level: int = 2, within: str = README) -> str:
@@ -30,7 +39,7 @@ def _section(title: str, level: int = 2, within: str = README) -> str:
     next heading of the same level or above."""
     heading = re.compile(rf"^{'#' * level} {re.escape(title)}.*$", re.M)
     match = heading.search(within)
-    assert match is not None, f"README has no section {title!r}"
+    assert match is not None, f"no section {title!r}"
     end = re.compile(rf"^#{{1,{level}}} ", re.M).search(within, match.end())
     return within[match.end() : end.start() if end else len(within)]
 
@@ -68,8 +77,8 @@ def test_the_error_code_table_is_the_catalogs() -> None:
     from airflow_compute_provider.errors import CATALOG
 
     docs = _load_docs_module()
-    assert docs.current(README) == docs.table(), (
-        "README drifted from the catalog: run python docs/error_codes.py"
+    assert docs.current(_page("error-contract.md")) == docs.table(), (
+        "docs/error-contract.md drifted from the catalog: run python docs/error_codes.py"
     )
     rows = [line for line in docs.table().splitlines() if line.startswith("| `")]
     assert len(rows) == len(CATALOG)
@@ -90,7 +99,7 @@ def test_the_generated_table_follows_a_catalog_change() -> None:
         from airflow_compute_provider import errors
 
         patch.setattr(errors, "CATALOG", changed)
-        assert docs.table() != docs.current(README)
+        assert docs.table() != docs.current(_page("error-contract.md"))
 
 
 def test_the_reference_names_every_parameter() -> None:
@@ -102,23 +111,31 @@ def test_the_reference_names_every_parameter() -> None:
     from airflow_compute_provider.operators.kubernetes import KubernetesComputeOperator
     from airflow_compute_provider.policy import Abort, ComputeRetryPolicy, Retry
 
-    subsections: dict[str, set[str]] = {
-        "Parameters both compute operators take": _own_parameters(BaseComputeOperator, (BaseOperator,))
+    # (page, section heading, level): the parameters its table must name
+    tables: dict[tuple[str, str, int], set[str]] = {
+        ("concepts.md", "Parameters both compute operators take", 2): _own_parameters(
+            BaseComputeOperator, (BaseOperator,)
+        )
         | {"retry_policy"},
-        "`EcsComputeOperator`": _own_parameters(EcsComputeOperator, (BaseComputeOperator,)),
-        "`KubernetesComputeOperator`": _own_parameters(KubernetesComputeOperator, (BaseComputeOperator,)),
-        "`ComputeErrorBranchOperator`": _own_parameters(
+        ("howto/ecs-operator.md", "Parameters", 2): _own_parameters(
+            EcsComputeOperator, (BaseComputeOperator,)
+        ),
+        ("howto/kubernetes-operator.md", "Parameters", 2): _own_parameters(
+            KubernetesComputeOperator, (BaseComputeOperator,)
+        ),
+        ("howto/retry-policy-and-branching.md", "`ComputeErrorBranchOperator`", 3): _own_parameters(
             ComputeErrorBranchOperator, (ComputeErrorBranchOperator.__mro__[1],)
         ),
-        "`ComputeRetryPolicy`, `Retry`, `Abort`": _own_parameters(ComputeRetryPolicy)
+        ("howto/retry-policy-and-branching.md", "`ComputeRetryPolicy`, `Retry`, `Abort`", 3): _own_parameters(
+            ComputeRetryPolicy
+        )
         | (set(Retry.model_fields) - {"action"})
         | (set(Abort.model_fields) - {"action"}),
     }
-    reference = _section("Reference")
-    for title, parameters in subsections.items():
+    for (page, title, level), parameters in tables.items():
         assert parameters, title
-        missing = parameters - _mentioned(_section(title, level=3, within=reference))
-        assert not missing, f"README's reference {title!r} does not name {sorted(missing)}"
+        missing = parameters - _mentioned(_section(title, level=level, within=_page(page)))
+        assert not missing, f"docs/{page} {title!r} does not name {sorted(missing)}"
 
 
 def _official_parameters(cls: Any) -> set[str]:
@@ -131,12 +148,12 @@ def test_the_migration_guide_names_every_parameter_of_the_official_operators() -
     from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-    guide = _section("Migrating from")
+    guide = _page("howto/migrating.md")
     for title, cls in (
         ("`EcsRunTaskOperator`", EcsRunTaskOperator),
         ("`KubernetesPodOperator`", KubernetesPodOperator),
     ):
-        section = _section(title, level=3, within=guide)
+        section = _section(title, level=2, within=guide)
         official = _official_parameters(cls)
         assert len(official) > 20, f"{cls.__name__}: the signature walk found too little"
         first_column = {m for line in section.splitlines() for m in _mentioned(line.split(" | ")[0])}
@@ -160,16 +177,23 @@ def test_the_quickstart_commands_are_what_make_and_ci_run() -> None:
 def test_the_example_dag_table_lists_every_dag_and_real_demo_scenarios() -> None:
     from demo.scenarios import SCENARIOS
 
-    section = _section("Example DAGs")
+    section = _section("Example DAGs", level=1, within=_page("example-dags.md"))
     rows = [line for line in section.splitlines() if line.startswith("| [`")]
-    files = {re.search(r"\(dags/([^)]+)\)", row).group(1) for row in rows}  # type: ignore[union-attr]
+    files = {re.search(r"\(\.\./dags/([^)]+)\)", row).group(1) for row in rows}  # type: ignore[union-attr]
     assert files == {p.name for p in (REPO / "dags").glob("*.py")}
     keys = {k for row in rows for k in re.findall(r"`([a-z-]+)`", row.rsplit(" | ", 1)[-1])}
     assert keys == {s.key for s in SCENARIOS}
 
 
-def test_every_relative_link_points_at_a_file() -> None:
-    for target in re.findall(r"\]\(([^)#\s]+)\)", README):
+@pytest.mark.parametrize(
+    "page",
+    [REPO / "README.md", REPO / "tests" / "README.md", *sorted(DOCS.rglob("*.md"))],
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_every_relative_link_points_at_a_file(page: Path) -> None:
+    if "_build" in page.parts:
+        return
+    for target in re.findall(r"\]\(([^)#\s]+)\)", page.read_text()):
         if "://" in target:
             continue
-        assert (REPO / target).exists(), f"README links to {target}, which does not exist"
+        assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"

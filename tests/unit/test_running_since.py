@@ -20,7 +20,7 @@ from dateutil.tz import tzlocal
 from airflow_compute_provider.hooks import ecs_status
 from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.hooks.kubernetes_status import unit_status
-from airflow_compute_provider.operators.ledger import launch_to_running_time
+from airflow_compute_provider.lifecycle.ledger import launch_to_running_time
 from tests.harness.nodesim import SCRIPT_ANNOTATION, pod_status
 
 OBSERVED = Path(__file__).parents[1] / "fixtures" / "kube_observed"

@@ -1,5 +1,5 @@
-"""A try's deadline (``operators/deadline.py``) and what the deadline does to units still
-pending (``triggers/progress.py``, ``operators/outcome.py``): pure logic, no servers."""
+"""A try's deadline (``lifecycle/deadline.py``) and what the deadline does to units still
+pending (``triggers/progress.py``, ``lifecycle/outcome.py``): pure logic, no servers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from airflow_compute_provider.errors import Classification, ComputeError, ErrorCode
 from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
-from airflow_compute_provider.operators import outcome
-from airflow_compute_provider.operators.deadline import DeadlineBy, try_deadline
+from airflow_compute_provider.lifecycle import outcome
+from airflow_compute_provider.lifecycle.deadline import DeadlineBy, try_deadline
 from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PERIOD, Settlement, assess
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 
 from airflow_compute_provider.errors import Classification, ComputeError, ErrorCode
 from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
-from airflow_compute_provider.operators import outcome
+from airflow_compute_provider.lifecycle import outcome
 from airflow_compute_provider.triggers.progress import Settlement, assess
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from airflow_compute_provider.hooks.base import Unit, UnitLaunch, UnitPhase, UnitStatus
-from airflow_compute_provider.operators.reconcile import known_units, plan_units
+from airflow_compute_provider.lifecycle.reconcile import known_units, plan_units
 from airflow_compute_provider.state.models import LedgerEntry
 from airflow_compute_provider.state.status import ResourceStatus
 

@@ -26,9 +26,9 @@ except ImportError:  # Airflow < 3.2 keeps it in airflow.exceptions
 
 from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError
+from airflow_compute_provider.lifecycle.tries import Try
+from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
 from airflow_compute_provider.observability import log_raw_response, redact_error
-from airflow_compute_provider.operators.tries import Try
-from airflow_compute_provider.operators.xcom import XCOM_ERROR_KEY
 from airflow_compute_provider.policy import operator_aborts
 from airflow_compute_provider.state.store import TenantStateStore
 

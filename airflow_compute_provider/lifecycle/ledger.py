@@ -31,8 +31,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow_compute_provider import metrics
 from airflow_compute_provider.hooks.base import ComputeBackend, UnitLaunch, UnitPhase, UnitStatus
+from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.observability import redact_error
-from airflow_compute_provider.operators.tries import Try
 from airflow_compute_provider.state.models import ResourceUpdate
 from airflow_compute_provider.state.status import RESOURCE_TRANSITIONS, ResourceStatus
 from airflow_compute_provider.state.store import TenantStateStore

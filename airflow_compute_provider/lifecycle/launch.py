@@ -31,21 +31,21 @@ from airflow_compute_provider.hooks.base import (
     UnitPhase,
     UnitStatus,
 )
-from airflow_compute_provider.operators import outcome
-from airflow_compute_provider.operators.ledger import (
+from airflow_compute_provider.lifecycle import outcome
+from airflow_compute_provider.lifecycle.ledger import (
     LaunchTimer,
     follow_statuses,
     record_intent,
     record_resources,
 )
-from airflow_compute_provider.operators.reconcile import (
+from airflow_compute_provider.lifecycle.reconcile import (
     claim_started_refusals,
     known_units,
     may_have_launched,
     plan_units,
 )
-from airflow_compute_provider.operators.rollback import handle_partial
-from airflow_compute_provider.operators.tries import Try
+from airflow_compute_provider.lifecycle.rollback import handle_partial
+from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.state.models import ResourceUpdate
 from airflow_compute_provider.state.status import OperationStatus, ResourceStatus
 from airflow_compute_provider.state.store import TenantStateStore

@@ -18,7 +18,7 @@ again when a deferred try resumes (its attempt and token travel in the trigger's
 ``HEARTBEAT_INTERVAL_SECONDS``; a deferred try records instead that it is alive until its
 deadline. The reconciler reads that heartbeat, never the try's start, to call a hold stale.
 
-The lifecycle (``base.py``), the ledger bookkeeping (``ledger.py``), the rollback
+The lifecycle (``operators/base.py``), the ledger bookkeeping (``ledger.py``), the rollback
 (``rollback.py``) and the callbacks after Airflow's decision (``decisions.py``) read it; none
 of them changes it.
 """

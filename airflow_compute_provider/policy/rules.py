@@ -9,7 +9,7 @@
     backoff_delay    how long until the next try: exponential, capped, jittered, and never
                      shorter than the provider's own retry-after hint
 
-Everything here is pure: no Airflow, no I/O, randomness comes in as an argument. ``policy.py``
+Everything here is pure: no Airflow, no I/O, randomness comes in as an argument. ``policy/__init__.py``
 turns a match and a delay into Airflow's ``RetryDecision``.
 """
 

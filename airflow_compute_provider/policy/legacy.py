@@ -1,6 +1,6 @@
 """Stand-ins for Airflow's retry-policy types on Airflow before 3.3, which has none.
 
-``policy.py`` imports ``RetryPolicy``, ``RetryDecision`` and ``RetryAction`` from the Task SDK
+``policy/__init__.py`` imports ``RetryPolicy``, ``RetryDecision`` and ``RetryAction`` from the Task SDK
 when it has them (3.3+) and from here otherwise, so a ``ComputeRetryPolicy`` can be built in a
 DAG file on every supported Airflow. Before 3.3 nothing in Airflow calls ``evaluate``: the
 compute operator does (``policy.operator_aborts``). The shapes follow the SDK's.

@@ -22,15 +22,23 @@ held tenant) only has its failure logged.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.hooks.base import ComputeBackend
+from airflow_compute_provider.lifecycle.rollback import roll_back_left_running
+from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.observability import log_failure, operation_logger, redact_error
-from airflow_compute_provider.operators.rollback import roll_back_left_running
-from airflow_compute_provider.operators.tries import Try
 from airflow_compute_provider.state.status import SupersededTryError
 from airflow_compute_provider.state.store import TenantStateStore
+
+
+@runtime_checkable
+class DecidingTask(Protocol):
+    """What the callback needs of the task: the compute operator's ``finish_after_decision``
+    (``operators/base.py``). A protocol, so the lifecycle never imports the operators."""
+
+    def finish_after_decision(self, context: Any, *, will_retry: bool) -> None: ...
 
 
 class AfterAirflowDecided:
@@ -44,11 +52,8 @@ class AfterAirflowDecided:
         self.will_retry = will_retry
 
     def __call__(self, context: Any) -> None:
-        # base.py builds these callbacks, so its operator class is looked up only when called
-        from airflow_compute_provider.operators.base import BaseComputeOperator
-
         task = context.get("task") or getattr(context.get("ti"), "task", None)
-        if isinstance(task, BaseComputeOperator):
+        if isinstance(task, DecidingTask):
             task.finish_after_decision(context, will_retry=self.will_retry)
 
     def __repr__(self) -> str:
@@ -114,4 +119,4 @@ def _unexplained(context: Any) -> ComputeError:
     return from_exception(exception)
 
 
-__all__ = ["AfterAirflowDecided", "finish_after_decision"]
+__all__ = ["AfterAirflowDecided", "DecidingTask", "finish_after_decision"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from airflow_compute_provider.hooks.base import Unit, UnitPhase, UnitStatus
-from airflow_compute_provider.operators.tries import Try
+from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.state.models import newest_generations
 from airflow_compute_provider.state.status import ResourceStatus
 from airflow_compute_provider.state.store import TenantStateStore

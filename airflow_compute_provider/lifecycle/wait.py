@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 
 from airflow_compute_provider.errors import Classification, ComputeOperationError
 from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitPhase, UnitStatus
-from airflow_compute_provider.operators.deadline import TryDeadline
-from airflow_compute_provider.operators.ledger import LaunchTimer
-from airflow_compute_provider.operators.tries import Heartbeat, Try
+from airflow_compute_provider.lifecycle.deadline import TryDeadline
+from airflow_compute_provider.lifecycle.ledger import LaunchTimer
+from airflow_compute_provider.lifecycle.tries import Heartbeat, Try
 from airflow_compute_provider.state.store import TenantStateStore
 from airflow_compute_provider.triggers.progress import Progress, Settlement, assess
 from airflow_compute_provider.triggers.status import ComputeStatusTrigger

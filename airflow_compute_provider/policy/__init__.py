@@ -12,14 +12,14 @@ engine::
 
 The pieces:
 
-    policy_rules.py        Retry / Abort rules, which one applies to an error, the backoff delay
+    rules.py               Retry / Abort rules, which one applies to an error, the backoff delay
     ComputeRetryPolicy     evaluate(): exception -> ComputeError -> rule -> RetryDecision;
                            timeout_factor_for() for the operator's timeout growth;
                            serialize() / deserialize()
     attempt_number         which attempt of the execution a try is (clearing restarts the count)
-    take_policy_arguments, the two calls BaseComputeOperator.__init__ makes around
-    apply_policy_arguments BaseOperator.__init__: ``retries`` from the policy unless the author
-                           set it, a parse-time warning when theirs is too small
+    compute_policies_in    the ComputeRetryPolicies in what the author set (a chain too);
+                           the operator wiring (``operators/policy_arguments.py``) sets
+                           ``retries`` from them
     operator_aborts        whether the operator fails the task itself: with no policy for a
                            non-retriable error, and before Airflow 3.3 when the policy says FAIL
 
@@ -32,19 +32,15 @@ from __future__ import annotations
 import json
 import logging
 import random
-import sys
-import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airflow_compute_provider.errors import Classification, ComputeError, ComputeOperationError, ErrorCode
-from airflow_compute_provider.policy_rules import (
+from airflow_compute_provider.policy.rules import (
     Abort,
     Backoff,
     Jitter,
@@ -66,7 +62,7 @@ try:
     #: Airflow (3.3+) evaluates ``retry_policy`` itself; before that the operator does
     AIRFLOW_EVALUATES_POLICIES = True
 except ImportError:  # Airflow < 3.3
-    from airflow_compute_provider.policy_legacy import (  # type: ignore[assignment]
+    from airflow_compute_provider.policy.legacy import (  # type: ignore[assignment]
         RetryAction,
         RetryDecision,
         RetryPolicy,
@@ -314,67 +310,11 @@ def find_compute_policy(policy: Any) -> ComputeRetryPolicy | None:
     return found[0] if found else None
 
 
-# -- what BaseComputeOperator.__init__ calls -----------------------------------------------------
+# -- what the operator wiring warns with (operators/policy_arguments.py) ------------------------
 
 
 class ComputeRetryPolicyWarning(UserWarning):
     """A DAG's settings would cut a ComputeRetryPolicy short; shown as a DAG import warning."""
-
-
-@dataclass(frozen=True)
-class PolicyArguments:
-    """What the operator's keyword arguments said before BaseOperator.__init__ consumed them."""
-
-    #: the author set ``retries``, on the task or through ``default_args``
-    retries_given: bool
-    #: before Airflow 3.3, the ``retry_policy`` that BaseOperator cannot take
-    held_policy: Any = None
-
-
-def take_policy_arguments(
-    kwargs: dict[str, Any], *, airflow_evaluates: bool = AIRFLOW_EVALUATES_POLICIES
-) -> PolicyArguments:
-    """Call before ``BaseOperator.__init__(**kwargs)``.
-
-    Airflow's ``apply_defaults`` hands every operator ``__init__`` the merged ``default_args``
-    (DAG, task group and task) and fills only the parameters a signature names, so a compute
-    operator (``**kwargs``) still sees ``retries`` as its author wrote it. Before 3.3,
-    ``retry_policy`` is taken out of ``kwargs`` here, since BaseOperator would refuse it.
-    """
-    default_args = kwargs.get("default_args") or {}
-    retries = kwargs["retries"] if "retries" in kwargs else default_args.get("retries")
-    held = None
-    if not airflow_evaluates:
-        held = kwargs.pop("retry_policy", None) or default_args.get("retry_policy")
-    return PolicyArguments(retries_given=retries is not None, held_policy=held)
-
-
-def apply_policy_arguments(operator: Any, taken: PolicyArguments) -> int | None:
-    """Call after ``BaseOperator.__init__``: the retries the policy needs.
-
-    Unless the author set ``retries``, it becomes ``max(every max_attempts) - 1``, and that is
-    returned. A smaller value the author set is kept, with a ComputeRetryPolicyWarning.
-    """
-    if taken.held_policy is not None:
-        operator.retry_policy = taken.held_policy
-    policies = compute_policies_in(getattr(operator, "retry_policy", None))
-    if not policies:
-        return None
-    needed = max(p.required_retries() for p in policies)
-    if not taken.retries_given:
-        operator.retries = needed
-        return needed
-    given = int(operator.retries or 0)
-    if given < needed:
-        warnings.warn(
-            ComputeRetryPolicyWarning(
-                f"task {operator.task_id!r}: retries={given} allows {given + 1} tries, but its "
-                f"ComputeRetryPolicy allows up to {needed + 1}; Airflow stops after {given + 1}. "
-                f"Leave retries unset (it follows the policy) or set it to {needed}."
-            ),
-            stacklevel=_outside_frames(),
-        )
-    return None
 
 
 def operator_aborts(
@@ -409,29 +349,15 @@ def operator_aborts(
     return bool(decision.action is RetryAction.FAIL)
 
 
-def _outside_frames() -> int:
-    """The ``stacklevel`` of the first caller outside this package and Airflow: the DAG file."""
-    import airflow
-
-    inside = (str(Path(__file__).resolve().parent), *(str(Path(p).resolve()) for p in airflow.__path__))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(inside):
-        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
-    return level
-
-
 __all__ = [
     "AIRFLOW_EVALUATES_POLICIES",
     "Abort",
     "ComputeRetryPolicy",
     "ComputeRetryPolicyWarning",
-    "PolicyArguments",
     "Retry",
-    "apply_policy_arguments",
     "attempt_number",
     "compute_policies_in",
     "find_compute_policy",
     "operator_aborts",
-    "take_policy_arguments",
     "task_retries",
 ]

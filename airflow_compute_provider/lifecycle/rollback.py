@@ -27,10 +27,10 @@ from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import ComputeError, ErrorCode
 from airflow_compute_provider.errors.model import CleanupReport
 from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitStatus
+from airflow_compute_provider.lifecycle import outcome
+from airflow_compute_provider.lifecycle.ledger import record_resources
+from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.observability import redact_error
-from airflow_compute_provider.operators import outcome
-from airflow_compute_provider.operators.ledger import record_resources
-from airflow_compute_provider.operators.tries import Try
 from airflow_compute_provider.state.models import ResourceUpdate
 from airflow_compute_provider.state.status import ResourceStatus
 from airflow_compute_provider.state.store import TenantStateStore
