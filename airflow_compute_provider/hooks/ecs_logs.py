@@ -2,8 +2,9 @@
 
 ``EcsLogReader`` implements ``container_logs.ContainerLogReader``:
 
-    where the lines are   the task's task definition (DescribeTasks, then
-                          DescribeTaskDefinition, each remembered per reader) names, per
+    where the lines are   the operator's task definition (DescribeTaskDefinition, once per
+                          reader: the ECS API's task ARN does not name it without a
+                          DescribeTasks per unit, which status polling already makes) names, per
                           container, ``logConfiguration`` with ``logDriver: awslogs`` and the
                           options ``awslogs-group``, ``awslogs-region`` and
                           ``awslogs-stream-prefix``; the stream is
@@ -59,6 +60,7 @@ class EcsLogReader:
     :param aws_conn_id: the Airflow AWS connection (the ECS hook's).
     :param region_name: the ECS region; the log region is the task definition's
         ``awslogs-region`` when it names one.
+    :param task_definition: the units' task definition (family, family:revision or ARN).
     :param awslogs_group: overrides every container's log group.
     :param awslogs_stream_prefix: overrides every container's stream prefix.
     """
@@ -68,15 +70,17 @@ class EcsLogReader:
         aws_conn_id: str | None,
         region_name: str | None,
         *,
+        task_definition: str,
         awslogs_group: str | None = None,
         awslogs_stream_prefix: str | None = None,
     ) -> None:
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        self.task_definition = task_definition
         self.awslogs_group = awslogs_group
         self.awslogs_stream_prefix = awslogs_stream_prefix
         self._targets: dict[str, list[AwsLogsTarget]] = {}
-        self._definitions: dict[str, list[Mapping[str, Any]]] = {}
+        self._definitions: list[Mapping[str, Any]] | None = None
         self._logs_hooks: dict[str | None, Any] = {}
         self._ecs: Any = None
 
@@ -143,20 +147,11 @@ class EcsLogReader:
         return [t for t in targets if t.container in containers]
 
     def _targets_of(self, unit: Unit, result: LogRead) -> list[AwsLogsTarget]:
-        cluster = unit.locator.get("cluster")
-        described = self._ecs_client().describe_tasks(
-            **({"cluster": cluster} if cluster else {}), tasks=[unit.resource_id]
-        )
-        tasks = described.get("tasks") or []
-        if not tasks:
-            result.warnings.append(f"unit {unit.index}: task {unit.resource_id} is not known to ECS any more")
-            return []
-        definition_arn = str(tasks[0]["taskDefinitionArn"])
-        definitions = self._definitions.get(definition_arn)
+        definitions = self._definitions
         if definitions is None:
-            response = self._ecs_client().describe_task_definition(taskDefinition=definition_arn)
+            response = self._ecs_client().describe_task_definition(taskDefinition=self.task_definition)
             definitions = list(response["taskDefinition"].get("containerDefinitions") or [])
-            self._definitions[definition_arn] = definitions
+            self._definitions = definitions
         # the first essential container is the main one (ECS's default: essential unless said)
         ordered = sorted(definitions, key=lambda c: 0 if c.get("essential", True) else 1)
         task_id = unit.resource_id.rsplit("/", 1)[-1]

@@ -68,6 +68,7 @@ from airflow_compute_provider.operators.container_logs import (
     DEFAULT_LAST_LINES,
     LOG_ARGUMENT_TYPES,
     ContainerLogs,
+    outcome_time,
     previous_read,
 )
 from airflow_compute_provider.operators.deadline import DeadlineBy, TryDeadline, ledger_units, try_deadline
@@ -600,6 +601,7 @@ class BaseComputeOperator(BaseOperator):
             store = self._store
             store.record_outcome(t.tenant_id, t.execution_id, None, by=t.ref)
             store.finish_operation(t.tenant_id, t.execution_id, None, will_retry=False, by=t.ref)
+            self._close_logs(t)
             self._active = None
             t.log.info("compute operation succeeded", units=len(everything))
             return outcome.success_result(t.execution_id, everything)
@@ -640,6 +642,8 @@ class BaseComputeOperator(BaseOperator):
         """Record the try's failure (``failure.py``) and raise it; ``record=False`` leaves the
         state store alone (the tenant refused the try)."""
         error = record_failure(context, t, error, store=(lambda: self._store) if record else None)
+        if record:
+            self._close_logs(t)
         exception = self._exception_for(error, context)
         self._raised.append(exception)
         raise exception
@@ -678,6 +682,15 @@ class BaseComputeOperator(BaseOperator):
                     since = previous_read(self._store, t.tenant_id, t.execution_id, t.attempt)
             self._logs = ContainerLogs(self.make_log_reader, t.args, self.log, since)
         return self._logs
+
+    def _close_logs(self, t: Try) -> None:
+        """The try's outcome is recorded: print the lines up to that moment (``close``)."""
+        if self._logs is None or self._logs_try != (t.attempt, t.token):
+            return
+        until = None
+        with suppress(Exception):
+            until = outcome_time(self._store, t.tenant_id, t.execution_id, t.attempt)
+        self._logs.close(until)
 
     @cached_property
     def _store(self) -> TenantStateStore:

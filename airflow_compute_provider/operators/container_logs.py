@@ -8,6 +8,9 @@ The lifecycle (``base.py``) calls this module at three points of a try:
                                  the outcome (success, failure, timeout), blocking or resumed
                                  from the trigger; a deferred try reads nothing while deferred,
                                  so the shared pollers make no request for logs
+    once the outcome is recorded ``ContainerLogs.close(outcome_at)``: the lines stamped up to the
+                                 moment the store recorded the try's outcome (the
+                                 database's clock), the boundary the next try starts after
     when a unit failed           ``ContainerLogs.with_last_lines(error, unit)``: the unit's error
                                  with its main container's last ``log_lines_on_failure`` lines
                                  (bounded in characters; on Kubernetes the pod's last events
@@ -15,11 +18,18 @@ The lifecycle (``base.py``) calls this module at three points of a try:
                                  with the rest of the error
 
 Each line goes to the task log prefixed ``[unit N]`` (``[unit N/container]`` when several
-containers are shown), through the operator's logger, where Airflow's secrets masker hides every
-registered secret. A ``LogCursor`` per (unit, generation, container) keeps a line from being
-printed twice within the try; across tries, a try starts reading where the execution's previous
-try recorded its outcome (it read its units' logs just before), so a reattaching try does not
-print again what an earlier try printed.
+containers are shown), through the operator's logger, masked first by Airflow's secrets masker
+(``redact``: every secret registered with ``mask_secret``, as the launch request's are), which
+not every task log path applies by itself (``dag.test()`` does not).
+
+A ``LogCursor`` per (unit, generation, container) keeps a line from being printed twice within
+the try. Across tries the boundary is the previous try's ``outcome_at``:
+that try printed every line stamped up to it (``close``), the next prints only lines stamped
+after it (``previous_read``), so a reattaching try neither repeats nor skips a line. Two limits,
+both of clocks: the boundary is the database's time and the lines carry the kubelet's or
+CloudWatch's, so a skew between them moves the boundary by that much; and a line CloudWatch
+ingests after ``close`` read it, though stamped before the boundary, is not printed. A try that
+ended without an outcome (a crashed worker) leaves no boundary: the next prints everything.
 
 Whatever goes wrong with the logs (no log configuration, a missing stream or pod, a refused,
 slow or faulted logs API) is a warning in the task log, printed once per try; the try's outcome
@@ -104,6 +114,9 @@ class ContainerLogs:
         self._interval = float(args.get("log_fetch_interval", DEFAULT_FETCH_INTERVAL))
         self._log = log
         self._since = since
+        #: lines stamped at ``since`` itself were the previous try's (it printed up to it)
+        self._start = LogCursor(since, _EVERY_LINE) if since is not None else LogCursor()
+        self._units: list[Unit] = []
         self._cursors: dict[tuple[int, int, str], LogCursor] = {}
         self._warned: set[str] = set()
         self._clock = clock
@@ -119,15 +132,27 @@ class ContainerLogs:
         if not final and self._last_read is not None and now - self._last_read < self._interval:
             return
         self._last_read = now
+        if final:
+            self._units = list(units)
+        self._read(units, until=None)
+
+    def close(self, until: datetime | None) -> None:
+        """After the try's outcome was recorded at ``until``: the units' lines stamped up to it
+        (the next try prints those after it). ``None``: no outcome time known; nothing read."""
+        if self.enabled and self._units and until is not None:
+            self._read(self._units, until=until)
+        self._units = []
+
+    def _read(self, units: Sequence[Unit], *, until: datetime | None) -> None:
         try:
             reader = self._get_reader()
         except Exception as exc:
             self._warn(f"cannot read container logs: {type(exc).__name__}: {str(exc)[:200]}")
             return
         for unit in sorted(units, key=lambda u: u.index):
-            self._stream_unit(reader, unit)
+            self._stream_unit(reader, unit, until)
 
-    def _stream_unit(self, reader: ContainerLogReader, unit: Unit) -> None:
+    def _stream_unit(self, reader: ContainerLogReader, unit: Unit, until: datetime | None) -> None:
         since = self._oldest_cursor(unit) or self._since
         try:
             read = reader.read(unit, self._containers, since)
@@ -141,7 +166,9 @@ class ContainerLogs:
         seen_at: dict[tuple[str, datetime | None], int] = {}
         for line in read.lines:
             key = (unit.index, unit.generation, line.container)
-            cursor = self._cursors.get(key) or LogCursor(self._since, 0)
+            if until is not None and line.at is not None and line.at > until:
+                continue  # the next try's to print
+            cursor = self._cursors.get(key) or self._start
             instant = (line.container, line.at)
             nth = seen_at.get(instant, 0)
             seen_at[instant] = nth + 1
@@ -152,7 +179,7 @@ class ContainerLogs:
 
     def _print(self, unit: Unit, line: LogLine, several: bool) -> None:
         where = f"{unit.index}/{line.container}" if several else str(unit.index)
-        self._log.info("[unit %s] %s", where, line.text)
+        self._log.info("[unit %s] %s", where, _masked(line.text))
 
     def _oldest_cursor(self, unit: Unit) -> datetime | None:
         stamps = [
@@ -196,12 +223,23 @@ class ContainerLogs:
         self._log.warning("container logs: %s", text)
 
 
+def _masked(text: str) -> str:
+    from airflow.sdk.log import redact
+
+    masked = redact(text)
+    return masked if isinstance(masked, str) else text
+
+
+#: ``LogCursor.same`` that admits no line at the cursor's instant
+_EVERY_LINE = 2**62
+
+
 def previous_read(
     store: TenantStateStore, tenant_id: str, execution_id: str, attempt: int
 ) -> datetime | None:
-    """Where the execution's previous try stopped reading: when it recorded its outcome, which
-    it does right after reading its units' logs. ``None`` for a first try, or when the previous
-    one ended without an outcome (a crash): then everything is printed, some lines again."""
+    """Where the execution's previous try stopped printing: when it recorded its outcome
+    (``ContainerLogs.close`` printed every line stamped up to then). ``None`` for a first try,
+    or when the previous one ended without an outcome (a crash): then everything is printed."""
     earlier = [
         op
         for op in store.operations(tenant_id)
@@ -228,10 +266,19 @@ def _bounded(lines: list[str]) -> tuple[list[str], bool]:
     return list(reversed(kept)), truncated
 
 
+def outcome_time(store: TenantStateStore, tenant_id: str, execution_id: str, attempt: int) -> datetime | None:
+    """When the store recorded try ``attempt``'s outcome (the database's clock)."""
+    for op in store.operations(tenant_id):
+        if op.execution_id == execution_id and op.attempt == attempt:
+            return op.outcome_at
+    return None
+
+
 __all__ = [
     "DEFAULT_FETCH_INTERVAL",
     "DEFAULT_LAST_LINES",
     "LOG_ARGUMENT_TYPES",
     "ContainerLogs",
+    "outcome_time",
     "previous_read",
 ]

@@ -179,6 +179,7 @@ class EcsComputeOperator(BaseComputeOperator):
         return EcsLogReader(
             self.aws_conn_id,
             self.region_name,
+            task_definition=self.task_definition,
             awslogs_group=self.awslogs_group,
             awslogs_stream_prefix=self.awslogs_stream_prefix,
         )

@@ -208,7 +208,8 @@ def test_v1_1_output_round_trips_and_validates() -> None:
     unit = UnitReport(index=1, resource_id="t", error=error)
     partial = ComputeError(code=ErrorCode.PARTIAL_FAILURE, message="1 of 2", units=UnitsReport(failed=[unit]))
     again = ComputeError.model_validate(json.loads(json.dumps(partial.to_json_dict())))
-    assert again.units is not None and again.units.failed[0].error == error
+    assert again.units is not None
+    assert again.units.failed[0].error == error
 
 
 def test_importing_the_contract_loads_no_provider_sdk() -> None:
