@@ -39,7 +39,7 @@ MAX_EVENTS_PER_READ = 10_000
 #: a slow logs API costs seconds, not the task: short timeouts, two attempts
 BOTOCORE_CONFIG: dict[str, Any] = {
     "connect_timeout": 5,
-    "read_timeout": 20,
+    "read_timeout": 5,
     "retries": {"max_attempts": 2, "mode": "standard"},
 }
 

@@ -34,7 +34,7 @@ from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
 #: bytes of one log read (the API cuts there; the tail of a huge log is read with ``tail``)
 LIMIT_BYTES = 1024 * 1024
 #: (connect, read) seconds of one log request: a stalled log API must not stall the task
-REQUEST_TIMEOUT = (5.0, 20.0)
+REQUEST_TIMEOUT = (5.0, 5.0)
 #: how far ``sinceSeconds`` reaches back beyond ``since``: clock skew between here and the node
 SKEW_MARGIN = timedelta(seconds=5)
 

@@ -63,6 +63,9 @@ ERROR_OUTPUT_CHARS = 8000
 LAST_EVENTS = 5
 #: seconds between two log reads of a blocking try, by default
 DEFAULT_FETCH_INTERVAL = 10.0
+#: a read of the units' logs that took longer turns reading off for the rest of the try: a slow
+#: logs API costs one read's timeout, not one per poll
+SLOW_READ_SECONDS = 8.0
 
 
 def _containers(value: Any) -> list[str] | bool | None:
@@ -134,14 +137,26 @@ class ContainerLogs:
         self._last_read = now
         if final:
             self._units = list(units)
-        self._read(units, until=None)
+        self._timed(lambda: self._read(units, until=None))
 
     def close(self, until: datetime | None) -> None:
         """After the try's outcome was recorded at ``until``: the units' lines stamped up to it
         (the next try prints those after it). ``None``: no outcome time known; nothing read."""
         if self.enabled and self._units and until is not None:
-            self._read(self._units, until=until)
+            units = self._units
+            self._timed(lambda: self._read(units, until=until))
         self._units = []
+
+    def _timed(self, read: Callable[[], None]) -> None:
+        started = self._clock()
+        read()
+        took = self._clock() - started
+        if took > SLOW_READ_SECONDS:
+            self.enabled = False
+            self._warn(
+                f"reading container logs took {took:.0f}s; the logs API is slow, so this try "
+                "reads no more of them"
+            )
 
     def _read(self, units: Sequence[Unit], *, until: datetime | None) -> None:
         try:
@@ -194,10 +209,12 @@ class ContainerLogs:
         its last events); unchanged when logs are off or nothing could be read."""
         if not self.enabled or self._last_lines == 0 or error.output is not None:
             return error
+        started = self._clock()
         try:
             reader = self._get_reader()
             container, read = reader.tail(unit, self._last_lines)
-            events = [] if read.lines else reader.events(unit, LAST_EVENTS)
+            slow = self._clock() - started > SLOW_READ_SECONDS
+            events = [] if read.lines or slow else reader.events(unit, LAST_EVENTS)
         except Exception as exc:
             self._warn(f"unit {unit.index}: cannot read its last lines: {type(exc).__name__}: {exc}")
             return error
