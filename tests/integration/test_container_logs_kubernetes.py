@@ -184,13 +184,14 @@ def test_a_pod_that_never_started_gives_its_events_and_a_warning(airflow_env, ku
     ids=["forbidden", "unavailable", "slow"],
 )
 def test_a_refused_or_faulted_log_api_is_a_warning(
-    airflow_env, kube_env, fault_proxy: Callable[[str], FaultProxy], fault
+    airflow_env, kube_env, fault_proxy: Callable[[str], FaultProxy], fault, request
 ) -> None:
+    case = request.node.callspec.id
     proxy = fault_proxy(kube_env.cluster.server)
     kube_env.route_through(proxy.url)
     proxy.add_rule(fault, path=LOG_PATH)
     record, out = _run(
-        airflow_env, kube_env, "kube_logs_faulted", tenant_id="kl-faulted", sh=f"{SCRIPT}; exit 2"
+        airflow_env, kube_env, f"kube_logs_{case}", tenant_id=f"kl-{case}", sh=f"{SCRIPT}; exit 2"
     )
 
     assert record.state() == "failed"
