@@ -205,7 +205,8 @@ def _line(event: Mapping[str, Any], container: str) -> LogLine:
 
 
 def _warning(unit: Unit, target: AwsLogsTarget, exc: BaseException) -> str:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    response = getattr(exc, "response", None)
+    code = (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
     if code == "ResourceNotFoundException":
         why = "the log group or stream does not exist (yet)"
     elif code in ("AccessDeniedException", "AccessDenied"):

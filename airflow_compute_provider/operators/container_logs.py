@@ -63,9 +63,10 @@ ERROR_OUTPUT_CHARS = 8000
 LAST_EVENTS = 5
 #: seconds between two log reads of a blocking try, by default
 DEFAULT_FETCH_INTERVAL = 10.0
-#: a read of the units' logs that took longer turns reading off for the rest of the try: a slow
-#: logs API costs one read's timeout, not one per poll
-SLOW_READ_SECONDS = 8.0
+#: one unit's read that took longer turns reading off for the rest of the try (a read takes
+#: milliseconds; the readers' request timeouts are 5 s): a slow logs API costs one timeout, not
+#: one per unit and poll
+SLOW_READ_SECONDS = 4.0
 
 
 def _containers(value: Any) -> list[str] | bool | None:
@@ -137,26 +138,26 @@ class ContainerLogs:
         self._last_read = now
         if final:
             self._units = list(units)
-        self._timed(lambda: self._read(units, until=None))
+        self._read(units, until=None)
 
     def close(self, until: datetime | None) -> None:
         """After the try's outcome was recorded at ``until``: the units' lines stamped up to it
         (the next try prints those after it). ``None``: no outcome time known; nothing read."""
         if self.enabled and self._units and until is not None:
-            units = self._units
-            self._timed(lambda: self._read(units, until=until))
+            self._read(self._units, until=until)
         self._units = []
 
-    def _timed(self, read: Callable[[], None]) -> None:
-        started = self._clock()
-        read()
+    def _slow(self, started: float) -> bool:
+        """Whether a read begun at ``started`` was slow; reading stops for the try if it was."""
         took = self._clock() - started
-        if took > SLOW_READ_SECONDS:
-            self.enabled = False
-            self._warn(
-                f"reading container logs took {took:.0f}s; the logs API is slow, so this try "
-                "reads no more of them"
-            )
+        if took <= SLOW_READ_SECONDS:
+            return False
+        self.enabled = False
+        self._warn(
+            f"reading container logs took {took:.0f}s; the logs API is slow, so this try reads no "
+            "more of them"
+        )
+        return True
 
     def _read(self, units: Sequence[Unit], *, until: datetime | None) -> None:
         try:
@@ -165,7 +166,10 @@ class ContainerLogs:
             self._warn(f"cannot read container logs: {type(exc).__name__}: {str(exc)[:200]}")
             return
         for unit in sorted(units, key=lambda u: u.index):
+            started = self._clock()
             self._stream_unit(reader, unit, until)
+            if self._slow(started):
+                return
 
     def _stream_unit(self, reader: ContainerLogReader, unit: Unit, until: datetime | None) -> None:
         since = self._oldest_cursor(unit) or self._since
@@ -213,8 +217,7 @@ class ContainerLogs:
         try:
             reader = self._get_reader()
             container, read = reader.tail(unit, self._last_lines)
-            slow = self._clock() - started > SLOW_READ_SECONDS
-            events = [] if read.lines or slow else reader.events(unit, LAST_EVENTS)
+            events = [] if read.lines or self._slow(started) else reader.events(unit, LAST_EVENTS)
         except Exception as exc:
             self._warn(f"unit {unit.index}: cannot read its last lines: {type(exc).__name__}: {exc}")
             return error

@@ -128,7 +128,7 @@ def test_no_awslogs_configuration_is_a_warning_not_a_failure(airflow_env, ecs_en
 
     assert record.state() == "success"
     assert "container main has no awslogs log configuration" in out
-    assert _printed(out) == [], [x for x in out.splitlines() if "container logs" in x]
+    assert _printed(out) == []
 
 
 def test_a_missing_log_group_is_a_warning_and_the_failure_stays_the_tasks(airflow_env, ecs_env) -> None:
@@ -155,7 +155,9 @@ def test_a_missing_log_group_is_a_warning_and_the_failure_stays_the_tasks(airflo
     ],
     ids=["access-denied", "unavailable", "slow"],
 )
-def test_a_refused_or_faulted_logs_api_is_a_warning(airflow_env, ecs_env, fault_proxy, fault) -> None:
+def test_a_refused_or_faulted_logs_api_is_a_warning(
+    airflow_env, ecs_env, fault_proxy, fault, request
+) -> None:
     # Faults on the wire (the fault proxy in front of moto): only CloudWatch Logs' GetLogEvents.
     proxy = fault_proxy(ecs_env.endpoint_url)
     ecs_env.route_through(proxy.url)
@@ -164,5 +166,9 @@ def test_a_refused_or_faulted_logs_api_is_a_warning(airflow_env, ecs_env, fault_
     record, out = _run(airflow_env, ecs_env, "ecs_logs_faulted", tenant_id="logs-faulted")
 
     assert record.state() == "success"
-    assert f"cannot read {LOG_GROUP} compute/main/" in out or "the logs API is slow" in out
-    assert _printed(out) == [], [x for x in out.splitlines() if "container logs" in x]
+    assert f"cannot read {LOG_GROUP} compute/main/" in out, [
+        x for x in out.splitlines() if "container logs" in x
+    ]
+    if request.node.callspec.id == "slow":
+        assert "the logs API is slow, so this try reads no more of them" in out
+    assert _printed(out) == []

@@ -199,6 +199,8 @@ def test_a_refused_or_faulted_log_api_is_a_warning(
     assert (error["code"], error["root_cause"]["exit_code"]) == ("CONTAINER_FAILED", 2)
     assert "output" not in error or error["output"]["lines"] == []
     assert _warnings(out)
+    if case == "slow":
+        assert any("the logs API is slow" in w for w in _warnings(out))
     assert _printed(out) == []
 
 
