@@ -608,7 +608,11 @@ class BaseComputeOperator(BaseOperator):
         count = int(t.args["count"])
         if progress.state is Settlement.FAILED:
             failures = [
-                (s.unit.index, s.unit.resource_id, logs.with_last_lines(err, s.unit))
+                (
+                    s.unit.index,
+                    s.unit.resource_id,
+                    logs.with_last_lines(err, s.unit, started=bool(s.running_since)),
+                )
                 for s, err in progress.failures
             ]
             report = outcome.units_report(everything, failures)

@@ -14,7 +14,7 @@ The lifecycle (``base.py``) calls this module at three points of a try:
     when a unit failed           ``ContainerLogs.with_last_lines(error, unit)``: the unit's error
                                  with its main container's last ``log_lines_on_failure`` lines
                                  (bounded in characters; on Kubernetes the pod's last events
-                                 when it printed nothing); ``failure.record_failure`` masks them
+                                 when it never started); ``failure.record_failure`` masks them
                                  with the rest of the error
 
 Each line goes to the task log prefixed ``[unit N]`` (``[unit N/container]`` when several
@@ -208,16 +208,18 @@ class ContainerLogs:
 
     # -- the error -----------------------------------------------------------------------------
 
-    def with_last_lines(self, error: ComputeError, unit: Unit) -> ComputeError:
-        """``error`` with the unit's main container's last lines (and, when it printed nothing,
-        its last events); unchanged when logs are off or nothing could be read."""
+    def with_last_lines(self, error: ComputeError, unit: Unit, *, started: bool) -> ComputeError:
+        """``error`` with the unit's main container's last lines; for a unit that never
+        ``started`` (the provider gives it no start time) its last events instead. Unchanged when
+        logs are off or there is nothing to show."""
         if not self.enabled or self._last_lines == 0 or error.output is not None:
             return error
-        started = self._clock()
+        begun = self._clock()
         try:
             reader = self._get_reader()
             container, read = reader.tail(unit, self._last_lines)
-            events = [] if read.lines or self._slow(started) else reader.events(unit, LAST_EVENTS)
+            quiet = read.lines or started or self._slow(begun)
+            events = [] if quiet else reader.events(unit, LAST_EVENTS)
         except Exception as exc:
             self._warn(f"unit {unit.index}: cannot read its last lines: {type(exc).__name__}: {exc}")
             return error

@@ -428,8 +428,8 @@ MUTATIONS = (
         part="container logs",
         removes="the failed unit's last lines in its error",
         path=f"{PACKAGE}/operators/base.py",
-        old="(s.unit.index, s.unit.resource_id, logs.with_last_lines(err, s.unit))",
-        new="(s.unit.index, s.unit.resource_id, err)",
+        old="logs.with_last_lines(err, s.unit, started=bool(s.running_since))",
+        new="err",
         caught_by=(
             "tests/integration/test_container_logs_kubernetes.py::test_a_failed_pod_carries_its_last_lines_in_its_error[deferrable]",
             "tests/integration/test_container_logs_ecs.py::test_a_failed_task_carries_its_last_lines_in_its_error[blocking]",
