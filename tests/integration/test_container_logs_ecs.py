@@ -48,6 +48,12 @@ def _printed(out: str, unit: int = 0) -> list[str]:
     return [line.rstrip() for line in found]
 
 
+def _split_at_the_retry(out: str) -> tuple[str, str]:
+    """The task log of try 1 and of what follows (Airflow's retry callback logs the failure)."""
+    at = out.index("compute operation failed, retry follows")
+    return out[:at], out[at:]
+
+
 def _masked(lines: tuple[str, ...] | list[str]) -> list[str]:
     return [line.replace(CANARY, "***") for line in lines]
 
@@ -97,15 +103,15 @@ def test_a_reattaching_try_prints_no_line_twice(airflow_env, ecs_env, deferrable
     # One line per describe while running: try 1 (1 s) times out with some printed, try 2
     # reattaches to the same task and prints the rest, none of them again.
     lines = tuple(f"tick {i}" for i in range(40))
-    ecs_env.script_tasks(TaskScript(running=25, output=lines))
+    ecs_env.script_tasks(TaskScript(pending=0, running=25, output=lines))
     record, out = _run(
         airflow_env,
         ecs_env,
         f"ecs_logs_reattach_{int(deferrable)}",
         tenant_id=f"logs-reattach-{int(deferrable)}",
         deferrable=deferrable,
-        timeout=Code("timedelta(seconds=1)"),
-        timeout_factor=30.0,
+        timeout=Code("timedelta(seconds=2)"),
+        timeout_factor=15.0,
         retries=1,
         log_fetch_interval=0.2,
     )
@@ -114,6 +120,9 @@ def test_a_reattaching_try_prints_no_line_twice(airflow_env, ecs_env, deferrable
     assert record.try_numbers()["provision"] == 2
     assert len(ecs_env.launched_task_arns()) == 1, "the second try reattached"
     assert _printed(out) == list(lines)
+    first, then = _split_at_the_retry(out)
+    assert _printed(first), "try 1 printed some lines itself"
+    assert _printed(then), "try 2 printed the rest"
 
 
 def test_no_awslogs_configuration_is_a_warning_not_a_failure(airflow_env, ecs_env) -> None:

@@ -64,6 +64,12 @@ def _printed(out: str, unit: str = "0") -> list[str]:
     return [line.rstrip() for line in found]
 
 
+def _split_at_the_retry(out: str) -> tuple[str, str]:
+    """The task log of try 1 and of what follows (Airflow's retry callback logs the failure)."""
+    at = out.index("compute operation failed, retry follows")
+    return out[:at], out[at:]
+
+
 def _warnings(out: str) -> list[str]:
     return [line for line in out.splitlines() if "container logs:" in line]
 
@@ -113,6 +119,9 @@ def test_a_reattaching_try_prints_no_line_twice(airflow_env, kube_env, deferrabl
     assert record.try_numbers()["provision"] == 2
     assert len(kube_env.pods_of(f"kl-reattach-{int(deferrable)}")) == 1, "the second try reattached"
     assert _printed(out) == [f"tick {i}" for i in range(30)]
+    first, then = _split_at_the_retry(out)
+    assert _printed(first), "try 1 printed some lines itself"
+    assert _printed(then), "try 2 printed the rest"
 
 
 def test_several_containers_are_prefixed_with_their_names(airflow_env, kube_env) -> None:
