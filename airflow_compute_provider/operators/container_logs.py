@@ -162,6 +162,8 @@ class ContainerLogs:
     def _read(self, units: Sequence[Unit], *, until: datetime | None) -> None:
         try:
             reader = self._get_reader()
+        except NotImplementedError:
+            return
         except Exception as exc:
             self._warn(f"cannot read container logs: {type(exc).__name__}: {str(exc)[:200]}")
             return
@@ -217,6 +219,12 @@ class ContainerLogs:
         begun = self._clock()
         try:
             reader = self._get_reader()
+        except NotImplementedError:
+            return error
+        except Exception as exc:
+            self._warn(f"cannot read container logs: {type(exc).__name__}: {str(exc)[:200]}")
+            return error
+        try:
             container, read = reader.tail(unit, self._last_lines)
             quiet = read.lines or started or self._slow(begun)
             events = [] if quiet else reader.events(unit, LAST_EVENTS)
@@ -235,7 +243,11 @@ class ContainerLogs:
 
     def _get_reader(self) -> ContainerLogReader:
         if self._reader is None:
-            self._reader = self._make_reader()
+            try:
+                self._reader = self._make_reader()
+            except NotImplementedError:
+                self.enabled = False  # an operator without container output (a test backend's)
+                raise
         return self._reader
 
     def _warn(self, text: str) -> None:
