@@ -16,6 +16,7 @@ HOW_TO_GUIDES = (
     "kubernetes-operator",
     "retry-policy-and-branching",
     "timeouts-and-reattaching",
+    "container-logs",
     "recovery",
     "compute-health",
     "deploying",

@@ -89,6 +89,8 @@ def failure_fields(error: ComputeError) -> dict[str, Any]:
         fields["units_running"] = [u.index for u in error.units.running]
     if error.cleanup is not None:
         fields["cleanup"] = error.cleanup.action
+    if error.output is not None:
+        fields["last_lines"] = error.output.lines  # the failed unit's, masked with the error
     return {k: v for k, v in fields.items() if v is not None}
 
 

@@ -57,6 +57,12 @@ def ours(spec: dict[str, Any], resource_id: str) -> tuple[Any, Callable[[dict[st
     from airflow_compute_provider.triggers.status import ComputeStatusTrigger
 
     unit = Unit(0, 0 if spec["provider"] == "ecs" else 1, resource_id, spec["locator"])
+
+    def ok(payload: dict[str, Any]) -> bool:
+        return payload.get("kind") == "settled" and payload["statuses"][0]["phase"] == "succeeded"
+
+    if "get_logs" in spec:
+        return as_the_operator_defers(spec, unit), ok
     trigger = ComputeStatusTrigger(
         provider=spec["provider"],
         backend_config=spec["config"],
@@ -64,11 +70,32 @@ def ours(spec: dict[str, Any], resource_id: str) -> tuple[Any, Callable[[dict[st
         deadline=(datetime.now(UTC) + timedelta(hours=2)).isoformat(),
         poll_interval=spec["interval"],
     )
-
-    def ok(payload: dict[str, Any]) -> bool:
-        return payload.get("kind") == "settled" and payload["statuses"][0]["phase"] == "succeeded"
-
     return trigger, ok
+
+
+def as_the_operator_defers(spec: dict[str, Any], unit: Any) -> Any:
+    """The trigger a compute operator defers to (``lifecycle.wait.status_trigger``), its try's
+    arguments the operator's defaults with ``get_logs`` as the spec says (``--get-logs``)."""
+    from airflow_compute_provider.hooks.base import ExecutionRef, backend_from_config
+    from airflow_compute_provider.lifecycle.deadline import DeadlineBy, TryDeadline
+    from airflow_compute_provider.lifecycle.tries import Try
+    from airflow_compute_provider.lifecycle.wait import status_trigger
+
+    args = {
+        "operation": "bench",
+        "wait_for": "completion",
+        "poll_interval": float(spec["interval"]),
+        "pending_grace_period": timedelta(minutes=2),
+        "on_kill_action": "keep",
+        "get_logs": bool(spec["get_logs"]),
+        "container_logs": None,
+        "log_lines_on_failure": 20,
+        "log_fetch_interval": 10.0,
+    }
+    t = Try.start(ExecutionRef("bench", unit.resource_id), 1, args, provider=spec["provider"])
+    backend = backend_from_config(spec["provider"], spec["config"])
+    deadline = TryDeadline(datetime.now(UTC) + timedelta(hours=2), DeadlineBy.TIMEOUT, timedelta(hours=2))
+    return status_trigger(t, backend, [unit], [], deadline)
 
 
 def official(spec: dict[str, Any], resource_id: str) -> tuple[Any, Callable[[dict[str, Any]], bool]]:

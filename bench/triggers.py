@@ -251,6 +251,7 @@ def bench_ecs(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "config": config,
                 "locator": {"region": endpoint.region, "cluster": endpoint.cluster},
                 "first_requests": first_requests("ecs", side, n),
+                **get_logs_spec(args),
             }
             results[side] = measure(
                 spec=spec, env=env, proxy=proxy, finish=endpoint.finish, args=args, workdir=workdir
@@ -286,6 +287,7 @@ def bench_kubernetes(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "config": {"kubernetes_conn_id": "kubernetes_default", "namespace": namespace},
                 "locator": {"namespace": namespace},
                 "first_requests": first_requests("kubernetes", side, n),
+                **get_logs_spec(args),
             }
 
             def finish(units: Sequence[str], namespace: str = namespace) -> Mapping[str, float]:
@@ -401,6 +403,12 @@ def wait_until(check: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.2)
 
 
+def get_logs_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"get_logs": bool}`` when ``--get-logs`` was given (the runner then builds our triggers
+    as the operator does), else nothing."""
+    return {} if args.get_logs is None else {"get_logs": args.get_logs == "on"}
+
+
 def side_n(args: argparse.Namespace, side: str) -> int:
     """Triggers of one side: ``--n``, or ``--official-n`` for the official side when given (the
     official triggers cannot run 10,000 in one process: about 1.9 GB per 1,000 for ECS)."""
@@ -453,6 +461,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="ECS: our side reads task state change events from an SQS queue (the ECS harness "
         "sends them); DescribeTasks only as the fallback",
+    )
+    parser.add_argument(
+        "--get-logs",
+        choices=("on", "off"),
+        default=None,
+        help="our side's triggers built as the compute operator defers (lifecycle.wait."
+        "status_trigger) with get_logs on or off, instead of directly",
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)

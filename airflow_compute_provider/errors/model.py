@@ -10,7 +10,12 @@ XCom, the state store and logs unchanged. Its parts:
      │   tenant_id, attempt, occurred_at
      ├── retry_after_seconds                  a provider's hint, when it gave one
      ├── units: UnitsReport                   per unit: succeeded / running / failed / pending
-     └── cleanup: CleanupReport               what was done with what had started
+     ├── cleanup: CleanupReport               what was done with what had started
+     └── output: ContainerOutput              (v1.1, optional) the failed unit's last lines
+
+Contract versions: v1.1 adds ``output`` and nothing else. It is left out of the JSON when
+unset, so an error without container output is a v1 error to the byte (``schema_version`` stays
+1: v1.1 is additive).
 
 ``classification`` is derived from ``code`` (see ``catalog``); for ``PARTIAL_FAILURE`` it is
 the most severe classification among the failed units. A payload that states a different
@@ -72,6 +77,18 @@ class CleanupReport(_Frozen):
     resources: list[str] = Field(default_factory=list)
 
 
+class ContainerOutput(_Frozen):
+    """The failed unit's last container lines (contract v1.1): bounded, secrets masked.
+
+    ``lines`` are the main container's last lines, oldest first, each cut at a bound and marked
+    when cut; ``events`` the pod's last events (Kubernetes, for a pod that never started)."""
+
+    container: str | None = Field(None, description="The container the lines are from.")
+    lines: list[str] = Field(default_factory=list, description="Its last lines, oldest first.")
+    truncated: bool = Field(False, description="Earlier lines, or parts of lines, were left out.")
+    events: list[str] = Field(default_factory=list, description="The unit's last provider events.")
+
+
 class ComputeError(_Frozen):
     """A normalized compute failure: same fields and codes for every provider."""
 
@@ -93,6 +110,12 @@ class ComputeError(_Frozen):
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     units: UnitsReport | None = None
     cleanup: CleanupReport | None = None
+    #: v1.1: absent from the JSON when unset, so an error without it reads as v1 everywhere
+    output: ContainerOutput | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="v1.1: the failed unit's last container lines (optional).",
+    )
 
     @model_validator(mode="before")
     @classmethod

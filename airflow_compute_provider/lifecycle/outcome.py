@@ -88,6 +88,7 @@ def failure_error(report: UnitsReport, *, count: int) -> ComputeError:
         root_cause=worst.root_cause,
         retry_after_seconds=worst.retry_after_seconds,
         units=report,
+        output=worst.output,  # the most severe unit's last lines, as for a single unit
     )
 
 

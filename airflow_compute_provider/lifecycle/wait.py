@@ -100,10 +100,12 @@ def poll_until_settled(
     deadline: datetime,
     timer: LaunchTimer,
     latest: list[UnitStatus] | None = None,
+    on_poll: Callable[[], None] | None = None,
 ) -> tuple[list[UnitStatus], bool]:
     """The newest statuses of ``watch``, and whether the deadline passed before they settled.
     ``latest``, when given, holds the newest statuses all along (for a wait Airflow cuts short:
-    ``execution_timeout``)."""
+    ``execution_timeout``); ``on_poll`` runs after each poll of units still waiting (container
+    output to the task log)."""
     statuses: list[UnitStatus] = []
     heartbeat = Heartbeat(store, t)
     while True:
@@ -126,6 +128,8 @@ def poll_until_settled(
                 return statuses, False
         if now >= deadline:
             return statuses, True
+        if on_poll is not None:
+            on_poll()
         time.sleep(max(0.0, min(float(t.args["poll_interval"]), (deadline - now).total_seconds())))
 
 

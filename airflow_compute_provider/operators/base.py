@@ -17,7 +17,10 @@ the column on the right names the module of ``lifecycle/`` that does the step's 
                   kept for ``retry_failed``                                  rollback.py
     5. wait       deferred to ComputeStatusTrigger, or polling here: same    wait.py,
                   deadline either way (a deferred try's is bounded by        deadline.py
-                  execution_timeout too, which Airflow 3.3 does not do)
+                  execution_timeout too, which Airflow 3.3 does not do);
+                  container output to the task log (streamed when blocking,  container_logs.py
+                  read at resume when deferred; a failed unit's last lines
+                  join its error)
     6. settle     success -> XCom result; failure -> XCom ``compute_error``, outcome.py,
                   the error kept with the operation, and                     failure.py,
                   ComputeOperationError raised                               rollback.py
@@ -51,12 +54,21 @@ from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
+from airflow_compute_provider.hooks.container_logs import ContainerLogReader
 from airflow_compute_provider.lifecycle import decisions, outcome
 from airflow_compute_provider.lifecycle.arguments import (
     ARGUMENT_TYPES,
     Validator,
     valid_or_none,
     validate_arguments,
+)
+from airflow_compute_provider.lifecycle.container_logs import (
+    DEFAULT_FETCH_INTERVAL,
+    DEFAULT_LAST_LINES,
+    LOG_ARGUMENT_TYPES,
+    ContainerLogs,
+    outcome_time,
+    previous_read,
 )
 from airflow_compute_provider.lifecycle.deadline import DeadlineBy, TryDeadline, ledger_units, try_deadline
 from airflow_compute_provider.lifecycle.decisions import AfterAirflowDecided
@@ -126,6 +138,13 @@ class BaseComputeOperator(BaseOperator):
     :param on_kill_action: ``"keep"`` (default) or ``"stop"``: what a kill of the task does to
         the units. Worker shutdowns and ``execution_timeout`` keep them unless this is "stop".
     :param state_conn_id: the Airflow connection of the tenant state store.
+    :param get_logs: print the units' container output in the task log, and put a failed
+        unit's last lines in its error (default on; ``docs/howto/container-logs.md``).
+    :param container_logs: which containers' output: the main one (``None``, default), names,
+        or ``True`` for every container.
+    :param log_lines_on_failure: how many of a failed unit's last lines its error carries
+        (default 20; 0 for none).
+    :param log_fetch_interval: seconds between two log reads while a blocking try waits.
     """
 
     provider: ClassVar[str] = ""
@@ -152,6 +171,10 @@ class BaseComputeOperator(BaseOperator):
         pending_grace_period: timedelta = DEFAULT_PENDING_GRACE_PERIOD,
         on_kill_action: str = "keep",
         state_conn_id: str = DEFAULT_CONN_ID,
+        get_logs: bool = True,
+        container_logs: str | list[str] | bool | None = None,
+        log_lines_on_failure: int = DEFAULT_LAST_LINES,
+        log_fetch_interval: float = DEFAULT_FETCH_INTERVAL,
         **kwargs: Any,
     ) -> None:
         # retries follow the ComputeRetryPolicy unless the author set them (operators/policy_arguments.py)
@@ -172,6 +195,10 @@ class BaseComputeOperator(BaseOperator):
         self.pending_grace_period = pending_grace_period
         self.on_kill_action = on_kill_action
         self.state_conn_id = state_conn_id
+        self.get_logs = get_logs
+        self.container_logs = container_logs
+        self.log_lines_on_failure = log_lines_on_failure
+        self.log_fetch_interval = log_fetch_interval
         # Static mistakes fail the DAG import; templated values are checked once rendered.
         self._validated(skip_templates=True)
         # Ours run beside the DAG author's callbacks, never instead of them.
@@ -186,6 +213,9 @@ class BaseComputeOperator(BaseOperator):
         self._launch_timer = LaunchTimer()
         #: the exceptions ``_fail`` raised: recorded already, so they pass through untouched
         self._raised: list[ComputeOperationError] = []
+        #: this try's reading of container output (``container_logs.py``), made when first needed
+        self._logs: ContainerLogs | None = None
+        self._logs_try: tuple[int, str | None] | None = None
 
     @property
     def compute_units(self) -> list[Unit]:
@@ -204,6 +234,10 @@ class BaseComputeOperator(BaseOperator):
     def provider_arguments(self) -> dict[str, Any]:
         """The provider operator's own arguments, by name, for validation."""
         return {}
+
+    def make_log_reader(self) -> ContainerLogReader:
+        """The provider's reader of its units' container output (``container_logs.py``)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no container output")
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -231,10 +265,21 @@ class BaseComputeOperator(BaseOperator):
                 self.provider_arguments(), self.provider_argument_types, skip_templates=skip_templates
             )
         )
+        args.update(
+            validate_arguments(self._log_arguments(), LOG_ARGUMENT_TYPES, skip_templates=skip_templates)
+        )
         timeout, cap = args["timeout"], args["max_timeout"]
         if isinstance(timeout, timedelta) and isinstance(cap, timedelta) and cap < timeout:
             raise ComputeConfigError(f"must not be shorter than timeout ({timeout})", argument="max_timeout")
         return args
+
+    def _log_arguments(self) -> dict[str, Any]:
+        return {
+            "get_logs": self.get_logs,
+            "container_logs": self.container_logs,
+            "log_lines_on_failure": self.log_lines_on_failure,
+            "log_fetch_interval": self.log_fetch_interval,
+        }
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -552,6 +597,7 @@ class BaseComputeOperator(BaseOperator):
             deadline=deadline.at,
             timer=self._launch_timer,
             latest=self._latest,
+            on_poll=lambda: self._container_logs(t).stream(watch),
         )
         return self._settle(context, t, done, statuses, deadline, timed_out=timed_out)
 
@@ -566,6 +612,8 @@ class BaseComputeOperator(BaseOperator):
         timed_out: bool,
     ) -> dict[str, Any]:
         everything = done + statuses
+        logs = self._container_logs(t)
+        logs.stream([s.unit for s in everything], final=True)
         progress = assess_try(t, everything, deadline.at, datetime.now(UTC))
         self._launch_timer.observe(self._store, t, statuses)
         follow_statuses(self._store, t, statuses, conn_id=self._conn_id())
@@ -573,12 +621,20 @@ class BaseComputeOperator(BaseOperator):
             store = self._store
             store.record_outcome(t.tenant_id, t.execution_id, None, by=t.ref)
             store.finish_operation(t.tenant_id, t.execution_id, None, will_retry=False, by=t.ref)
+            self._close_logs(t)
             self._active = None
             t.log.info("compute operation succeeded", units=len(everything))
             return outcome.success_result(t.execution_id, everything)
         count = int(t.args["count"])
         if progress.state is Settlement.FAILED:
-            failures = [(s.unit.index, s.unit.resource_id, err) for s, err in progress.failures]
+            failures = [
+                (
+                    s.unit.index,
+                    s.unit.resource_id,
+                    logs.with_last_lines(err, s.unit, started=bool(s.running_since)),
+                )
+                for s, err in progress.failures
+            ]
             report = outcome.units_report(everything, failures)
             error = outcome.failure_error(report, count=count)
             stuck = [s.unit for s, _ in progress.failures if not s.phase.terminal]
@@ -610,6 +666,8 @@ class BaseComputeOperator(BaseOperator):
         """Record the try's failure (``lifecycle/failure.py``) and raise it; ``record=False`` leaves the
         state store alone (the tenant refused the try)."""
         error = record_failure(context, t, error, store=(lambda: self._store) if record else None)
+        if record:
+            self._close_logs(t)
         exception = self._exception_for(error, context)
         self._raised.append(exception)
         raise exception
@@ -636,6 +694,27 @@ class BaseComputeOperator(BaseOperator):
             self.make_backend().stop(self._watching, reason="task killed in Airflow")
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _container_logs(self, t: Try) -> ContainerLogs:
+        """This try's reader of container output, resuming where the previous try stopped."""
+        # one reading per try: an operator object Airflow reuses for the next try starts afresh
+        if self._logs is None or self._logs_try != (t.attempt, t.token):
+            self._logs_try = (t.attempt, t.token)
+            since = None
+            if t.args.get("get_logs", True):
+                with suppress(Exception):  # the store's trouble shows elsewhere; logs print all
+                    since = previous_read(self._store, t.tenant_id, t.execution_id, t.attempt)
+            self._logs = ContainerLogs(self.make_log_reader, t.args, self.log, since)
+        return self._logs
+
+    def _close_logs(self, t: Try) -> None:
+        """The try's outcome is recorded: print the lines up to that moment (``close``)."""
+        if self._logs is None or self._logs_try != (t.attempt, t.token):
+            return
+        until = None
+        with suppress(Exception):
+            until = outcome_time(self._store, t.tenant_id, t.execution_id, t.attempt)
+        self._logs.close(until)
 
     @cached_property
     def _store(self) -> TenantStateStore:

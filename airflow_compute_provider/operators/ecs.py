@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from airflow_compute_provider.hooks.base import ComputeBackend
+from airflow_compute_provider.hooks.container_logs import ContainerLogReader
 from airflow_compute_provider.lifecycle.arguments import Validator, typed
 from airflow_compute_provider.links import EcsTaskConsoleLink
 from airflow_compute_provider.operators.base import BaseComputeOperator
@@ -47,6 +48,13 @@ class EcsComputeOperator(BaseComputeOperator):
     :param platform_version: the Fargate platform version.
     :param aws_conn_id: the Amazon provider's connection (``aws_default``).
     :param region_name: the AWS region; default from the connection.
+    :param awslogs_group: the CloudWatch Logs group of the containers' output; default the task
+        definition's ``awslogs-group`` (as on ``EcsRunTaskOperator``); templated.
+    :param awslogs_stream_prefix: the stream prefix; default the task definition's
+        ``awslogs-stream-prefix``. A container's stream is ``<prefix>/<container>/<task id>``.
+
+    Container output (``get_logs``) is read from CloudWatch Logs through the Amazon provider's
+    ``AwsLogsHook`` (``docs/howto/container-logs.md``).
 
     Every other parameter is ``BaseComputeOperator``'s.
     """
@@ -63,6 +71,8 @@ class EcsComputeOperator(BaseComputeOperator):
         "platform_version": typed(Annotated[str, Field(min_length=1, max_length=64)] | None),
         "aws_conn_id": typed(Annotated[str, Field(min_length=1, max_length=250)] | None),
         "region_name": typed(Annotated[str, Field(min_length=1, max_length=64)] | None),
+        "awslogs_group": typed(Annotated[str, Field(min_length=1, max_length=512)] | None),
+        "awslogs_stream_prefix": typed(Annotated[str, Field(min_length=1, max_length=512)] | None),
     }
 
     template_fields: Sequence[str] = (
@@ -72,6 +82,8 @@ class EcsComputeOperator(BaseComputeOperator):
         "overrides",
         "network_configuration",
         "tags",
+        "awslogs_group",
+        "awslogs_stream_prefix",
     )
     operator_extra_links = (EcsTaskConsoleLink(),)
     template_fields_renderers: ClassVar[dict[str, str]] = {
@@ -93,6 +105,8 @@ class EcsComputeOperator(BaseComputeOperator):
         platform_version: str | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
+        awslogs_group: str | None = None,
+        awslogs_stream_prefix: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.cluster = cluster
@@ -105,6 +119,8 @@ class EcsComputeOperator(BaseComputeOperator):
         self.platform_version = platform_version
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        self.awslogs_group = awslogs_group
+        self.awslogs_stream_prefix = awslogs_stream_prefix
         super().__init__(**kwargs)
 
     def provider_arguments(self) -> dict[str, Any]:
@@ -119,6 +135,8 @@ class EcsComputeOperator(BaseComputeOperator):
             "platform_version": self.platform_version,
             "aws_conn_id": self.aws_conn_id,
             "region_name": self.region_name,
+            "awslogs_group": self.awslogs_group,
+            "awslogs_stream_prefix": self.awslogs_stream_prefix,
         }
 
     def _validated(self, *, skip_templates: bool) -> dict[str, Any]:
@@ -154,6 +172,17 @@ class EcsComputeOperator(BaseComputeOperator):
         if self.tags:
             request["tags"] = [{"key": k, "value": v} for k, v in self.tags.items()]
         return request
+
+    def make_log_reader(self) -> ContainerLogReader:
+        from airflow_compute_provider.hooks.ecs_logs import EcsLogReader
+
+        return EcsLogReader(
+            self.aws_conn_id,
+            self.region_name,
+            task_definition=self.task_definition,
+            awslogs_group=self.awslogs_group,
+            awslogs_stream_prefix=self.awslogs_stream_prefix,
+        )
 
     def _conn_id(self) -> str | None:
         return self.aws_conn_id

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.hooks.base import ComputeBackend
+from airflow_compute_provider.hooks.container_logs import ContainerLogReader
 from airflow_compute_provider.lifecycle.arguments import Validator, typed
 from airflow_compute_provider.links import KubernetesPodLink
 from airflow_compute_provider.operators.base import BaseComputeOperator
@@ -87,6 +88,10 @@ class KubernetesComputeOperator(BaseComputeOperator):
     :param annotations: extra pod annotations; templated.
     :param service_account_name: the pods' service account.
     :param kubernetes_conn_id: the Kubernetes provider's connection (``kubernetes_default``).
+
+    Container output (``get_logs``, ``container_logs``: the pod's first container by default)
+    is read through the API server's ``pods/{name}/log``; a failed pod that printed nothing
+    gives its last events instead (``docs/howto/container-logs.md``).
 
     ``wait_for="running"`` means every pod is Ready (or exited 0). A pod stuck pending
     (unschedulable, image pull back-off, config error) fails the operation once it has been stuck
@@ -200,6 +205,13 @@ class KubernetesComputeOperator(BaseComputeOperator):
         if args["container_resources"]:
             container["resources"] = args["container_resources"]
         return pod
+
+    def make_log_reader(self) -> ContainerLogReader:
+        from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
+        from airflow_compute_provider.hooks.kubernetes_logs import KubernetesLogReader
+
+        hook = KubernetesComputeHook(kubernetes_conn_id=self.kubernetes_conn_id, namespace=self.namespace)
+        return KubernetesLogReader(hook)
 
     def _conn_id(self) -> str | None:
         return self.kubernetes_conn_id

@@ -60,6 +60,10 @@ REGION = "us-east-1"
 CLUSTER_NAME = "compute-test"
 TASK_FAMILY = "compute-test-task"
 CONTAINER_NAME = "main"
+#: the task definition whose containers log to CloudWatch Logs (awslogs), and where
+LOGGED_TASK_FAMILY = "compute-test-logged"
+LOG_GROUP = "/ecs/compute-test"
+LOG_STREAM_PREFIX = "compute"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -126,6 +130,8 @@ class EcsEnv:
         self.cluster_name = CLUSTER_NAME
         self.cluster_arn = ""
         self.task_definition_arn = ""
+        #: ``TASK_FAMILY`` with an awslogs log configuration (group ``LOG_GROUP`` exists)
+        self.logged_task_definition_arn = ""
         self.subnet_id = ""
         self.security_group_id = ""
 
@@ -289,6 +295,39 @@ class EcsEnv:
                 }
             ],
         )["taskDefinition"]["taskDefinitionArn"]
+        self.client("logs").create_log_group(logGroupName=LOG_GROUP)
+        self.logged_task_definition_arn = self.ecs.register_task_definition(
+            family=LOGGED_TASK_FAMILY,
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[
+                {
+                    "name": CONTAINER_NAME,
+                    "image": "public.ecr.aws/docker/library/busybox:latest",
+                    "essential": True,
+                    "memory": 512,
+                    "command": ["sh", "-c", "echo hello"],
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": LOG_GROUP,
+                            "awslogs-region": REGION,
+                            "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                        },
+                    },
+                }
+            ],
+        )["taskDefinition"]["taskDefinitionArn"]
+
+    def log_events(self, task_arn: str, container: str = CONTAINER_NAME) -> list[str]:
+        """What the task's container printed, as CloudWatch Logs holds it."""
+        stream = f"{LOG_STREAM_PREFIX}/{container}/{task_arn.rsplit('/', 1)[-1]}"
+        events = self.client("logs").get_log_events(
+            logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True
+        )["events"]
+        return [str(e["message"]) for e in events]
 
 
 @pytest.fixture

@@ -35,6 +35,13 @@ What the patched moto does in addition (each mirrors real ECS):
     documents it (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_task_events.html;
     ecs_cwe_events.html for ``detail.version``: incremented whenever the task changes state,
     a duplicate carries the same version);
+  * a script's ``output`` is what the task's deciding container prints: written as log events
+    to CloudWatch Logs (moto's) in the stream its task definition's ``awslogs`` configuration
+    names, ``<awslogs-stream-prefix>/<container>/<task id>`` in ``awslogs-group`` (AWS ECS
+    developer guide, "Using the awslogs log driver"), as the awslogs driver does: the stream is
+    created on the first line, never the group (absent, the lines are lost, as ECS loses them);
+    one line per describe that shows the task RUNNING, the rest once it stopped; none for a
+    task that never started;
   * every container of the task definition appears in the task (moto models only the first),
     ``exitCode`` only once a container stopped, timestamps as ECS sets them: ``startedAt`` at
     the describe that first shows the task RUNNING (or past it) and kept from then on, never
@@ -133,6 +140,8 @@ class TaskScript:
     running: int | None = 1
     stopping: int | None = 0
     outcome: TaskOutcome = SUCCEEDED
+    #: the lines the deciding container prints (CloudWatch Logs, through its awslogs config)
+    output: tuple[str, ...] = ()
 
 
 RUNS_FOREVER = TaskScript(running=None)
@@ -186,6 +195,7 @@ class _Timeline:
     phases: list[_Phase]
     outcome: TaskOutcome
     describes_seen: int = 0
+    output: tuple[str, ...] = ()
 
     def current(self) -> _Phase:
         if self.describes_seen == 0:
@@ -216,13 +226,14 @@ def _timeline(script: TaskScript, initial: str | None) -> _Timeline:
             break
     # A rescripted task shows its first phase at once; a new one answers RunTask with `initial`.
     start = _Phase(initial, "RUNNING", 0) if initial else kept[0]
-    return _Timeline(initial=start, phases=kept, outcome=script.outcome)
+    return _Timeline(initial=start, phases=kept, outcome=script.outcome, output=script.output)
 
 
 @dataclass
 class _Container:
     moto: Any
     essential: bool
+    log_configuration: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -238,6 +249,8 @@ class _ScriptedTask:
     version: int = 0
     emitted: tuple[str, str] | None = None
     on_change: Callable[[_ScriptedTask], None] | None = None
+    #: how many of the script's output lines were written to CloudWatch Logs
+    printed: int = 0
 
     def apply(self) -> None:
         """Write the current phase onto moto's task object, which moto then serializes."""
@@ -271,6 +284,9 @@ class _ScriptedTask:
         for name, value in self.stamps.items():
             setattr(task, name, value)
         self._apply_containers(status, stopped=status in ("DEACTIVATING", "STOPPED"))
+        if "started_at" in self.stamps and status in ("RUNNING", "DEACTIVATING", "STOPPED"):
+            lines = self.timeline.output[self.printed :]
+            self._print(lines if status != "RUNNING" else lines[:1])
         state = (phase.last_status, phase.desired_status)
         if state != self.emitted:
             self.emitted = state
@@ -296,6 +312,31 @@ class _ScriptedTask:
             else:
                 moto.exitCode = outcome.others_exit_code
                 moto.reason = None
+
+    def _print(self, lines: Sequence[str]) -> None:
+        """Write ``lines`` as the deciding container's log events, where its awslogs config says."""
+        if not lines:
+            return
+        self.printed += len(lines)
+        container = self._deciding_container(self.timeline.outcome)
+        config = container.log_configuration or {}
+        options = config.get("options") or {}
+        if config.get("logDriver") != "awslogs" or "awslogs-group" not in options:
+            return  # no awslogs configuration: the output goes nowhere CloudWatch can show
+        from moto.backends import get_backend
+
+        task_id = self.moto.task_arn.rsplit("/", 1)[-1]
+        group = options["awslogs-group"]
+        stream = f"{options.get('awslogs-stream-prefix')}/{container.moto.name}/{task_id}"
+        region = options.get("awslogs-region") or self.moto.region_name
+        logs = get_backend("logs")[self.moto._account_id][region]
+        if group not in logs.groups:
+            return  # the awslogs driver does not create the group (awslogs-create-group unset)
+        if stream not in logs.groups[group].streams:
+            logs.create_log_stream(group, stream)
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        events = [{"timestamp": now + i, "message": line} for i, line in enumerate(lines)]
+        logs.put_log_events(group, stream, events)
 
     def _deciding_container(self, outcome: TaskOutcome) -> _Container:
         for container in self.containers:
@@ -549,7 +590,13 @@ def _containers_for(task: Any, task_definition: Any) -> list[_Container]:
         moto.container_arn = (
             f"arn:aws:ecs:{region}:{account}:container/{task.cluster_name}/{task_id}/{uuid.uuid4()}"
         )
-        containers.append(_Container(moto=moto, essential=definition.get("essential", True)))
+        containers.append(
+            _Container(
+                moto=moto,
+                essential=definition.get("essential", True),
+                log_configuration=definition.get("logConfiguration"),
+            )
+        )
     return containers
 
 

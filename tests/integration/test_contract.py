@@ -27,7 +27,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from airflow_compute_provider.errors.schema import published_schema
+from airflow_compute_provider.errors.schema import V1_SCHEMA_FILE, published_schema
 from tests.harness.ecs_script import OOM_KILLED, RUNS_FOREVER, TaskScript, exited, image_not_found
 from tests.harness.proxy import FaultProxy
 from tests.harness.proxy_faults import ecs_throttle, kube_throttle
@@ -157,8 +157,9 @@ SCENARIOS = [
         "IMAGE_NOT_FOUND",
         "non_retriable",
         facts=("reason", "provider_message", "resource_id"),
-        # ECS stops the task itself; Kubernetes leaves the pod pending, and we delete it.
-        may_differ=frozenset({"cleanup"}),
+        # ECS stops the task itself; Kubernetes leaves the pod pending, and we delete it. The
+        # pod that never started carries its events (``output.events``); ECS has none.
+        may_differ=frozenset({"cleanup", "output", "units.failed[].error.output"}),
     ),
     Scenario(
         "throttled-api",
@@ -195,8 +196,8 @@ SCENARIOS = [
         # No resource on ECS: the task was never created.
         facts=("provider_code", "provider_message", "reason"),
         # ECS refuses the task at launch; Kubernetes admits the pod, it stays unschedulable,
-        # and we delete it after the grace period.
-        may_differ=frozenset({"cleanup"}),
+        # and we delete it after the grace period; that pod carries its events (``output``).
+        may_differ=frozenset({"cleanup", "output", "units.failed[].error.output"}),
     ),
     Scenario(
         "timeout",
@@ -230,11 +231,13 @@ def sides(
 def _field_names(ecs: Any, kube: Any, path: str, may_differ: frozenset[str]) -> list[str]:
     """Where the two JSON values disagree on field names (empty: they agree)."""
     if isinstance(ecs, dict) and isinstance(kube, dict):
-        if set(ecs) != set(kube):
-            return [f"{path or '<error>'}: {sorted(set(ecs) ^ set(kube))}"]
+        # an optional field (v1.1's ``output``) absent on one side is null there
+        odd = {k for k in set(ecs) ^ set(kube) if f"{path}.{k}".lstrip(".") not in may_differ}
+        if odd:
+            return [f"{path or '<error>'}: {sorted(odd)}"]
         return [
             problem
-            for key in ecs
+            for key in set(ecs) & set(kube)
             for problem in _field_names(ecs[key], kube[key], f"{path}.{key}".lstrip("."), may_differ)
         ]
     if isinstance(ecs, list) and isinstance(kube, list):
@@ -247,6 +250,13 @@ def _field_names(ecs: Any, kube: Any, path: str, may_differ: frozenset[str]) -> 
     if (ecs is None) != (kube is None) and (isinstance(ecs, dict | list) or isinstance(kube, dict | list)):
         return [] if path in may_differ else [f"{path}: null on one side only"]
     return []
+
+
+def _has_output(error: Any) -> bool:
+    """Whether the error, or a unit's error in it, carries v1.1's ``output``."""
+    units = error.get("units") or {}
+    failed = [u["error"] for u in units.get("failed", []) if u.get("error")]
+    return "output" in error or any(_has_output(e) for e in failed)
 
 
 def _schema_validator() -> jsonschema.protocols.Validator:
@@ -299,7 +309,14 @@ def test_both_providers_report_the_same_error(airflow_env, sides, scenario: Scen
         for fact in scenario.facts:
             assert error["root_cause"][fact] not in (None, ""), f"{provider} left root_cause.{fact} empty"
     definitions = published_schema()["$defs"]
-    assert set(ecs) == set(definitions["ComputeError"]["properties"])
+    # ``output`` (v1.1) is optional: no container output is read in these scenarios (the default
+    # task definition has no awslogs configuration, the node simulator serves no logs), so an
+    # error without it is a v1 error too, as a v1 reader sees it. Only a pod that never started
+    # carries its events there (see may_differ).
+    assert set(ecs) == set(definitions["ComputeError"]["properties"]) - {"output"}
+    for error in (ecs, kube):
+        if not _has_output(error):
+            jsonschema.validate(error, published_schema(V1_SCHEMA_FILE))
     assert set(ecs["root_cause"]) == set(definitions["RootCause"]["properties"])
     if "exit_code" in scenario.facts:
         assert ecs["root_cause"]["exit_code"] == kube["root_cause"]["exit_code"]

@@ -106,6 +106,7 @@ def test_the_sdist_is_the_project_and_the_wheel_the_package(dist: Path) -> None:
         "demo/__main__.py",
         "tests/conftest.py",
         "airflow_compute_provider/schemas/compute_error.v1.json",
+        "airflow_compute_provider/schemas/compute_error.v1.1.json",
     ):
         assert path in names, f"the sdist lacks {path}"
 

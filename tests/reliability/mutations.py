@@ -459,6 +459,85 @@ MUTATIONS = (
         new="outcome = False",
         caught_by=("tests/integration/test_ecs_events.py::test_an_event_is_deleted_only_once_applied",),
     ),
+    Mutation(
+        name="logs-boundary",
+        part="container logs",
+        removes="the boundary between tries: a reattaching try prints again what the earlier try printed",
+        path=f"{PACKAGE}/operators/base.py",
+        old="since = previous_read(self._store, t.tenant_id, t.execution_id, t.attempt)",
+        new="since = None",
+        caught_by=(
+            "tests/integration/test_container_logs_kubernetes.py::test_a_reattaching_try_prints_no_line_twice[blocking]",
+            "tests/integration/test_container_logs_ecs.py::test_a_reattaching_try_prints_no_line_twice[deferrable]",
+        ),
+    ),
+    Mutation(
+        name="logs-mask",
+        part="container logs",
+        removes="masking of container lines: a secret the container prints reaches the task log",
+        path=f"{PACKAGE}/lifecycle/container_logs.py",
+        old='self._log.info("[unit %s] %s", where, _masked(line.text))',
+        new='self._log.info("[unit %s] %s", where, line.text)',
+        caught_by=(
+            "tests/integration/test_container_logs_kubernetes.py::test_success_prints_every_line_once_with_secrets_masked[blocking]",
+            "tests/integration/test_container_logs_ecs.py::test_success_prints_every_line_once_with_secrets_masked[deferrable]",
+        ),
+    ),
+    Mutation(
+        name="logs-last-lines",
+        part="container logs",
+        removes="the failed unit's last lines in its error",
+        path=f"{PACKAGE}/operators/base.py",
+        old="logs.with_last_lines(err, s.unit, started=bool(s.running_since))",
+        new="err",
+        caught_by=(
+            "tests/integration/test_container_logs_kubernetes.py::test_a_failed_pod_carries_its_last_lines_in_its_error[deferrable]",
+            "tests/integration/test_container_logs_ecs.py::test_a_failed_task_carries_its_last_lines_in_its_error[blocking]",
+        ),
+    ),
+    Mutation(
+        name="logs-cut",
+        part="container logs",
+        removes="the bound of one line: an enormous line reaches the task log and the error whole",
+        path=f"{PACKAGE}/hooks/container_logs.py",
+        old="if len(cleaned) > limit:",
+        new="if False:",
+        caught_by=(
+            "tests/integration/test_container_logs_kubernetes.py::test_enormous_and_binary_lines_are_cut_and_marked",
+        ),
+    ),
+    Mutation(
+        name="logs-binary",
+        part="container logs",
+        removes="the binary check: a line of raw bytes reaches the task log as noise",
+        path=f"{PACKAGE}/hooks/container_logs.py",
+        old="if odd * 4 > len(text):",
+        new="if False:",
+        caught_by=(
+            "tests/integration/test_container_logs_kubernetes.py::test_enormous_and_binary_lines_are_cut_and_marked",
+        ),
+    ),
+    Mutation(
+        name="logs-slow",
+        part="container logs",
+        removes="the stop after a slow read: a slow logs API costs its timeout at every read",
+        path=f"{PACKAGE}/lifecycle/container_logs.py",
+        old="if took <= SLOW_READ_SECONDS:",
+        new="if True:",
+        caught_by=(
+            "tests/integration/test_container_logs_kubernetes.py::test_a_refused_or_faulted_log_api_is_a_warning[slow]",
+            "tests/integration/test_container_logs_ecs.py::test_a_refused_or_faulted_logs_api_is_a_warning[slow]",
+        ),
+    ),
+    Mutation(
+        name="contract-v1-1",
+        part="container logs",
+        removes="leaving an unset output out of the JSON: every error stops being a valid v1 error",
+        path=f"{PACKAGE}/errors/model.py",
+        old="exclude_if=lambda value: value is None,",
+        new="",
+        caught_by=("tests/unit/test_errors.py::test_v1_1_is_additive_an_error_without_output_is_a_v1_error",),
+    ),
 )
 
 

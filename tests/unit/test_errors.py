@@ -19,8 +19,14 @@ from airflow_compute_provider.errors import (
     ComputeOperationError,
     ErrorCode,
 )
-from airflow_compute_provider.errors.model import CleanupReport, RootCause, UnitReport, UnitsReport
-from airflow_compute_provider.errors.schema import json_schema, published_schema
+from airflow_compute_provider.errors.model import (
+    CleanupReport,
+    ContainerOutput,
+    RootCause,
+    UnitReport,
+    UnitsReport,
+)
+from airflow_compute_provider.errors.schema import V1_SCHEMA_FILE, json_schema, published_schema
 
 R, N, M = "retriable", "non_retriable", "requires_manual_intervention"
 
@@ -174,9 +180,36 @@ def test_config_error_names_the_argument() -> None:
 
 def test_published_schema_matches_the_model() -> None:
     assert published_schema() == json_schema(), (
-        "schemas/compute_error.v1.json drifted from ComputeError; "
+        "schemas/compute_error.v1.1.json drifted from ComputeError; "
         "run python -m airflow_compute_provider.errors.schema --write"
     )
+
+
+def test_v1_1_is_additive_an_error_without_output_is_a_v1_error() -> None:
+    # v1 readers validate against the v1 schema as first published: an error without container
+    # output has exactly v1's fields; v1.1's schema accepts every v1 error.
+    v1 = published_schema(V1_SCHEMA_FILE)
+    plain = ComputeError(code=ErrorCode.CONTAINER_FAILED, message="exit 1").to_json_dict()
+    assert "output" not in plain
+    jsonschema.validate(plain, v1)
+    jsonschema.validate(plain, published_schema())
+    assert v1["$defs"]["ComputeError"]["required"] == published_schema()["$defs"]["ComputeError"]["required"]
+
+
+def test_v1_1_output_round_trips_and_validates() -> None:
+    output = ContainerOutput(container="main", lines=["step 3 of 4", "boom"], truncated=True)
+    error = ComputeError(code=ErrorCode.CONTAINER_FAILED, message="exit 1", output=output)
+    dumped = json.loads(json.dumps(error.to_json_dict()))
+    assert dumped["output"]["lines"] == ["step 3 of 4", "boom"]
+    assert dumped["schema_version"] == 1
+    jsonschema.validate(dumped, published_schema())
+    assert ComputeError.model_validate(dumped) == error
+    # a v1.1 error in a unit of a partial failure keeps its lines
+    unit = UnitReport(index=1, resource_id="t", error=error)
+    partial = ComputeError(code=ErrorCode.PARTIAL_FAILURE, message="1 of 2", units=UnitsReport(failed=[unit]))
+    again = ComputeError.model_validate(json.loads(json.dumps(partial.to_json_dict())))
+    assert again.units is not None
+    assert again.units.failed[0].error == error
 
 
 def test_importing_the_contract_loads_no_provider_sdk() -> None:
