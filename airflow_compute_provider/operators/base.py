@@ -51,7 +51,7 @@ from airflow_compute_provider import metrics
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Unit, UnitPhase, UnitStatus
-from airflow_compute_provider.observability import redact_error, register_secrets
+from airflow_compute_provider.observability import redact_error, register_secrets, secret_values
 from airflow_compute_provider.operators import decisions, outcome
 from airflow_compute_provider.operators.arguments import (
     ARGUMENT_TYPES,
@@ -520,7 +520,7 @@ class BaseComputeOperator(BaseOperator):
             if t.ref is not None:
                 self._store.heartbeat(t.tenant_id, t.execution_id, by=t.ref, live_until=deadline.at)
             self.defer(
-                trigger=status_trigger(t, backend, watch, done, deadline),
+                trigger=status_trigger(t, backend, watch, done, deadline, secrets=secret_values(request)),
                 method_name="execute_complete",
             )
         statuses, timed_out = poll_until_settled(

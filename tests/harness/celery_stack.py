@@ -123,9 +123,10 @@ def airflow_environment(
     }
     env: dict[str, str] = {}
     for key, value in compose_airflow_environment().items():
+        moved = value
         for old, new in moves.items():
-            value = value.replace(old, new)
-        env[key] = value
+            moved = moved.replace(old, new)
+        env[key] = moved
     return env
 
 
@@ -335,8 +336,17 @@ class CeleryStack:
                 for path in (self.home, datadir):
                     os.chown(path, account.pw_uid, account.pw_gid)
             subprocess.run(
-                [str(bindir / "initdb"), "-D", str(datadir), "-U", "airflow", "--auth", "trust"]
-                + ["--encoding", "UTF8", "--no-sync"],
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(datadir),
+                    "-U",
+                    "airflow",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
                 check=True,
                 capture_output=True,
                 **self._pg_kwargs(),
