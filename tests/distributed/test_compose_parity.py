@@ -22,7 +22,8 @@ from tests.harness.celery_stack import (
 
 #: what only exists inside compose's network: none of it may reach a process of the stack
 _CONTAINER_NAMES = re.compile(
-    r"(//|@)(postgres|redis|moto|airflow-apiserver|k3s)[:/]|\"host\": \"(postgres|redis)\"|/opt/airflow|/kube/"
+    r"(//|@)(postgres|redis|moto|airflow-apiserver|k3s)[:/]"
+    r"|\"host\": \"(postgres|redis)\"|/opt/airflow|/kube/"
 )
 
 
