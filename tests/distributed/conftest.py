@@ -22,6 +22,9 @@ import pytest
 
 from tests.harness.airflow_stack import AirflowRestClient
 from tests.harness.celery_stack import ADMIN_PASSWORD, ADMIN_USER, CeleryStack
+from tests.reliability.conftest import kube_env
+
+__all__ = ["celery_stack", "kube_env", "stack_client"]  # kube_env: the reliability suite's fixture
 
 TEST_PACING = {
     "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",

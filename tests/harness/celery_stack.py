@@ -14,6 +14,8 @@
                         compose's ``x-airflow-common`` environment with its container host names
                         and paths moved to this machine's loopback ports and folders
 
+``up`` also starts a supervisor process that restarts any Airflow component that exits, as
+compose's ``restart: unless-stopped`` does (Airflow's components exit when PostgreSQL restarts).
 Every service's pid is in ``<home>/pids/<name>.pid`` (pid and kernel start time), so
 ``scripts/stack down`` and ``status`` work from another process than ``up``; the tests use the
 same class in a temp home. The Airflow settings are compose's own (read from the file, not
@@ -467,6 +469,35 @@ class CeleryStack:
             wait_until(self._healthy, START_TIMEOUT, "the stack's api-server, scheduler and triggerers")
         except Exception as exc:
             raise RuntimeError(f"{exc}; {self.status_text()}") from None
+        self._start_supervisor()
+
+    # -- the restart policy (compose's ``restart: unless-stopped``) -----------------------------
+
+    def airflow_components(self) -> list[str]:
+        return [n for n in self.service_names() if n not in ("postgres", "redis", "moto")]
+
+    def revive(self) -> list[str]:
+        """Start every Airflow component that is not running; the ones started."""
+        started = [n for n in self.airflow_components() if self.pid(n) is None]
+        for name in started:
+            self.start_component(name)
+        return started
+
+    def supervise(self, interval: float = 5.0) -> None:
+        """Compose's ``restart: unless-stopped`` for the Airflow components, until ``down``:
+        Airflow's components exit when they lose the metadata database for long (a
+        PostgreSQL restart), and a killed one must come back. The stores are left alone:
+        whoever stops PostgreSQL starts it again."""
+        self._load()
+        while True:
+            time.sleep(interval)
+            for name in self.revive():
+                print(f"{time.strftime('%H:%M:%S')} restarted {name}", flush=True)
+
+    def _start_supervisor(self) -> None:
+        if self.pid("supervisor") is None:
+            argv = [sys.executable, "-m", "tests.harness.celery_stack", "supervise", "--home", str(self.home)]
+            self._spawn("supervisor", argv, {**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd=REPO_ROOT)
 
     def _save(self) -> None:
         assert self.ports is not None
@@ -507,8 +538,8 @@ class CeleryStack:
 
     def down(self) -> None:
         self._load()
-        # Airflow first (it holds connections), the stores last
-        for name in reversed(self.service_names()):
+        # the supervisor first (it would restart what stops), Airflow next, the stores last
+        for name in ["supervisor", *reversed(self.service_names())]:
             self._stop(name)
         if self.clouds and self.kubeconfig is not None:
             subprocess.run(
@@ -518,7 +549,7 @@ class CeleryStack:
     def status_text(self) -> str:
         self._load()
         lines = []
-        for name in self.service_names():
+        for name in [*self.service_names(), "supervisor"]:
             pid = self.pid(name)
             lines.append(f"{name:<14} {'running pid ' + str(pid) if pid else 'stopped'}")
         health = self.health()
@@ -537,7 +568,7 @@ def _without_comments(sql: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/stack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "supervise"))
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("STACK_HOME", DEFAULT_HOME)))
     parser.add_argument("--port", type=int, default=int(os.environ.get("STACK_PORT", "8080")))
     parser.add_argument("--no-clouds", action="store_true", help="no moto server, no Kubernetes cluster")
@@ -547,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         stack.up()
         print(stack.status_text())
         print(f"logs: {stack.logs}")
+        return 0
+    if args.command == "supervise":  # started by `up`, in the background
+        stack.supervise()
         return 0
     if args.command == "down":
         stack.down()
