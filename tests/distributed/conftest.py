@@ -29,6 +29,9 @@ __all__ = ["celery_stack", "kube_env", "stack_client"]  # kube_env: the reliabil
 TEST_PACING = {
     "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+    # a scheduler restarted after the PostgreSQL restart adopts its dead predecessor's task
+    # instances (only then does it fail the ones whose worker died) after this long
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "20",
     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
     "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",

@@ -10,10 +10,11 @@ behind a fault proxy), one on Kubernetes (the test cluster and node simulator be
 with ``FAULT_RATE`` of the provider requests faulted (``faults.add_chaos``). The tasks are
 independent, so the workers run them side by side (the test records the most at once).
 
-While they run: worker-1 and triggerer-1 are SIGKILLed (process group: the task processes die
-with the worker; the scheduler fails their tries once their heartbeat is 30 s old and the retry
-policy sends them round again; the other triggerer adopts the dead one's triggers and resumes
-their polling in its own shared pollers), PostgreSQL is stopped and started again (every
+While they run: worker-1 is SIGKILLed (its process group: the task processes die with it; the
+scheduler fails their tries once their heartbeat is 30 s old and the retry policy sends them
+round again), then the triggerer holding the most triggers (the other one must adopt every one
+of them, checked in the metadata database, and resume their polling in its own shared pollers;
+their operations still end as their scenarios dictate), then PostgreSQL is stopped and started again (every
 process loses its connections at once; Airflow's components exit when the database stays away),
 and the stack's supervisor starts whatever died again, as compose's ``restart: unless-stopped``
 does. Then the maintenance DAG runs, and the audit reads moto, the API server
@@ -23,7 +24,8 @@ ended as its scenario dictates. Secret canaries, planted in ECS overrides, pod e
 the connections' passwords, appear in no log file of any process, no XCom, no stored row and
 no trigger event.
 
-Size: ``SOAK_OPS`` operations in all (default 24, a few minutes; ``make soak`` runs 200).
+Size: about ``SOAK_OPS`` operations in all (every scenario at least once per provider; default
+16, a few minutes; ``make soak`` runs 200). The stack's logs are kept in the test's ``tmp_path``.
 It prints::
 
     distributed: <ops> operations, <tenants> tenants, <workers> workers, <triggerers> triggerers,
@@ -35,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -46,7 +49,7 @@ import sqlalchemy as sa
 
 from airflow_compute_provider.state import SqlTenantStateStore
 from tests.harness.airflow_stack import AirflowRestClient
-from tests.harness.celery_stack import TRIGGERERS, WORKERS, CeleryStack
+from tests.harness.celery_stack import TRIGGERERS, WORKERS, CeleryStack, component_hostname
 from tests.harness.ecs import CLUSTER_NAME, FAKE_CREDENTIALS, REGION, TASK_FAMILY
 from tests.harness.kube import wait_for_quota
 from tests.harness.proxy import FaultProxy
@@ -62,7 +65,7 @@ from tests.unit.state.support import snapshot
 pytestmark = [pytest.mark.distributed, pytest.mark.kube]
 
 FAULT_RATE = 0.15
-SOAK_OPS = int(os.environ.get("SOAK_OPS", "24"))
+SOAK_OPS = int(os.environ.get("SOAK_OPS", "16"))
 RUN_TIMEOUT = float(os.environ.get("SOAK_RUN_TIMEOUT", "1800"))
 AWS_CONN = "aws_soak"
 KUBE_CONN = "kube_soak"
@@ -112,6 +115,59 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self._done.set()
         self.join(timeout=10)
+
+
+class Triggers:
+    """The triggers and triggerer jobs in the metadata database; each triggerer's jobs carry
+    its own hostname (``celery_stack.component_hostname``)."""
+
+    def __init__(self, stack: CeleryStack) -> None:
+        self.stack = stack
+        self.engine = sa.create_engine(stack.metadata_url)
+
+    def _rows(self, sql: str) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.text(sql)))
+
+    def job_of(self, name: str) -> int:
+        """The newest triggerer job of component ``name`` (its own hostname, ``celery_stack``)."""
+        rows = self._rows(
+            "SELECT max(id) FROM job WHERE job_type = 'TriggererJob' "
+            f"AND hostname = '{component_hostname(name)}'"
+        )
+        [(job,)] = rows
+        assert job is not None, f"{name} has no triggerer job"
+        return int(job)
+
+    def busiest_triggerer(self, timeout: float = 300) -> tuple[str, set[int]]:
+        """Wait until a triggerer holds triggers; the busier one's name and its triggers' ids."""
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = {name: self.job_of(name) for name in ("triggerer-1", "triggerer-2")}
+            rows = self._rows("SELECT id, triggerer_id FROM trigger WHERE triggerer_id IS NOT NULL")
+            held = {name: {t for t, job in rows if job == jobs[name]} for name in jobs}
+            name = max(held, key=lambda n: len(held[n]))
+            if len(held[name]) >= 2 or (held[name] and time.monotonic() > deadline):
+                return name, held[name]
+            if time.monotonic() > deadline:
+                raise AssertionError("no trigger was ever assigned to a triggerer")
+            time.sleep(1)
+
+    def wait_for_adoption(self, held: set[int], timeout: float = 120) -> int:
+        """How many of ``held`` (triggers of a killed triggerer) another triggerer took over, or
+        that fired there before the check saw them (a trigger row goes once its event is in)."""
+        dead = dict(
+            self._rows(f"SELECT id, triggerer_id FROM trigger WHERE id IN ({','.join(map(str, held))})")
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            now = dict(
+                self._rows(f"SELECT id, triggerer_id FROM trigger WHERE id IN ({','.join(map(str, held))})")
+            )
+            moved = [t for t in held if t not in now or (now[t] is not None and now[t] != dead.get(t))]
+            if len(moved) == len(held) or time.monotonic() > deadline:
+                return len(moved)
+            time.sleep(1)
 
 
 def _wait_until_busy(sampler: Sampler, at_least: int, timeout: float = 300) -> None:
@@ -222,13 +278,16 @@ def test_distributed_soak(
     sampler.start()
 
     # -- the disruptions, while the operations run -----------------------------------------
+    triggers = Triggers(celery_stack)
     kills = 0
     _wait_until_busy(sampler, 4)
     celery_stack.kill("worker-1")
     kills += 1
-    _wait_until_busy(sampler, 6, timeout=60)
-    celery_stack.kill("triggerer-1")
+    # the triggerer holding the most triggers goes; the other one must adopt them
+    victim, held = triggers.busiest_triggerer()
+    celery_stack.kill(victim)
     kills += 1
+    adopted = triggers.wait_for_adoption(held)
     time.sleep(5)
     celery_stack.restart_postgres(down_seconds=3)
     # the stack's supervisor (compose's restart policy) brings back the killed components and
@@ -248,6 +307,7 @@ def test_distributed_soak(
     store = SqlTenantStateStore(celery_stack.state_url)
     try:
         wrong: list[str] = []
+        hosts: set[str] = set()
         ecs_units = ecs_inventory(ecs_env.ecs, CLUSTER_NAME)
         kube_units = kube_inventory(core, [kube_env.namespace, *quota_namespaces])
         for (dag_id, run_id), ops, units in (
@@ -255,6 +315,7 @@ def test_distributed_soak(
             (runs[1], kube_ops, kube_units),
         ):
             instances = {ti["task_id"]: ti for ti in client.task_instances(dag_id, run_id)}
+            hosts.update(ti["hostname"] for ti in instances.values() if ti["hostname"])
             for op in ops:
                 wrong += scenarios.check(op, _ended(client, dag_id, run_id, op, instances, store, units))
         ledger = store.list_resources()
@@ -265,6 +326,7 @@ def test_distributed_soak(
         store.close()
     leaks = _canary_leaks(celery_stack, client, runs, [*ecs_ops, *kube_ops], canaries, stored)
 
+    shutil.copytree(celery_stack.logs, tmp_path / "stack-logs", dirs_exist_ok=True)
     lost = len(ecs_audit.lost) + len(kube_audit.lost)
     duplicated = len(ecs_audit.duplicated) + len(kube_audit.duplicated)
     orphaned = len(ecs_audit.leaked) + len(kube_audit.leaked)
@@ -276,7 +338,8 @@ def test_distributed_soak(
         f"duplicated {duplicated}, orphaned {orphaned}, canaries {len(leaks)}"
     )
     print(
-        f"\n{line}\n(run states {[r['state'] for r in finished.values()]}, at most {sampler.most} "
+        f"\n{line}\n({victim} killed holding {len(held)} triggers, {adopted} adopted by the other; "
+        f"run states {[r['state'] for r in finished.values()]}, at most {sampler.most} "
         f"task instances running or deferred at once, {time.monotonic() - started:.0f} s, "
         f"PostgreSQL restarted once)"
     )
@@ -286,6 +349,10 @@ def test_distributed_soak(
     assert kube_audit.clean, kube_audit.problems()
     assert not leaks, "canaries found:\n" + "\n".join(leaks[:20])
     assert faults > 0
+    # both workers ran tasks (each has a hostname of its own)
+    assert {component_hostname("worker-1"), component_hostname("worker-2")} <= hosts, hosts
+    assert held
+    assert adopted == len(held), f"{adopted} of {len(held)} triggers adopted"
     if SOAK_OPS >= 16:
         assert sampler.most >= 8, f"at most {sampler.most} operations ran at once"
 

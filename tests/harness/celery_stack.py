@@ -132,6 +132,13 @@ def airflow_environment(
     return env
 
 
+def component_hostname(name: str) -> str:
+    """The loopback address a worker or triggerer is known by: worker-N 127.0.1.N, triggerer-N
+    127.0.2.N (``[core] hostname_callable``, tests/harness/stack_hostname.py)."""
+    kind, index = name.rsplit("-", 1)
+    return f"127.0.{1 if kind == 'worker' else 2}.{index}"
+
+
 def _start_ticks(pid: int) -> str | None:
     """The kernel start time of ``pid`` (a later process reusing the pid has another)."""
     try:
@@ -209,6 +216,8 @@ class CeleryStack:
                 # several components on one host: the workers (Celery's prefork pool) may not
                 # run as root unless told, and nothing here pickles
                 "C_FORCE_ROOT": "true",
+                # tells the workers and the triggerers apart in Airflow's records (stack_hostname.py)
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.harness.stack_hostname.hostname",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             }
@@ -271,9 +280,11 @@ class CeleryStack:
         if name.startswith("worker-"):
             index = int(name.split("-")[1]) - 1
             env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(self.ports.worker_logs[index])
+            env["COMPUTE_STACK_HOSTNAME"] = component_hostname(name)
         if name.startswith("triggerer-"):
             index = int(name.split("-")[1]) - 1
             env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(self.ports.trigger_logs[index])
+            env["COMPUTE_STACK_HOSTNAME"] = component_hostname(name)
         return env
 
     def start_component(self, name: str) -> int:
