@@ -47,7 +47,7 @@ def test_the_trigger_carries_its_secrets_but_its_repr_does_not_show_them() -> No
         deadline=datetime.now(UTC).isoformat(),
         secrets=["s3cretvalue"],
     )
-    classpath, kwargs = trigger.serialize()
+    _, kwargs = trigger.serialize()
     assert kwargs["secrets"] == ["s3cretvalue"]
     assert ComputeStatusTrigger(**kwargs).secrets == ["s3cretvalue"]
     assert "s3cretvalue" not in repr(trigger)
