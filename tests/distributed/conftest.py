@@ -42,6 +42,7 @@ TEST_PACING = {
     "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
     "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
     "AIRFLOW__API__WORKERS": "1",
+    "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": "1000",  # the full soak's DAGs have 100 tasks each
     # the provider's own loggers at DEBUG in every process, so the canary scan sees the most
     "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "airflow_compute_provider=DEBUG",
 }

@@ -92,6 +92,14 @@ def _write_connection(client: AirflowRestClient, connection: dict[str, Any]) -> 
     assert not answer["create"]["errors"], answer
 
 
+def _task_instances(client: AirflowRestClient, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Every task instance of a run (the API's default page holds 50)."""
+    listed = client.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
+    instances: list[dict[str, Any]] = listed["task_instances"]
+    assert len(instances) == listed["total_entries"], "more task instances than one page"
+    return instances
+
+
 class Sampler(threading.Thread):
     """Counts the task instances running or deferred at once, every second."""
 
@@ -106,7 +114,7 @@ class Sampler(threading.Thread):
             try:
                 busy = 0
                 for dag_id, run_id in self.runs:
-                    for ti in self.client.task_instances(dag_id, run_id):
+                    for ti in _task_instances(self.client, dag_id, run_id):
                         busy += ti["state"] in ("running", "deferred")
                 self.most = max(self.most, busy)
             except Exception:
@@ -321,7 +329,7 @@ def test_distributed_soak(
             (runs[0], ecs_ops, ecs_units),
             (runs[1], kube_ops, kube_units),
         ):
-            instances = {ti["task_id"]: ti for ti in client.task_instances(dag_id, run_id)}
+            instances = {ti["task_id"]: ti for ti in _task_instances(client, dag_id, run_id)}
             hosts.update(ti["hostname"] for ti in instances.values() if ti["hostname"])
             for op in ops:
                 wrong += scenarios.check(op, _ended(client, dag_id, run_id, op, instances, store, units))
@@ -414,7 +422,9 @@ def _canary_leaks(
         if path.is_file():
             look(str(path.relative_to(stack.home)), path.read_text(errors="replace"))
     for dag_id, run_id in runs:
-        entries = client.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/~/xcomEntries")
+        entries = client.request(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/~/xcomEntries", params={"limit": 1000}
+        )
         for entry in entries.get("xcom_entries", []):
             value = client.request(
                 "GET",
