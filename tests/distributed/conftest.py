@@ -32,6 +32,10 @@ TEST_PACING = {
     # a scheduler restarted after the PostgreSQL restart adopts its dead predecessor's task
     # instances (only then does it fail the ones whose worker died) after this long
     "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "20",
+    # task messages the killed worker had prefetched stay unacknowledged in Redis (redelivered
+    # only after the broker's visibility timeout, a day): the scheduler queues them again
+    # after this long in "queued" (default 600 s)
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
     "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
