@@ -25,7 +25,8 @@ the connections' passwords, appear in no log file of any process, no XCom, no st
 no trigger event.
 
 Size: about ``SOAK_OPS`` operations in all (every scenario at least once per provider; default
-16, a few minutes; ``make soak`` runs 200). The stack's logs are kept in the test's ``tmp_path``.
+16, a few minutes; ``make soak`` runs 200). The stack's logs, the task logs and the state store's rows are kept in ``$SOAK_KEEP``
+(default: the test's ``tmp_path``).
 It prints::
 
     distributed: <ops> operations, <tenants> tenants, <workers> workers, <triggerers> triggerers,
@@ -341,7 +342,11 @@ def test_distributed_soak(
         store.close()
     leaks = _canary_leaks(celery_stack, client, runs, [*ecs_ops, *kube_ops], canaries, stored)
 
-    shutil.copytree(celery_stack.logs, tmp_path / "stack-logs", dirs_exist_ok=True)
+    # kept for a look afterwards: the processes' logs, the task logs and the state store's rows
+    keep = Path(os.environ.get("SOAK_KEEP", str(tmp_path / "kept")))
+    shutil.copytree(celery_stack.logs, keep / "stack-logs", dirs_exist_ok=True)
+    shutil.copytree(celery_stack.home / "airflow" / "logs", keep / "task-logs", dirs_exist_ok=True)
+    (keep / "state-store.json").write_text(json.dumps(stored, indent=1))
     lost = len(ecs_audit.lost) + len(kube_audit.lost)
     duplicated = len(ecs_audit.duplicated) + len(kube_audit.duplicated)
     orphaned = len(ecs_audit.leaked) + len(kube_audit.leaked)
