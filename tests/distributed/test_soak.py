@@ -25,8 +25,8 @@ the connections' passwords, appear in no log file of any process, no XCom, no st
 no trigger event.
 
 Size: about ``SOAK_OPS`` operations in all (every scenario at least once per provider; default
-16, a few minutes; ``make soak`` runs 200). The stack's logs, the task logs and the state store's rows are kept in ``$SOAK_KEEP``
-(default: the test's ``tmp_path``).
+16, a few minutes; ``make soak`` runs 200). The stack's logs, the task logs and the state
+store's rows are kept in ``$SOAK_KEEP`` (default: the test's ``tmp_path``).
 It prints::
 
     distributed: <ops> operations, <tenants> tenants, <workers> workers, <triggerers> triggerers,
