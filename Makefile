@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint venv test-deps clean model docs
+.PHONY: demo test lint venv test-deps clean model docs soak
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,7 @@ lint: venv
 # and the container images the real test node runs (built from Debian's busybox-static).
 test-deps:
 	scripts/ensure-postgres
+	scripts/ensure-redis
 	scripts/ensure-chromium
 	scripts/ensure-containerd
 	scripts/build-kube
@@ -44,6 +45,12 @@ MODEL_STEPS ?= 20
 model: venv
 	MODEL_EXAMPLES=$(MODEL_EXAMPLES) MODEL_STEPS=$(MODEL_STEPS) $(PY) -m pytest -q -p no:cacheprovider \
 		tests/model/test_lifecycle_model.py $(PYTEST_ARGS)
+
+# The distributed soak (tests/distributed/test_soak.py) at full size on the CeleryExecutor stack:
+# SOAK_OPS operations (CI runs the test's small default size as part of `make test`).
+SOAK_OPS ?= 200
+soak: venv test-deps
+	SOAK_OPS=$(SOAK_OPS) $(PY) -m pytest -q -s -p no:cacheprovider tests/distributed/test_soak.py $(PYTEST_ARGS)
 
 # The scenarios of dags/ through Airflow against moto (as ECS) and, when it is built or
 # DEMO_ARGS=--kube asks, the local Kubernetes API server. DEMO_ARGS=--ui keeps a web UI running

@@ -176,11 +176,18 @@ def register_secrets(request: Any) -> int:
     so no log line, XCom or stored error can show it. Returns how many were registered."""
     from airflow.sdk.log import mask_secret
 
-    found: list[str] = []
-    _collect_secrets(request, found, key=None, depth=0)
+    found = secret_values(request)
     for secret in found:
         mask_secret(secret)
     return len(found)
+
+
+def secret_values(request: Any) -> list[str]:
+    """Every secret-looking value of a launch request (by key, and every environment value):
+    what ``register_secrets`` registers here, and what a trigger masks in the triggerer."""
+    found: list[str] = []
+    _collect_secrets(request, found, key=None, depth=0)
+    return sorted(set(found))
 
 
 def _collect_secrets(value: Any, found: list[str], *, key: str | None, depth: int) -> None:

@@ -76,10 +76,11 @@ def ours(spec: dict[str, Any], resource_id: str) -> tuple[Any, Callable[[dict[st
 def as_the_operator_defers(spec: dict[str, Any], unit: Any) -> Any:
     """The trigger a compute operator defers to (``lifecycle.wait.status_trigger``), its try's
     arguments the operator's defaults with ``get_logs`` as the spec says (``--get-logs``)."""
-    from airflow_compute_provider.hooks.base import ExecutionRef, backend_from_config
+    from airflow_compute_provider.hooks.base import ExecutionRef
     from airflow_compute_provider.lifecycle.deadline import DeadlineBy, TryDeadline
     from airflow_compute_provider.lifecycle.tries import Try
     from airflow_compute_provider.lifecycle.wait import status_trigger
+    from airflow_compute_provider.registry import backend_from_config
 
     args = {
         "operation": "bench",

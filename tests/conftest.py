@@ -21,7 +21,7 @@ pytest_plugins = [
     "tests.harness.statsd",
 ]
 
-SUITES = ("reliability", "slow", "kube", "airflow", "postgres")
+SUITES = ("distributed", "reliability", "slow", "kube", "airflow", "postgres")
 _seconds: dict[str, float] = defaultdict(float)
 _counts: dict[str, int] = defaultdict(int)
 

@@ -44,10 +44,17 @@ def assess_try(t: Try, statuses: Sequence[UnitStatus], deadline: datetime, now: 
 
 
 def status_trigger(
-    t: Try, backend: ComputeBackend, watch: list[Unit], done: list[UnitStatus], deadline: TryDeadline
+    t: Try,
+    backend: ComputeBackend,
+    watch: list[Unit],
+    done: list[UnitStatus],
+    deadline: TryDeadline,
+    *,
+    secrets: Sequence[str] = (),
 ) -> ComputeStatusTrigger:
     """The trigger that watches ``watch`` until ``deadline``; ``resume`` names which clock
-    set it, so the resumed try ends at an ``execution_timeout`` deadline as that (``deadline.py``)."""
+    set it, so the resumed try ends at an ``execution_timeout`` deadline as that (``deadline.py``).
+    ``secrets``: the launch request's secret values, which the triggerer masks itself."""
     return ComputeStatusTrigger(
         provider=t.provider,
         backend_config=backend.backend_config(),
@@ -57,6 +64,7 @@ def status_trigger(
         poll_interval=t.args["poll_interval"],
         pending_grace_period=t.args["pending_grace_period"].total_seconds(),
         on_kill_action=t.args["on_kill_action"],
+        secrets=secrets,
         resume={
             "tenant_id": t.tenant_id,
             "execution_id": t.execution_id,

@@ -90,7 +90,7 @@ from airflow_compute_provider.lifecycle.wait import (
     status_trigger,
 )
 from airflow_compute_provider.lifecycle.xcom import XCOM_ERROR_KEY
-from airflow_compute_provider.observability import redact_error, register_secrets
+from airflow_compute_provider.observability import redact_error, register_secrets, secret_values
 from airflow_compute_provider.operators.policy_arguments import apply_policy_arguments, take_policy_arguments
 from airflow_compute_provider.policy import find_compute_policy
 from airflow_compute_provider.state import validate as store_checks
@@ -585,7 +585,7 @@ class BaseComputeOperator(BaseOperator):
             if t.ref is not None:
                 self._store.heartbeat(t.tenant_id, t.execution_id, by=t.ref, live_until=deadline.at)
             self.defer(
-                trigger=status_trigger(t, backend, watch, done, deadline),
+                trigger=status_trigger(t, backend, watch, done, deadline, secrets=secret_values(request)),
                 method_name="execute_complete",
             )
         statuses, timed_out = poll_until_settled(

@@ -44,6 +44,7 @@ from airflow_compute_provider.hooks.kubernetes_retry import async_retrying
 from airflow_compute_provider.hooks.kubernetes_status import unit_status
 from airflow_compute_provider.hooks.kubernetes_wire import read_body
 from airflow_compute_provider.normalize import from_exception
+from airflow_compute_provider.triggers.masking import mask_text
 
 if TYPE_CHECKING:
     from airflow_compute_provider.hooks.kubernetes import KubernetesComputeHook
@@ -249,7 +250,7 @@ class _NamespaceCache:
                         "Pod watch in %s refused (%s); polling instead: %s",
                         self.namespace,
                         error.code.value,
-                        error.message,
+                        mask_text(error.message),
                     )
                     self.watching = False
                     return

@@ -49,6 +49,7 @@ from typing import Any, Protocol
 from airflow_compute_provider import registry
 from airflow_compute_provider.errors import Classification, ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.hooks.base import Unit, UnitStatus
+from airflow_compute_provider.triggers.masking import mask_text
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +370,7 @@ class SharedPoller:
             error.code.value,
             delay,
             len(self._subscribers),
-            error.message,
+            mask_text(error.message),  # for every trigger it serves (masking.py)
         )
         for subscription in targets:
             subscription.deliver(Update(error=error))
@@ -380,10 +381,10 @@ class SharedPoller:
         if task.cancelled() or task.exception() is None:
             return
         exc = task.exception()
-        log.error("Shared status poller %s failed", self.key, exc_info=exc)
+        log.error("Shared status poller %s failed: %s", self.key, mask_text(repr(exc)))
         error = ComputeError(
             code=ErrorCode.UNKNOWN_PROVIDER_ERROR,
-            message=f"the shared status poller failed: {exc!r}",
+            message=mask_text(f"the shared status poller failed: {exc!r}"),
         )
         if not self.closed:
             self.closed = True

@@ -12,6 +12,8 @@ stops:
     {"kind": "timeout", "statuses": [...]}             the operation's deadline passed first
     {"kind": "error",   "statuses": [...], "error": e} status could not be read, for good
 
+Events are masked in this process (``masking.py``): the trigger brings the launch request's
+secret values with its arguments, since the triggerer never saw the worker's registered ones.
 Every event also carries ``resume``, a plain dict the operator gave the trigger, so the task
 resumes with everything it needs even where the event replaces the deferral's ``next_kwargs``
 (``dag.test()`` does that).
@@ -37,7 +39,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_compute_provider import registry
 from airflow_compute_provider.errors import ComputeError
 from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitStatus
-from airflow_compute_provider.triggers import pollers
+from airflow_compute_provider.triggers import masking, pollers
 from airflow_compute_provider.triggers.progress import (
     DEFAULT_PENDING_GRACE_PERIOD,
     Settlement,
@@ -61,6 +63,7 @@ class ComputeStatusTrigger(BaseTrigger):
         pending_grace_period: float = DEFAULT_PENDING_GRACE_PERIOD.total_seconds(),
         on_kill_action: str = "keep",
         resume: dict[str, Any] | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.provider = provider
@@ -72,6 +75,8 @@ class ComputeStatusTrigger(BaseTrigger):
         self.pending_grace_period = float(pending_grace_period)
         self.on_kill_action = on_kill_action
         self.resume = dict(resume or {})
+        #: the launch request's secret values: this process masks them (``masking.py``)
+        self.secrets = [str(s) for s in secrets]
         #: the newest statuses seen, for the event that ends the wait
         self._statuses: list[UnitStatus] = []
 
@@ -88,8 +93,13 @@ class ComputeStatusTrigger(BaseTrigger):
                 "pending_grace_period": self.pending_grace_period,
                 "on_kill_action": self.on_kill_action,
                 "resume": self.resume,
+                "secrets": self.secrets,  # Airflow stores trigger arguments encrypted
             },
         )
+
+    def __repr__(self) -> str:
+        # BaseTrigger's repr lists every argument: not the secrets
+        return f"<{type(self).__qualname__} {self.provider} units={len(self.units)} deadline={self.deadline}>"
 
     def _backend(self) -> ComputeBackend:
         return registry.backend_from_config(self.provider, self.backend_config)
@@ -115,6 +125,7 @@ class ComputeStatusTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         self._statuses = []
+        masking.remember(self.secrets)
         try:
             units = self._units()
             deadline = datetime.fromisoformat(self.deadline)
@@ -157,7 +168,9 @@ class ComputeStatusTrigger(BaseTrigger):
             if update.error is not None:
                 if update.final:
                     return self._event("error", self._statuses, update.error)
-                self.log.warning("status poll failed, will poll again: %s", update.error.message)
+                self.log.warning(
+                    "status poll failed, will poll again: %s", masking.mask_text(update.error.message)
+                )
             else:
                 self._statuses = list(update.statuses)
                 progress = assess(
@@ -188,7 +201,9 @@ class ComputeStatusTrigger(BaseTrigger):
             "resume": self.resume,
         }
         if error is not None:
-            payload["error"] = error.to_json_dict()
+            payload["error"] = masking.mask_error(error).to_json_dict()
+        # a unit's error in its status may echo a secret as well
+        payload["statuses"] = masking.mask_payload(payload["statuses"])
         return TriggerEvent(payload)
 
     async def on_kill(self) -> None:
