@@ -39,18 +39,18 @@ is what the compute said.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import TYPE_CHECKING, Any
 
 from airflow_compute_provider.errors import ComputeError
 from airflow_compute_provider.errors.model import ContainerOutput
 from airflow_compute_provider.hooks.base import Unit
 from airflow_compute_provider.hooks.container_logs import ContainerLogReader, LogCursor, LogLine, clean_line
-from airflow_compute_provider.lifecycle.arguments import Validator, no_booleans, typed
 from airflow_compute_provider.state.store import TenantStateStore
+
+if TYPE_CHECKING:
+    from airflow_compute_provider.lifecycle.arguments import ComputeArguments
 
 #: the last lines a failed unit's error carries by default (KubernetesPodOperator shows 10 and
 #: EcsRunTaskOperator 10; 20 gives a stack trace's head and tail a chance)
@@ -69,7 +69,7 @@ DEFAULT_FETCH_INTERVAL = 10.0
 SLOW_READ_SECONDS = 4.0
 
 
-def _containers(value: Any) -> list[str] | bool | None:
+def chosen_containers(value: Any) -> list[str] | bool | None:
     """``None`` (the main container), ``True`` (every container) or container names."""
     if value is None or value is True:
         return value  # type: ignore[no-any-return]
@@ -82,20 +82,11 @@ def _containers(value: Any) -> list[str] | bool | None:
     return list(value)
 
 
-#: the log arguments every compute operator takes, checked like the others (``arguments.py``)
-LOG_ARGUMENT_TYPES: Mapping[str, Validator] = {
-    "get_logs": typed(bool),
-    "container_logs": _containers,
-    "log_lines_on_failure": no_booleans(typed(Annotated[int, Field(ge=0, le=1000)])),
-    "log_fetch_interval": no_booleans(typed(Annotated[float, Field(gt=0, le=3600)])),
-}
-
-
 class ContainerLogs:
     """One try's reading of its units' container output.
 
     :param reader: builds the provider's ``ContainerLogReader`` (once, when first needed)
-    :param args: the try's validated arguments (``LOG_ARGUMENT_TYPES``' among them)
+    :param args: the try's validated arguments (``arguments.ComputeArguments``)
     :param log: the operator's logger: the task log
     :param since: where the previous try of this execution stopped reading (``previous_read``)
     """
@@ -103,19 +94,18 @@ class ContainerLogs:
     def __init__(
         self,
         reader: Callable[[], ContainerLogReader],
-        args: Mapping[str, Any],
+        args: ComputeArguments,
         log: Any,
         since: datetime | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._make_reader = reader
         self._reader: ContainerLogReader | None = None
-        self.enabled = bool(args.get("get_logs", True))
-        chosen = args.get("container_logs")
+        self.enabled = args.get_logs
         #: ``None``: the main container; ``True``: every one; else these names
-        self._containers: Sequence[str] | bool | None = chosen
-        self._last_lines = int(args.get("log_lines_on_failure", DEFAULT_LAST_LINES))
-        self._interval = float(args.get("log_fetch_interval", DEFAULT_FETCH_INTERVAL))
+        self._containers: Sequence[str] | bool | None = args.container_logs
+        self._last_lines = args.log_lines_on_failure
+        self._interval = args.log_fetch_interval
         self._log = log
         self._since = since
         #: lines stamped at ``since`` itself were the previous try's (it printed up to it)
@@ -311,7 +301,6 @@ def outcome_time(store: TenantStateStore, tenant_id: str, execution_id: str, att
 __all__ = [
     "DEFAULT_FETCH_INTERVAL",
     "DEFAULT_LAST_LINES",
-    "LOG_ARGUMENT_TYPES",
     "ContainerLogs",
     "outcome_time",
     "previous_read",

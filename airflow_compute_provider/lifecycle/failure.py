@@ -52,7 +52,7 @@ def record_failure(
     error = redact_error(
         error.with_context(
             provider=t.provider, execution_id=t.execution_id, tenant_id=t.tenant_id, attempt=t.attempt
-        ).model_copy(update={"operation": t.args["operation"]})
+        ).model_copy(update={"operation": t.args.operation})
     )
     push_error(context, error)
     metrics.error(error, provider=t.provider)

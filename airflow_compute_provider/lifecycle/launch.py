@@ -72,7 +72,7 @@ def reconcile_and_launch(
     conn_id: str | None,
     timer: LaunchTimer,
 ) -> Launched:
-    count = int(t.args["count"])
+    count = t.args.count
     ledger = store.ledger(t.tenant_id, t.execution_id)
     existing = known_units(ledger, backend.find(t.execution))
     statuses = backend.describe(existing) if existing else []
@@ -87,7 +87,7 @@ def reconcile_and_launch(
                 execution=t.execution,
                 units=plan.to_launch,
                 request=request,
-                operation=t.args["operation"],
+                operation=t.args.operation,
             )
         )
         if plan.to_launch
@@ -125,7 +125,7 @@ def launch_failure(
     started = [s.unit for s in result.adopted if not s.phase.terminal] + result.launched
     statuses = result.adopted + [UnitStatus(unit=u, phase=UnitPhase.PENDING) for u in result.launched]
     report = outcome.units_report(statuses, [(ul.index, None, err) for ul, err in result.refused])
-    error = outcome.failure_error(report, count=int(t.args["count"]))
+    error = outcome.failure_error(report, count=t.args.count)
     if error.code is ErrorCode.PARTIAL_FAILURE:
         error = handle_partial(store, t, backend, error, running=started)
     return error

@@ -46,7 +46,7 @@ def handle_partial(
     also_stop: Sequence[Unit] = (),
 ) -> ComputeError:
     """``running`` units outlived the failure of others; ``also_stop`` are stopped either way."""
-    if t.args["on_partial_failure"] == "retry_failed":
+    if t.args.on_partial_failure == "retry_failed":
         if also_stop:
             error = roll_back(store, t, backend, error, list(also_stop))
         return outcome.with_cleanup(
@@ -69,7 +69,7 @@ def roll_back(
             for u in units
         ],
     )
-    not_stopped = backend.stop(units, reason=f"rollback of {t.args['operation']} ({error.code.value})")
+    not_stopped = backend.stop(units, reason=f"rollback of {t.args.operation} ({error.code.value})")
     not_stopped = [(u, redact_error(e)) for u, e in not_stopped]
     stuck_ids = {u.resource_id for u, _ in not_stopped}
     record_resources(

@@ -10,7 +10,7 @@ again when a deferred try resumes (its attempt and token travel in the trigger's
                         attempt it is ``ref``, which every store write names, so the store refuses
                         the writes of a try that is no longer the newest (a zombie, a double run)
     airflow_try_number  Airflow's try number (shown in logs; the store keeps it too)
-    args                the validated, rendered arguments (``arguments.py``)
+    args                the validated, rendered arguments (``arguments.ComputeArguments``)
     provider            ``"ecs"`` or ``"kubernetes"``, for the ledger and the metrics
     log                 a logger with tenant, operation, execution id, provider and attempt bound
 
@@ -26,11 +26,11 @@ of them changes it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_compute_provider.hooks.base import ExecutionRef
+from airflow_compute_provider.lifecycle.arguments import ComputeArguments
 from airflow_compute_provider.observability import operation_logger
 from airflow_compute_provider.state.clock import HEARTBEAT_INTERVAL_SECONDS
 from airflow_compute_provider.state.models import TryRef
@@ -43,7 +43,7 @@ class Try:
 
     execution: ExecutionRef
     attempt: int
-    args: Mapping[str, Any]
+    args: ComputeArguments
     provider: str
     log: Any
     token: str | None = None
@@ -54,7 +54,7 @@ class Try:
         cls,
         execution: ExecutionRef,
         attempt: int,
-        args: Mapping[str, Any],
+        args: ComputeArguments,
         *,
         provider: str,
         token: str | None = None,
@@ -62,7 +62,7 @@ class Try:
     ) -> Try:
         log = operation_logger(
             tenant_id=execution.tenant_id,
-            operation=args["operation"],
+            operation=args.operation,
             execution_id=execution.execution_id,
             provider=provider,
             attempt=attempt,

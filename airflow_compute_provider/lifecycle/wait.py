@@ -36,10 +36,10 @@ from airflow_compute_provider.triggers.status import ComputeStatusTrigger
 def assess_try(t: Try, statuses: Sequence[UnitStatus], deadline: datetime, now: datetime) -> Progress:
     return assess(
         statuses,
-        wait_for=t.args["wait_for"],
+        wait_for=t.args.wait_for,
         now=now,
         deadline=deadline,
-        pending_grace_period=t.args["pending_grace_period"],
+        pending_grace_period=t.args.pending_grace_period,
     )
 
 
@@ -60,10 +60,10 @@ def status_trigger(
         backend_config=backend.backend_config(),
         units=[u.to_dict() for u in watch],
         deadline=deadline.at.isoformat(),
-        wait_for=t.args["wait_for"],
-        poll_interval=t.args["poll_interval"],
-        pending_grace_period=t.args["pending_grace_period"].total_seconds(),
-        on_kill_action=t.args["on_kill_action"],
+        wait_for=t.args.wait_for,
+        poll_interval=t.args.poll_interval,
+        pending_grace_period=t.args.pending_grace_period.total_seconds(),
+        on_kill_action=t.args.on_kill_action,
         secrets=secrets,
         resume={
             "tenant_id": t.tenant_id,
@@ -138,7 +138,7 @@ def poll_until_settled(
             return statuses, True
         if on_poll is not None:
             on_poll()
-        time.sleep(max(0.0, min(float(t.args["poll_interval"]), (deadline - now).total_seconds())))
+        time.sleep(max(0.0, min(t.args.poll_interval, (deadline - now).total_seconds())))
 
 
 __all__ = ["assess_try", "complete_statuses", "poll_until_settled", "status_trigger"]

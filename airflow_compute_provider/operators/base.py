@@ -42,7 +42,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar, NoReturn
 
-from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 try:
@@ -57,19 +56,12 @@ from airflow_compute_provider.hooks.base import ComputeBackend, ExecutionRef, Un
 from airflow_compute_provider.hooks.container_logs import ContainerLogReader
 from airflow_compute_provider.lifecycle import decisions, outcome
 from airflow_compute_provider.lifecycle.arguments import (
-    ARGUMENT_TYPES,
-    Validator,
+    ComputeArguments,
+    parameters_doc,
     valid_or_none,
     validate_arguments,
 )
-from airflow_compute_provider.lifecycle.container_logs import (
-    DEFAULT_FETCH_INTERVAL,
-    DEFAULT_LAST_LINES,
-    LOG_ARGUMENT_TYPES,
-    ContainerLogs,
-    outcome_time,
-    previous_read,
-)
+from airflow_compute_provider.lifecycle.container_logs import ContainerLogs, outcome_time, previous_read
 from airflow_compute_provider.lifecycle.deadline import DeadlineBy, TryDeadline, ledger_units, try_deadline
 from airflow_compute_provider.lifecycle.decisions import AfterAirflowDecided
 from airflow_compute_provider.lifecycle.failure import (
@@ -95,11 +87,10 @@ from airflow_compute_provider.operators.policy_arguments import apply_policy_arg
 from airflow_compute_provider.policy import find_compute_policy
 from airflow_compute_provider.state import validate as store_checks
 from airflow_compute_provider.state.clock import new_token
-from airflow_compute_provider.state.config import DEFAULT_CONN_ID
 from airflow_compute_provider.state.rules import STORE_SOURCE
 from airflow_compute_provider.state.status import SupersededTryError
 from airflow_compute_provider.state.store import TenantStateStore
-from airflow_compute_provider.triggers.progress import DEFAULT_PENDING_GRACE_PERIOD, Settlement
+from airflow_compute_provider.triggers.progress import Settlement
 
 #: the next method Airflow resumes a deferred try with when it ends the deferral itself
 TRIGGER_FAIL_REPR = "__fail__"
@@ -115,92 +106,58 @@ _STOPPED = {
 class BaseComputeOperator(BaseOperator):
     """Launch units of compute for a tenant, wait for them, and turn every failure into data.
 
-    :param tenant_id: whose work this is (``^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$``); templated.
-    :param operation: free text naming what the work does ("provision"); templated.
-    :param count: how many units (tasks, pods) to run; templated.
-    :param wait_for: ``"completion"`` (every unit exits 0) or ``"running"`` (every unit runs,
-        and is healthy where a health check is defined).
-    :param timeout: how long one try waits before failing as OPERATION_TIMEOUT; the work
-        keeps running and the next try reattaches to it. A deferred try also stops waiting at
-        its start plus ``execution_timeout``, and ends the same way.
-    :param timeout_factor: each earlier try of this execution that timed out multiplies the
-        timeout by this (default: the retry policy's, else 1.0), capped by ``max_timeout``.
-    :param on_partial_failure: ``"rollback"`` stops what started when some units failed;
-        ``"retry_failed"`` keeps them and the next try relaunches only the failed units (with
-        no retry to follow, it rolls back).
-    :param execution_id: the idempotency key of the operation; templated. Default:
-        ``dag_id:run_id:task_id:map_index``, the same on every try.
-    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
-    :param poll_interval: seconds between status polls.
-    :param pending_grace_period: how long a unit may be stuck pending with an error
-        (image pull back-off, unschedulable) before it counts as failed (default 2 minutes);
-        at the try's deadline a stuck unit fails with its error whatever is left of it.
-    :param on_kill_action: ``"keep"`` (default) or ``"stop"``: what a kill of the task does to
-        the units. Worker shutdowns and ``execution_timeout`` keep them unless this is "stop".
-    :param state_conn_id: the Airflow connection of the tenant state store.
-    :param get_logs: print the units' container output in the task log, and put a failed
-        unit's last lines in its error (default on; ``docs/howto/container-logs.md``).
-    :param container_logs: which containers' output: the main one (``None``, default), names,
-        or ``True`` for every container.
-    :param log_lines_on_failure: how many of a failed unit's last lines its error carries
-        (default 20; 0 for none).
-    :param log_fetch_interval: seconds between two log reads while a blocking try waits.
+    The parameters are ``ComputeArguments``' (``lifecycle/arguments.py``): each one's type,
+    rule, default and meaning are written there once, and listed below from it.
     """
 
     provider: ClassVar[str] = ""
-    #: validators of the provider operator's own arguments, checked like the common ones
-    provider_argument_types: ClassVar[Mapping[str, Validator]] = {}
+    #: the operator's arguments: a provider operator's model extends ``ComputeArguments``
+    arguments_model: ClassVar[type[ComputeArguments]] = ComputeArguments
 
     template_fields: Sequence[str] = ("tenant_id", "operation", "execution_id", "count")
     ui_color = "#e8f0fe"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = [name for name in cls.arguments_model.model_fields if name not in ComputeArguments.model_fields]
+        if own and cls.__doc__ and ":param" not in cls.__doc__:
+            cls.__doc__ = (
+                f"{cls.__doc__.rstrip()}\n\n{parameters_doc(cls.arguments_model, own, cls.template_fields)}\n"
+            )
 
     def __init__(
         self,
         *,
         tenant_id: str,
         operation: str,
-        count: int | str = 1,
-        wait_for: str = "completion",
-        timeout: timedelta = timedelta(hours=1),
-        timeout_factor: float | None = None,
-        max_timeout: timedelta | None = None,
-        on_partial_failure: str = "rollback",
-        execution_id: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 10.0,
-        pending_grace_period: timedelta = DEFAULT_PENDING_GRACE_PERIOD,
-        on_kill_action: str = "keep",
-        state_conn_id: str = DEFAULT_CONN_ID,
-        get_logs: bool = True,
-        container_logs: str | list[str] | bool | None = None,
-        log_lines_on_failure: int = DEFAULT_LAST_LINES,
-        log_fetch_interval: float = DEFAULT_FETCH_INTERVAL,
+        count: int | str = ComputeArguments.DEFAULTS.count,
+        wait_for: str = ComputeArguments.DEFAULTS.wait_for,
+        timeout: timedelta = ComputeArguments.DEFAULTS.timeout,
+        timeout_factor: float | None = ComputeArguments.DEFAULTS.timeout_factor,
+        max_timeout: timedelta | None = ComputeArguments.DEFAULTS.max_timeout,
+        on_partial_failure: str = ComputeArguments.DEFAULTS.on_partial_failure,
+        execution_id: str | None = ComputeArguments.DEFAULTS.execution_id,
+        deferrable: bool = ComputeArguments.DEFAULTS.deferrable,
+        poll_interval: float = ComputeArguments.DEFAULTS.poll_interval,
+        pending_grace_period: timedelta = ComputeArguments.DEFAULTS.pending_grace_period,
+        on_kill_action: str = ComputeArguments.DEFAULTS.on_kill_action,
+        state_conn_id: str = ComputeArguments.DEFAULTS.state_conn_id,
+        get_logs: bool = ComputeArguments.DEFAULTS.get_logs,
+        container_logs: str | list[str] | bool | None = ComputeArguments.DEFAULTS.container_logs,
+        log_lines_on_failure: int = ComputeArguments.DEFAULTS.log_lines_on_failure,
+        log_fetch_interval: float = ComputeArguments.DEFAULTS.log_fetch_interval,
         **kwargs: Any,
     ) -> None:
+        # The signature is what Airflow applies default_args by and what editors complete; each
+        # argument's type, rule, default and meaning live in the model (lifecycle/arguments.py).
+        given = dict(locals())
         # retries follow the ComputeRetryPolicy unless the author set them (operators/policy_arguments.py)
         policy_arguments = take_policy_arguments(kwargs)
         super().__init__(**kwargs)
         apply_policy_arguments(self, policy_arguments)
-        self.tenant_id = tenant_id
-        self.operation = operation
-        self.count = count
-        self.wait_for = wait_for
-        self.timeout = timeout
-        self.timeout_factor = timeout_factor
-        self.max_timeout = max_timeout
-        self.on_partial_failure = on_partial_failure
-        self.execution_id = execution_id
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.pending_grace_period = pending_grace_period
-        self.on_kill_action = on_kill_action
-        self.state_conn_id = state_conn_id
-        self.get_logs = get_logs
-        self.container_logs = container_logs
-        self.log_lines_on_failure = log_lines_on_failure
-        self.log_fetch_interval = log_fetch_interval
+        self._keep_arguments(given)
         # Static mistakes fail the DAG import; templated values are checked once rendered.
-        self._validated(skip_templates=True)
+        validate_arguments(self.arguments_model, self._argument_values(), skip_templates=True)
         # Ours run beside the DAG author's callbacks, never instead of them.
         authors_retry: list[Any] = list(getattr(self, "on_retry_callback", None) or [])
         authors_failure: list[Any] = list(getattr(self, "on_failure_callback", None) or [])
@@ -227,59 +184,38 @@ class BaseComputeOperator(BaseOperator):
     def make_backend(self) -> ComputeBackend:
         raise NotImplementedError
 
-    def launch_request(self) -> dict[str, Any]:
-        """The provider's request template (RunTask kwargs, a pod manifest)."""
+    def launch_request(self, args: ComputeArguments) -> dict[str, Any]:
+        """The provider's request template (RunTask kwargs, a pod manifest) from the try's
+        validated arguments (the operator's ``arguments_model``)."""
         raise NotImplementedError
-
-    def provider_arguments(self) -> dict[str, Any]:
-        """The provider operator's own arguments, by name, for validation."""
-        return {}
 
     def make_log_reader(self) -> ContainerLogReader:
         """The provider's reader of its units' container output (``container_logs.py``)."""
         raise NotImplementedError(f"{type(self).__name__} reads no container output")
 
-    # -- validation -----------------------------------------------------------------------------
+    # -- arguments ------------------------------------------------------------------------------
 
-    def common_arguments(self) -> dict[str, Any]:
+    def _keep_arguments(self, given: Mapping[str, Any]) -> None:
+        """Keep the model's arguments among an ``__init__``'s ``locals()`` as attributes (where
+        Airflow renders the templated ones)."""
+        for name in self.arguments_model.model_fields:
+            if name in given:
+                setattr(self, name, given[name])
+
+    def _argument_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.arguments_model.model_fields}
+
+    def _provider_values(self) -> dict[str, Any]:
+        """The provider operator's own arguments (where its secrets are)."""
         return {
-            "tenant_id": self.tenant_id,
-            "operation": self.operation,
-            "execution_id": self.execution_id,
-            "count": self.count,
-            "wait_for": self.wait_for,
-            "timeout": self.timeout,
-            "timeout_factor": self.timeout_factor if self.timeout_factor is not None else 1.0,
-            "max_timeout": self.max_timeout,
-            "on_partial_failure": self.on_partial_failure,
-            "on_kill_action": self.on_kill_action,
-            "poll_interval": self.poll_interval,
-            "pending_grace_period": self.pending_grace_period,
-            "state_conn_id": self.state_conn_id,
+            name: getattr(self, name)
+            for name in self.arguments_model.model_fields
+            if name not in ComputeArguments.model_fields
         }
 
-    def _validated(self, *, skip_templates: bool) -> dict[str, Any]:
-        args = validate_arguments(self.common_arguments(), ARGUMENT_TYPES, skip_templates=skip_templates)
-        args.update(
-            validate_arguments(
-                self.provider_arguments(), self.provider_argument_types, skip_templates=skip_templates
-            )
-        )
-        args.update(
-            validate_arguments(self._log_arguments(), LOG_ARGUMENT_TYPES, skip_templates=skip_templates)
-        )
-        timeout, cap = args["timeout"], args["max_timeout"]
-        if isinstance(timeout, timedelta) and isinstance(cap, timedelta) and cap < timeout:
-            raise ComputeConfigError(f"must not be shorter than timeout ({timeout})", argument="max_timeout")
-        return args
-
-    def _log_arguments(self) -> dict[str, Any]:
-        return {
-            "get_logs": self.get_logs,
-            "container_logs": self.container_logs,
-            "log_lines_on_failure": self.log_lines_on_failure,
-            "log_fetch_interval": self.log_fetch_interval,
-        }
+    def _validated(self) -> ComputeArguments:
+        """The rendered arguments, every one checked, as the try reads them."""
+        return self.arguments_model.validated(self._argument_values())
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -290,15 +226,13 @@ class BaseComputeOperator(BaseOperator):
         the rendered fields."""
         context["previous_compute_error"] = self._previous_error(context, jinja_env)
         super().render_template_fields(context, jinja_env)
-        register_secrets(self.provider_arguments())
+        register_secrets(self._provider_values())
 
     def _previous_error(self, context: Any, jinja_env: Any) -> dict[str, Any] | None:
         try:
             env = jinja_env or self.get_template_env()
             tenant_id = self.render_template(self.tenant_id, context, env)
-            execution_id = self._execution_id(
-                context, {"execution_id": self.render_template(self.execution_id, context, env)}
-            )
+            execution_id = self._execution_id(context, self.render_template(self.execution_id, context, env))
             error = self._store.last_error(str(tenant_id), execution_id)
         except Exception:  # a template error surfaces where it belongs: in rendering itself
             return None
@@ -309,9 +243,9 @@ class BaseComputeOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         self._active = None
         try:
-            args = self._validated(skip_templates=False)
+            args = self._validated()
             attempt = int(context["ti"].try_number)
-            execution = ExecutionRef(args["tenant_id"], self._execution_id(context, args))
+            execution = ExecutionRef(args.tenant_id, self._execution_id(context, args.execution_id))
         except ComputeConfigError as exc:
             operation = valid_or_none(self.operation, "operation")  # never the rejected value
             error = redact_error(exc.error.with_context(provider=self.provider, operation=operation))
@@ -324,7 +258,7 @@ class BaseComputeOperator(BaseOperator):
             op = self._store.begin_operation(
                 execution.tenant_id,
                 execution.execution_id,
-                args["operation"],
+                args.operation,
                 self.provider,
                 attempt,
                 token=token,
@@ -365,7 +299,7 @@ class BaseComputeOperator(BaseOperator):
             DeadlineBy(resume.get("deadline_by", DeadlineBy.TIMEOUT.value)),
             timedelta(seconds=float(resume.get("deadline_bound") or 0.0)),
         )
-        args = self._validated(skip_templates=False)
+        args = self._validated()
         airflow_try = int(context["ti"].try_number)
         t = Try.start(
             ExecutionRef(tenant_id, execution_id),
@@ -428,9 +362,7 @@ class BaseComputeOperator(BaseOperator):
             return
         execution_id: str | None = None
         with suppress(Exception):
-            execution_id = store_checks.execution_id(
-                self._execution_id(context, {"execution_id": self.execution_id})
-            )
+            execution_id = store_checks.execution_id(self._execution_id(context, self.execution_id))
         try:
             held = self._store.hold_invalid_request(
                 tenant_id, error, execution_id=execution_id, attempt=int(context["ti"].try_number)
@@ -445,8 +377,8 @@ class BaseComputeOperator(BaseOperator):
         described once, and the deadline taken as passed now."""
         self._active = None
         try:
-            args = self._validated(skip_templates=False)
-            execution = ExecutionRef(args["tenant_id"], self._execution_id(context, args))
+            args = self._validated()
+            execution = ExecutionRef(args.tenant_id, self._execution_id(context, args.execution_id))
         except ComputeConfigError as exc:
             operation = valid_or_none(self.operation, "operation")  # never the rejected value
             error = redact_error(exc.error.with_context(provider=self.provider, operation=operation))
@@ -557,7 +489,7 @@ class BaseComputeOperator(BaseOperator):
 
     def _launch_and_wait(self, context: Any, t: Try) -> dict[str, Any]:
         backend = self.make_backend()
-        request = self.launch_request()
+        request = self.launch_request(t.args)
         register_secrets(request)
         deadline = self._deadline(context, t)
         result = reconcile_and_launch(
@@ -625,7 +557,7 @@ class BaseComputeOperator(BaseOperator):
             self._active = None
             t.log.info("compute operation succeeded", units=len(everything))
             return outcome.success_result(t.execution_id, everything)
-        count = int(t.args["count"])
+        count = t.args.count
         if progress.state is Settlement.FAILED:
             failures = [
                 (
@@ -701,7 +633,7 @@ class BaseComputeOperator(BaseOperator):
         if self._logs is None or self._logs_try != (t.attempt, t.token):
             self._logs_try = (t.attempt, t.token)
             since = None
-            if t.args.get("get_logs", True):
+            if t.args.get_logs:
                 with suppress(Exception):  # the store's trouble shows elsewhere; logs print all
                     since = previous_read(self._store, t.tenant_id, t.execution_id, t.attempt)
             self._logs = ContainerLogs(self.make_log_reader, t.args, self.log, since)
@@ -725,9 +657,10 @@ class BaseComputeOperator(BaseOperator):
     def _conn_id(self) -> str | None:
         return None
 
-    def _execution_id(self, context: Any, args: Mapping[str, Any]) -> str:
-        if args.get("execution_id"):
-            return str(args["execution_id"])
+    def _execution_id(self, context: Any, execution_id: str | None) -> str:
+        """The author's execution id, else ``dag_id:run_id:task_id:map_index``."""
+        if execution_id:
+            return str(execution_id)
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
         return f"{ti.dag_id}:{ti.run_id}:{ti.task_id}:{map_index}"
@@ -744,13 +677,13 @@ class BaseComputeOperator(BaseOperator):
 
     def _try_timeout(self, t: Try) -> timedelta:
         earlier_timeouts = self._store.timeouts_so_far(t.tenant_id, t.execution_id)
-        factor = float(t.args.get("timeout_factor") or 1.0)
+        factor = t.args.timeout_factor or 1.0
         policy = find_compute_policy(getattr(self, "retry_policy", None))
         policy_factor = getattr(policy, "timeout_factor_for", None)
-        if self.timeout_factor is None and callable(policy_factor):
+        if t.args.timeout_factor is None and callable(policy_factor):
             factor = float(policy_factor(ErrorCode.OPERATION_TIMEOUT))
-        timeout: timedelta = t.args["timeout"] * (factor**earlier_timeouts)
-        cap = t.args.get("max_timeout")
+        timeout: timedelta = t.args.timeout * (factor**earlier_timeouts)
+        cap = t.args.max_timeout
         return min(timeout, cap) if cap else timeout
 
 
@@ -769,5 +702,8 @@ def _usable_resume(resume: Any) -> bool:
     needed = ("tenant_id", "execution_id", "units", "done", "deadline")
     return isinstance(resume, dict) and all(key in resume for key in needed)
 
+
+_COMMON = parameters_doc(ComputeArguments, ComputeArguments.model_fields, BaseComputeOperator.template_fields)
+BaseComputeOperator.__doc__ = f"{(BaseComputeOperator.__doc__ or '').rstrip()}\n\n{_COMMON}\n"
 
 __all__ = ["XCOM_ERROR_KEY", "BaseComputeOperator", "ComputeTaskAborted"]

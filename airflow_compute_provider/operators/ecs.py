@@ -11,69 +11,96 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, PlainValidator
 
+from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.hooks.base import ComputeBackend
 from airflow_compute_provider.hooks.container_logs import ContainerLogReader
-from airflow_compute_provider.lifecycle.arguments import Validator, typed
+from airflow_compute_provider.lifecycle.arguments import ComputeArguments, argument
 from airflow_compute_provider.links import EcsTaskConsoleLink
 from airflow_compute_provider.operators.base import BaseComputeOperator
 
 _Name = Annotated[str, Field(min_length=1, max_length=2048)]
+_Short = Annotated[str, Field(min_length=1, max_length=64)]
+_ConnId = Annotated[str, Field(min_length=1, max_length=250)]
+_LogName = Annotated[str, Field(min_length=1, max_length=512)]
 
 
-def _strategy_item(item: Any) -> Any:
-    if not isinstance(item, Mapping) or not item.get("capacityProvider"):
-        raise ValueError("every item needs a 'capacityProvider'")
-    return item
+def _strategy(value: Any) -> Any:
+    if value is None:
+        return None
+    items = list(value)
+    for item in items:
+        if not isinstance(item, Mapping) or not item.get("capacityProvider"):
+            raise ValueError("every item needs a 'capacityProvider'")
+    return items
 
 
 def _tags(value: Any) -> Any:
+    if value is None:
+        return None
     if isinstance(value, Mapping):
         return {str(k): str(v) for k, v in value.items()}
     raise ValueError("must be a mapping of tag keys to values")
 
 
+class EcsArguments(ComputeArguments):
+    """The arguments of ``EcsComputeOperator``: ``ComputeArguments``' and these."""
+
+    cluster: _Name = argument(meaning="cluster name or ARN")
+    task_definition: _Name = argument(meaning="family, `family:revision` or ARN")
+    launch_type: Literal["FARGATE", "EC2", "EXTERNAL"] | None = argument(
+        None, "`FARGATE`, `EC2` or `EXTERNAL`; excludes `capacity_provider_strategy`"
+    )
+    capacity_provider_strategy: Annotated[list[dict[str, Any]] | None, PlainValidator(_strategy)] = argument(
+        None, 'RunTask\'s list of `{"capacityProvider", "weight", "base"}`'
+    )
+    network_configuration: dict[str, Any] | None = argument(None, "RunTask's `networkConfiguration`")
+    overrides: dict[str, Any] | None = argument(
+        None, "RunTask's `overrides`; environment values are treated as secrets (masked in logs)"
+    )
+    tags: Annotated[dict[str, str] | None, PlainValidator(_tags)] = argument(
+        None,
+        "extra tags for every task, as a mapping; the operator adds its own (tenant, execution, "
+        "unit, generation)",
+    )
+    platform_version: _Short | None = argument(None, "the Fargate platform version")
+    aws_conn_id: _ConnId | None = argument(
+        "aws_default",
+        "the Amazon provider's connection (its extra may carry `endpoint_url`, `config_kwargs`)",
+    )
+    region_name: _Short | None = argument(None, "the AWS region", shown="the connection's")
+    awslogs_group: _LogName | None = argument(
+        None,
+        "the CloudWatch Logs group of the containers' output ([Container logs](container-logs.md))",
+        shown="the task definition's `awslogs-group`",
+    )
+    awslogs_stream_prefix: _LogName | None = argument(
+        None,
+        "the stream prefix; a container's stream is `<prefix>/<container>/<task id>`",
+        shown="the task definition's `awslogs-stream-prefix`",
+    )
+
+    @classmethod
+    def check_together(cls, values: Mapping[str, Any]) -> None:
+        super().check_together(values)
+        if values.get("launch_type") and values.get("capacity_provider_strategy"):
+            raise ComputeConfigError(
+                "launch_type and capacity_provider_strategy exclude each other; give one",
+                argument="capacity_provider_strategy",
+            )
+
+
 class EcsComputeOperator(BaseComputeOperator):
     """Run ``count`` ECS tasks of ``task_definition`` on ``cluster`` for a tenant.
 
-    :param cluster: the ECS cluster name or ARN; templated.
-    :param task_definition: family, family:revision or ARN; templated.
-    :param launch_type: ``FARGATE``, ``EC2`` or ``EXTERNAL``; exclusive with
-        ``capacity_provider_strategy``.
-    :param capacity_provider_strategy: RunTask's list of ``{"capacityProvider", "weight", "base"}``.
-    :param network_configuration: RunTask's ``networkConfiguration`` (``awsvpcConfiguration``).
-    :param overrides: RunTask's ``overrides``; environment values in it are treated as secrets.
-    :param tags: extra tags for every task, as a mapping.
-    :param platform_version: the Fargate platform version.
-    :param aws_conn_id: the Amazon provider's connection (``aws_default``).
-    :param region_name: the AWS region; default from the connection.
-    :param awslogs_group: the CloudWatch Logs group of the containers' output; default the task
-        definition's ``awslogs-group`` (as on ``EcsRunTaskOperator``); templated.
-    :param awslogs_stream_prefix: the stream prefix; default the task definition's
-        ``awslogs-stream-prefix``. A container's stream is ``<prefix>/<container>/<task id>``.
-
     Container output (``get_logs``) is read from CloudWatch Logs through the Amazon provider's
-    ``AwsLogsHook`` (``docs/howto/container-logs.md``).
-
-    Every other parameter is ``BaseComputeOperator``'s.
+    ``AwsLogsHook`` (``docs/howto/container-logs.md``). The parameters are ``EcsArguments``':
+    ``BaseComputeOperator``'s and the ECS ones, listed below from the model.
     """
 
     provider = "ecs"
-    provider_argument_types: ClassVar[Mapping[str, Validator]] = {
-        "cluster": typed(_Name),
-        "task_definition": typed(_Name),
-        "launch_type": typed(Literal["FARGATE", "EC2", "EXTERNAL"] | None),
-        "capacity_provider_strategy": lambda v: None if v is None else [_strategy_item(i) for i in v],
-        "network_configuration": typed(dict[str, Any] | None),
-        "overrides": typed(dict[str, Any] | None),
-        "tags": lambda v: None if v is None else _tags(v),
-        "platform_version": typed(Annotated[str, Field(min_length=1, max_length=64)] | None),
-        "aws_conn_id": typed(Annotated[str, Field(min_length=1, max_length=250)] | None),
-        "region_name": typed(Annotated[str, Field(min_length=1, max_length=64)] | None),
-        "awslogs_group": typed(Annotated[str, Field(min_length=1, max_length=512)] | None),
-        "awslogs_stream_prefix": typed(Annotated[str, Field(min_length=1, max_length=512)] | None),
-    }
+    arguments_model = EcsArguments
 
     template_fields: Sequence[str] = (
         *BaseComputeOperator.template_fields,
@@ -97,58 +124,21 @@ class EcsComputeOperator(BaseComputeOperator):
         *,
         cluster: str,
         task_definition: str,
-        launch_type: str | None = None,
-        capacity_provider_strategy: list[dict[str, Any]] | None = None,
-        network_configuration: dict[str, Any] | None = None,
-        overrides: dict[str, Any] | None = None,
-        tags: dict[str, str] | None = None,
-        platform_version: str | None = None,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        awslogs_group: str | None = None,
-        awslogs_stream_prefix: str | None = None,
+        launch_type: str | None = EcsArguments.DEFAULTS.launch_type,
+        capacity_provider_strategy: list[dict[str, Any]]
+        | None = EcsArguments.DEFAULTS.capacity_provider_strategy,
+        network_configuration: dict[str, Any] | None = EcsArguments.DEFAULTS.network_configuration,
+        overrides: dict[str, Any] | None = EcsArguments.DEFAULTS.overrides,
+        tags: dict[str, str] | None = EcsArguments.DEFAULTS.tags,
+        platform_version: str | None = EcsArguments.DEFAULTS.platform_version,
+        aws_conn_id: str | None = EcsArguments.DEFAULTS.aws_conn_id,
+        region_name: str | None = EcsArguments.DEFAULTS.region_name,
+        awslogs_group: str | None = EcsArguments.DEFAULTS.awslogs_group,
+        awslogs_stream_prefix: str | None = EcsArguments.DEFAULTS.awslogs_stream_prefix,
         **kwargs: Any,
     ) -> None:
-        self.cluster = cluster
-        self.task_definition = task_definition
-        self.launch_type = launch_type
-        self.capacity_provider_strategy = capacity_provider_strategy
-        self.network_configuration = network_configuration
-        self.overrides = overrides
-        self.tags = tags
-        self.platform_version = platform_version
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.awslogs_group = awslogs_group
-        self.awslogs_stream_prefix = awslogs_stream_prefix
+        self._keep_arguments(dict(locals()))
         super().__init__(**kwargs)
-
-    def provider_arguments(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "task_definition": self.task_definition,
-            "launch_type": self.launch_type,
-            "capacity_provider_strategy": self.capacity_provider_strategy,
-            "network_configuration": self.network_configuration,
-            "overrides": self.overrides,
-            "tags": self.tags,
-            "platform_version": self.platform_version,
-            "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region_name,
-            "awslogs_group": self.awslogs_group,
-            "awslogs_stream_prefix": self.awslogs_stream_prefix,
-        }
-
-    def _validated(self, *, skip_templates: bool) -> dict[str, Any]:
-        args = super()._validated(skip_templates=skip_templates)
-        if args.get("launch_type") and args.get("capacity_provider_strategy"):
-            from airflow_compute_provider.errors import ComputeConfigError
-
-            raise ComputeConfigError(
-                "launch_type and capacity_provider_strategy exclude each other; give one",
-                argument="capacity_provider_strategy",
-            )
-        return args
 
     def make_backend(self) -> ComputeBackend:
         from airflow_compute_provider.hooks.ecs import EcsComputeHook
@@ -157,20 +147,21 @@ class EcsComputeOperator(BaseComputeOperator):
             aws_conn_id=self.aws_conn_id, region_name=self.region_name, cluster=self.cluster
         )
 
-    def launch_request(self) -> dict[str, Any]:
-        request: dict[str, Any] = {"taskDefinition": self.task_definition}
-        if self.launch_type:
-            request["launchType"] = self.launch_type
-        if self.capacity_provider_strategy:
-            request["capacityProviderStrategy"] = list(self.capacity_provider_strategy)
-        if self.network_configuration:
-            request["networkConfiguration"] = dict(self.network_configuration)
-        if self.overrides:
-            request["overrides"] = dict(self.overrides)
-        if self.platform_version:
-            request["platformVersion"] = self.platform_version
-        if self.tags:
-            request["tags"] = [{"key": k, "value": v} for k, v in self.tags.items()]
+    def launch_request(self, args: ComputeArguments) -> dict[str, Any]:
+        assert isinstance(args, EcsArguments)
+        request: dict[str, Any] = {"taskDefinition": args.task_definition}
+        if args.launch_type:
+            request["launchType"] = args.launch_type
+        if args.capacity_provider_strategy:
+            request["capacityProviderStrategy"] = list(args.capacity_provider_strategy)
+        if args.network_configuration:
+            request["networkConfiguration"] = dict(args.network_configuration)
+        if args.overrides:
+            request["overrides"] = dict(args.overrides)
+        if args.platform_version:
+            request["platformVersion"] = args.platform_version
+        if args.tags:
+            request["tags"] = [{"key": k, "value": v} for k, v in args.tags.items()]
         return request
 
     def make_log_reader(self) -> ContainerLogReader:
@@ -185,4 +176,5 @@ class EcsComputeOperator(BaseComputeOperator):
         )
 
     def _conn_id(self) -> str | None:
-        return self.aws_conn_id
+        conn_id: str | None = self.aws_conn_id
+        return conn_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from airflow_compute_provider.hooks.base import ComputeBackend
+from airflow_compute_provider.lifecycle.arguments import ComputeArguments
 from airflow_compute_provider.operators.base import BaseComputeOperator
 from airflow_compute_provider.testing.memory import PROVIDER, MemoryComputeBackend
 
@@ -26,7 +27,7 @@ class MemoryComputeOperator(BaseComputeOperator):
     def make_backend(self) -> ComputeBackend:
         return MemoryComputeBackend(self.cloud)
 
-    def launch_request(self) -> dict[str, Any]:
+    def launch_request(self, args: ComputeArguments) -> dict[str, Any]:
         return {"image": "busybox"}
 
 

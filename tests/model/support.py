@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_compute_provider.hooks.base import ExecutionRef
+from airflow_compute_provider.lifecycle.arguments import ComputeArguments
 from airflow_compute_provider.lifecycle.tries import Try
 from airflow_compute_provider.recovery.backends import BackendKey
 from airflow_compute_provider.testing.memory import PROVIDER, MemoryCloud, MemoryComputeBackend
@@ -14,8 +15,8 @@ TENANT = "acme"
 EXECUTION_ID = "dag:run:task:-1"
 
 
-def args(**overrides: Any) -> dict[str, Any]:
-    """The validated arguments of a try, as ``arguments.validate_arguments`` returns them."""
+def args(**overrides: Any) -> ComputeArguments:
+    """The validated arguments of a try, as the operator hands them to the lifecycle."""
     values: dict[str, Any] = {
         "tenant_id": TENANT,
         "operation": "provision",
@@ -32,7 +33,7 @@ def args(**overrides: Any) -> dict[str, Any]:
         "state_conn_id": "compute_state_default",
     }
     values.update(overrides)
-    return values
+    return ComputeArguments.validated(values)
 
 
 def a_try(

@@ -94,6 +94,26 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="arguments-together",
+        part="issue 20 argument models",
+        removes="the rules across arguments (max_timeout shorter than timeout, launch type with a strategy, no image)",
+        path=f"{PACKAGE}/lifecycle/arguments.py",
+        old="    model.check_together(validated)\n",
+        new="",
+        caught_by=("tests/unit/lifecycle/test_arguments.py::test_rules_across_arguments_name_the_argument",),
+    ),
+    Mutation(
+        name="arguments-template-given",
+        part="issue 20 argument models",
+        removes="a templated argument counting as given at parse time (a templated image fails the DAG import)",
+        path=f"{PACKAGE}/lifecycle/arguments.py",
+        old="            validated[name] = value  # given, checked once rendered\n",
+        new="",
+        caught_by=(
+            "tests/unit/lifecycle/test_arguments.py::test_a_template_is_left_for_the_render_and_checked_after_it",
+        ),
+    ),
+    Mutation(
         name="echo",
         part="4 fuzzed input",
         removes="the rule that a refused value is never echoed (the message quotes it again)",

@@ -10,8 +10,8 @@ import pytest
 
 from airflow_compute_provider.errors import ComputeConfigError
 from airflow_compute_provider.hooks.container_logs import LogCursor, clean_line
-from airflow_compute_provider.lifecycle.arguments import validate_arguments
-from airflow_compute_provider.lifecycle.container_logs import LOG_ARGUMENT_TYPES, _bounded
+from airflow_compute_provider.lifecycle.arguments import ComputeArguments, validate_arguments
+from airflow_compute_provider.lifecycle.container_logs import _bounded
 
 T0 = datetime(2026, 12, 6, 11, 0, tzinfo=UTC)
 
@@ -62,5 +62,5 @@ def test_the_errors_lines_are_bounded_newest_kept() -> None:
 )
 def test_bad_log_arguments_are_refused_by_name(name: str, value: object) -> None:
     with pytest.raises(ComputeConfigError) as caught:
-        validate_arguments({name: value}, LOG_ARGUMENT_TYPES, skip_templates=False)
+        validate_arguments(ComputeArguments, {name: value}, skip_templates=False)
     assert caught.value.argument == name

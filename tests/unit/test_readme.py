@@ -1,7 +1,7 @@
 """The README and the pages of ``docs/`` say what the code does: checks that fail when they drift apart.
 
-* the error code table (``docs/error-contract.md``) is the catalog's (``docs/error_codes.py``
-  generates it);
+* the generated tables (``docs/tables.py``) are their sources': the error codes the catalog's,
+  the operators' parameter tables their argument models';
 * the parameter tables (``docs/concepts.md`` and the how-to guides) name every parameter of the
   operators and of the retry policy;
 * the migration guide (``docs/howto/migrating.md``) names every parameter of the installed
@@ -65,7 +65,7 @@ def _own_parameters(cls: type, stop_at: tuple[type, ...] = ()) -> set[str]:
 
 
 def _load_docs_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("error_codes", REPO / "docs" / "error_codes.py")
+    spec = importlib.util.spec_from_file_location("tables", REPO / "docs" / "tables.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -77,11 +77,30 @@ def test_the_error_code_table_is_the_catalogs() -> None:
     from airflow_compute_provider.errors import CATALOG
 
     docs = _load_docs_module()
-    assert docs.current(_page("error-contract.md")) == docs.table(), (
-        "docs/error-contract.md drifted from the catalog: run python docs/error_codes.py"
+    assert docs.current("error-codes") == docs.table("error-codes"), (
+        "docs/error-contract.md drifted from the catalog: run python docs/tables.py"
     )
-    rows = [line for line in docs.table().splitlines() if line.startswith("| `")]
+    rows = [line for line in docs.table("error-codes").splitlines() if line.startswith("| `")]
     assert len(rows) == len(CATALOG)
+
+
+@pytest.mark.parametrize("name", ["parameters", "ecs-parameters", "kubernetes-parameters"])
+def test_the_parameter_tables_are_the_argument_models(name: str) -> None:
+    docs = _load_docs_module()
+    assert docs.current(name) == docs.table(name), (
+        f"docs/{docs.TABLES[name][0]} drifted from its argument model: run python docs/tables.py"
+    )
+
+
+def test_a_parameter_table_follows_a_change_of_its_model() -> None:
+    # The check above would pass on a frozen copy; the table must come from the model itself.
+    from airflow_compute_provider.operators.ecs import EcsArguments
+
+    docs = _load_docs_module()
+    info = EcsArguments.model_fields["cluster"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(info, "description", "X.")
+        assert docs.table("ecs-parameters") != docs.current("ecs-parameters")
 
 
 def test_the_generated_table_follows_a_catalog_change() -> None:
@@ -99,7 +118,7 @@ def test_the_generated_table_follows_a_catalog_change() -> None:
         from airflow_compute_provider import errors
 
         patch.setattr(errors, "CATALOG", changed)
-        assert docs.table() != docs.current(_page("error-contract.md"))
+        assert docs.table("error-codes") != docs.current("error-codes")
 
 
 def test_the_reference_names_every_parameter() -> None:
