@@ -96,16 +96,21 @@ MUTATIONS = (
     Mutation(
         name="arguments-together",
         part="issue 20 argument models",
-        removes="the rules across arguments (max_timeout shorter than timeout, launch type with a strategy, no image)",
+        removes="the rules across arguments (a max_timeout shorter than timeout, neither image nor pod_template)",
         path=f"{PACKAGE}/lifecycle/arguments.py",
         old="    model.check_together(validated)\n",
         new="",
-        caught_by=("tests/unit/lifecycle/test_arguments.py::test_rules_across_arguments_name_the_argument",),
+        caught_by=(
+            "tests/unit/lifecycle/test_arguments.py::"
+            "test_rules_across_arguments_name_the_argument[BaseComputeOperator-values0-max_timeout]",
+            "tests/unit/lifecycle/test_arguments.py::"
+            "test_rules_across_arguments_name_the_argument[KubernetesComputeOperator-values3-image]",
+        ),
     ),
     Mutation(
         name="arguments-template-given",
         part="issue 20 argument models",
-        removes="a templated argument counting as given at parse time (a templated image fails the DAG import)",
+        removes="a templated argument counting as given at parse time (a templated image fails the import)",
         path=f"{PACKAGE}/lifecycle/arguments.py",
         old="            validated[name] = value  # given, checked once rendered\n",
         new="",
