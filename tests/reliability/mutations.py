@@ -96,7 +96,7 @@ MUTATIONS = (
     Mutation(
         name="arguments-together",
         part="issue 20 argument models",
-        removes="the rules across arguments (a max_timeout shorter than timeout, neither image nor pod_template)",
+        removes="the rules across arguments (max_timeout below timeout, neither image nor pod_template)",
         path=f"{PACKAGE}/lifecycle/arguments.py",
         old="    model.check_together(validated)\n",
         new="",
