@@ -278,48 +278,42 @@ class EcsEnv:
             GroupName="compute-test", Description="compute tests", VpcId=vpc_id
         )["GroupId"]
         self.cluster_arn = self.ecs.create_cluster(clusterName=CLUSTER_NAME)["cluster"]["clusterArn"]
-        self.task_definition_arn = self.ecs.register_task_definition(
-            family=TASK_FAMILY,
-            requiresCompatibilities=["FARGATE"],
-            networkMode="awsvpc",
-            cpu="256",
-            memory="512",
-            containerDefinitions=[
-                {
-                    "name": CONTAINER_NAME,
-                    "image": "public.ecr.aws/docker/library/busybox:latest",
-                    "essential": True,
-                    # moto needs a container-level memory even where Fargate does not
-                    "memory": 512,
-                    "command": ["sh", "-c", "echo hello"],
-                }
-            ],
-        )["taskDefinition"]["taskDefinitionArn"]
+        self.task_definition_arn = self._register_task_definition(TASK_FAMILY)
         self.client("logs").create_log_group(logGroupName=LOG_GROUP)
-        self.logged_task_definition_arn = self.ecs.register_task_definition(
-            family=LOGGED_TASK_FAMILY,
-            requiresCompatibilities=["FARGATE"],
-            networkMode="awsvpc",
-            cpu="256",
-            memory="512",
-            containerDefinitions=[
-                {
-                    "name": CONTAINER_NAME,
-                    "image": "public.ecr.aws/docker/library/busybox:latest",
-                    "essential": True,
-                    "memory": 512,
-                    "command": ["sh", "-c", "echo hello"],
-                    "logConfiguration": {
-                        "logDriver": "awslogs",
-                        "options": {
-                            "awslogs-group": LOG_GROUP,
-                            "awslogs-region": REGION,
-                            "awslogs-stream-prefix": LOG_STREAM_PREFIX,
-                        },
-                    },
-                }
-            ],
-        )["taskDefinition"]["taskDefinitionArn"]
+        self.logged_task_definition_arn = self._register_task_definition(
+            LOGGED_TASK_FAMILY,
+            logConfiguration={
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": LOG_GROUP,
+                    "awslogs-region": REGION,
+                    "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                },
+            },
+        )
+
+    def _register_task_definition(self, family: str, **container: Any) -> str:
+        """A one-container FARGATE task definition (``container``: more of its definition)."""
+        return str(
+            self.ecs.register_task_definition(
+                family=family,
+                requiresCompatibilities=["FARGATE"],
+                networkMode="awsvpc",
+                cpu="256",
+                memory="512",
+                containerDefinitions=[
+                    {
+                        "name": CONTAINER_NAME,
+                        "image": "public.ecr.aws/docker/library/busybox:latest",
+                        "essential": True,
+                        # moto needs a container-level memory even where Fargate does not
+                        "memory": 512,
+                        "command": ["sh", "-c", "echo hello"],
+                        **container,
+                    }
+                ],
+            )["taskDefinition"]["taskDefinitionArn"]
+        )
 
     def log_events(self, task_arn: str, container: str = CONTAINER_NAME) -> list[str]:
         """What the task's container printed, as CloudWatch Logs holds it."""
