@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from demo.backends import EcsStage, KubeStage
 from tests.harness.airflow_dagrun import DagRunRecord
+from tests.harness.ecs import LOGGED_TASK_FAMILY
 
 Stage = EcsStage | KubeStage
 
@@ -206,6 +207,32 @@ def _verify_reattached(run: Finished) -> Verified:
     return Verified(run_tasks == 1 and tasks == 1, f"{run_tasks} RunTask over both tries; try 2 reattached")
 
 
+#: what the crashing provisioner prints before it exits 1
+CRASH_OUTPUT = (
+    "provisioning tenant cyberdyne",
+    "applying schema migrations 1..42",
+    'ERROR: migration 42 failed: relation "accounts" already exists',
+)
+
+
+def _arrange_crash(stage: EcsStage) -> None:
+    # The task runs the logged task definition (awslogs configured); its container prints the
+    # lines above to CloudWatch Logs and exits 1.
+    from tests.harness.ecs_script import TaskScript, exited
+
+    stage.env.default_script = TaskScript(outcome=exited(1), output=CRASH_OUTPUT)
+
+
+def _verify_crash(run: Finished) -> Verified:
+    try:
+        error = run.record.xcom("provision", key="compute_error")
+    except KeyError:
+        return Verified(False, "the task pushed no compute_error")
+    lines = [str(line) for line in (error.get("output") or {}).get("lines") or []]
+    shown = "".join(f"\n    | {line}" for line in lines)
+    return Verified(lines[-1:] == [CRASH_OUTPUT[-1]], f"the error carries the container's last lines:{shown}")
+
+
 def _ecs_error(code: str, message: str) -> Any:
     from tests.harness.proxy_faults import ecs_error
 
@@ -310,6 +337,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         expected=Expected("success", "OPERATION_TIMEOUT", 2, "ready"),
         arrange=_arrange_long_task,
         verify=_verify_reattached,
+    ),
+    Scenario(
+        key="crash",
+        title="container exits 1, last lines kept",
+        provider="ecs",
+        dag_id="tenant_provisioning_ecs",
+        compute_task="provision",
+        tenant="cyberdyne",
+        params={"task_definition": LOGGED_TASK_FAMILY},
+        expected=Expected("failed", "CONTAINER_FAILED", 1, "needs_investigation"),
+        arrange=_arrange_crash,
+        verify=_verify_crash,
     ),
     Scenario(
         key="kube-success",
