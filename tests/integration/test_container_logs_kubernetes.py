@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness.kubecluster import KubeCluster
 from tests.harness.proxy import FaultProxy
 from tests.harness.proxy_faults import Delay, kube_error
 from tests.harness.realnode import RealNode
@@ -38,16 +36,10 @@ LOG_PATH = r"/namespaces/[^/]+/pods/[^/]+/log"
 
 
 @pytest.fixture
-def kube_env(
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    kube_core: Any,
-    node_simulator: Any,
-    real_node: RealNode,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> KubeEnv:
-    return KubeEnv(kube_cluster, kube_namespace, kube_core, monkeypatch, tmp_path, node=real_node)
+def kube_env(kube_env: KubeEnv, real_node: RealNode) -> KubeEnv:
+    """The harness's, with its pods on the real node (containerd and a kubelet: real logs)."""
+    kube_env.node = real_node
+    return kube_env
 
 
 def _run(airflow_env: Any, kube_env: KubeEnv, dag_id: str, **kwargs: Any) -> tuple[Any, str]:
