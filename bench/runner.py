@@ -77,22 +77,20 @@ def as_the_operator_defers(spec: dict[str, Any], unit: Any) -> Any:
     """The trigger a compute operator defers to (``lifecycle.wait.status_trigger``), its try's
     arguments the operator's defaults with ``get_logs`` as the spec says (``--get-logs``)."""
     from airflow_compute_provider.hooks.base import ExecutionRef
+    from airflow_compute_provider.lifecycle.arguments import ComputeArguments
     from airflow_compute_provider.lifecycle.deadline import DeadlineBy, TryDeadline
     from airflow_compute_provider.lifecycle.tries import Try
     from airflow_compute_provider.lifecycle.wait import status_trigger
     from airflow_compute_provider.registry import backend_from_config
 
-    args = {
-        "operation": "bench",
-        "wait_for": "completion",
-        "poll_interval": float(spec["interval"]),
-        "pending_grace_period": timedelta(minutes=2),
-        "on_kill_action": "keep",
-        "get_logs": bool(spec["get_logs"]),
-        "container_logs": None,
-        "log_lines_on_failure": 20,
-        "log_fetch_interval": 10.0,
-    }
+    args = ComputeArguments.validated(
+        {
+            "tenant_id": "bench",
+            "operation": "bench",
+            "poll_interval": float(spec["interval"]),
+            "get_logs": bool(spec["get_logs"]),
+        }
+    )
     t = Try.start(ExecutionRef("bench", unit.resource_id), 1, args, provider=spec["provider"])
     backend = backend_from_config(spec["provider"], spec["config"])
     deadline = TryDeadline(datetime.now(UTC) + timedelta(hours=2), DeadlineBy.TIMEOUT, timedelta(hours=2))
