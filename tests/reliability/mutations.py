@@ -208,8 +208,8 @@ MUTATIONS = (
         part="issue 16: clears",
         removes="the live-unit guard of a fresh start: a clear after success relaunches a running unit",
         path=f"{PACKAGE}/lifecycle/reconcile.py",
-        old="if fresh_start and not _live(status):",
-        new="if fresh_start:",
+        old="if fresh_start and not _live(status) and not _never_sent(entry, status):",
+        new="if fresh_start and not _never_sent(entry, status):",
         caught_by=(
             "tests/unit/lifecycle/test_reconcile.py::test_a_cleared_task_after_success_adopts_a_unit_still_running",
         ),
