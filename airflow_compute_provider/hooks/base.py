@@ -174,6 +174,12 @@ class ComputeBackend(Protocol):
     ``ComputeOperationError``; per-unit failures are data (``refused``, ``UnitStatus.error``)."""
 
     provider: str
+    #: whether a launch the provider refused leaves its idempotency token free for a later
+    #: request to start a unit (Kubernetes: a refused create leaves the pod name free), or the
+    #: provider answers that token with the same refusal (ECS: RunTask keeps a token's answer
+    #: for 24 hours). Where it is free, the lifecycle re-sends a refused re-sent intent with its
+    #: own token rather than a new generation (``lifecycle/reconcile.py``).
+    refusal_frees_token: bool
 
     def backend_config(self) -> dict[str, Any]:
         """Plain, JSON-serializable kwargs that rebuild this backend (for the trigger)."""

@@ -118,6 +118,7 @@ class EcsComputeHook(EcsHook):  # type: ignore[misc]
     """
 
     provider = PROVIDER
+    refusal_frees_token = False  # RunTask answers a client token once, for 24 hours
 
     def __init__(
         self,

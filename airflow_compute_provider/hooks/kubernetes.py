@@ -115,6 +115,7 @@ class KubernetesComputeHook(BaseHook):
     """
 
     provider = PROVIDER
+    refusal_frees_token = True  # a refused create leaves the pod's name free
     conn_name_attr = "kubernetes_conn_id"
     default_conn_name = "kubernetes_default"
     hook_name = "Kubernetes compute"

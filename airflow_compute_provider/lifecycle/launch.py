@@ -76,7 +76,13 @@ def reconcile_and_launch(
     ledger = store.ledger(t.tenant_id, t.execution_id)
     existing = known_units(ledger, backend.find(t.execution))
     statuses = backend.describe(existing) if existing else []
-    plan = plan_units(count, ledger, statuses, fresh_start=_newest_earlier_try_succeeded(store, t))
+    plan = plan_units(
+        count,
+        ledger,
+        statuses,
+        fresh_start=_newest_earlier_try_succeeded(store, t),
+        refusal_frees_token=backend.refusal_frees_token,
+    )
     timer.observe(store, t, plan.adopted)
     follow_statuses(store, t, plan.adopted, conn_id=conn_id, backend=backend)
     for launch in plan.to_launch:

@@ -84,8 +84,15 @@ def plan_units(
     statuses: Sequence[UnitStatus],
     *,
     fresh_start: bool = False,
+    refusal_frees_token: bool = False,
 ) -> ReconcilePlan:
-    """Decide, per unit index in ``range(count)``, between adopting and launching."""
+    """Decide, per unit index in ``range(count)``, between adopting and launching.
+
+    ``refusal_frees_token`` (the backend's): a refused re-sent intent is re-sent again with its
+    own token, never replaced by a new generation. Its first sender may still be on its way (a
+    zombie stalled before its launch call), and where a refusal leaves the token free that
+    late request would start the old generation beside the new one; with the same token it
+    starts the unit the lifecycle launches, once."""
     adopted: list[UnitStatus] = []
     to_launch: list[UnitLaunch] = []
     resent: set[int] = set()
@@ -101,7 +108,7 @@ def plan_units(
         if fresh_start and not _live(status) and not _never_sent(entry, status):
             to_launch.append(UnitLaunch(index, newest + 1))
             continue
-        decision = _decide(entry, status)
+        decision = _decide(entry, status, refusal_frees_token=refusal_frees_token)
         if decision == "adopt":
             assert status is not None or entry is not None
             adopted.append(status if _usable(status) else _from_ledger(entry))  # type: ignore[arg-type]
@@ -113,7 +120,7 @@ def plan_units(
     return ReconcilePlan(adopted=adopted, to_launch=to_launch, resent=frozenset(resent))
 
 
-def _decide(entry: LedgerEntry | None, status: UnitStatus | None) -> str:
+def _decide(entry: LedgerEntry | None, status: UnitStatus | None, *, refusal_frees_token: bool) -> str:
     if status is not None and status.phase in (UnitPhase.PENDING, UnitPhase.RUNNING, UnitPhase.SUCCEEDED):
         # A unit stuck pending with an error is adopted too: the wait applies its grace period.
         return "adopt"
@@ -125,6 +132,8 @@ def _decide(entry: LedgerEntry | None, status: UnitStatus | None) -> str:
     if entry.status in _LEDGER_DONE:
         return "adopt"  # finished long ago; the provider may have forgotten it
     if (entry.status is ResourceStatus.INTENDED and not entry.resource_id) or entry.never_launched:
+        return "resend"
+    if refusal_frees_token and entry.refused_resend:
         return "resend"
     if entry.status in _LEDGER_FAILED:
         return "relaunch"

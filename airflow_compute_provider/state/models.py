@@ -152,6 +152,17 @@ class LedgerEntry:
     version: int = 0
 
     @property
+    def refused_resend(self) -> bool:
+        """An intent re-sent by a later try (its first sender stalled or died) that the provider
+        refused: the first sender's request may still be on its way."""
+        return (
+            self.status is ResourceStatus.FAILED
+            and not self.resource_id
+            and self.attempts > 1
+            and not self.never_launched
+        )
+
+    @property
     def never_launched(self) -> bool:
         """An intent the reconciler looked up and found nowhere: no unit of it ever ran, so the
         next try re-sends it with the same token instead of a new generation (a stalled try's

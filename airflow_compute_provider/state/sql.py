@@ -534,8 +534,9 @@ class SqlTenantStateStore(TenantStateStore):
                 current=row.status.value,
                 requested=ResourceStatus.INTENDED.value,
             )
-        if row.never_launched:
-            # The reconciler found nothing of this intent; the next try re-sends it, reopened.
+        if row.never_launched or row.refused_resend:
+            # Nothing of this intent ever ran (the reconciler found nothing, or the provider
+            # refused it); the next try re-sends it, reopened.
             self._update_resource(
                 conn,
                 row,

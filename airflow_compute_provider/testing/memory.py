@@ -248,6 +248,7 @@ class MemoryComputeBackend:
     """A ``ComputeBackend`` on a ``MemoryCloud`` (found by name, or handed in)."""
 
     provider = PROVIDER
+    refusal_frees_token = True  # as Kubernetes: a refused launch's token starts a unit later
 
     def __init__(self, cloud: str | MemoryCloud = "default", namespace: str = "default") -> None:
         self.cloud = cloud if isinstance(cloud, MemoryCloud) else MemoryCloud.registry[cloud]

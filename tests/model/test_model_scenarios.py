@@ -289,6 +289,26 @@ def test_a_zombies_launch_after_the_newer_try_launched_does_not_add_a_generation
     check(model)
 
 
+def test_a_refused_resend_of_a_zombies_intent_keeps_its_token(model: LifecycleModel) -> None:
+    """Found by the deep run: try 1 writes its intent and stalls before its launch call; two new
+    DAG runs of the execution begin; the first to run re-sends try 1's intent and is refused
+    (capacity); the other must re-send it again with the same token, not launch generation 2,
+    because try 1's stalled request, sent last, would start generation 1 beside it (a refused
+    create leaves a Kubernetes pod name, or the memory provider's token, free)."""
+    model.configure(count=1, wait_for="completion", on_partial_failure="rollback", timeout=60)
+    model.provider_fault(fault="refuse_capacity", skip=0)
+    model.new_try(deferrable=False, will_retry=False)
+    zombie = newest(model)
+    model.drive(zombie, until="backend.launch")  # its intent written, the launch not sent
+    model.new_dag_run(deferrable=False, will_retry=False)
+    model.new_dag_run(deferrable=False, will_retry=False)
+    model.run_to_end(which=0)  # re-sends generation 1: refused
+    model.run_to_end(which=0)  # re-sends generation 1 again: launched, times out running
+    model.drive(zombie)  # the same token: raises Violation if a second generation goes live
+    assert live_units(model) == ["0g1"]
+    check(model)
+
+
 def test_a_unit_started_by_a_launch_that_outlived_its_lookup_is_adopted_and_followed(
     model: LifecycleModel,
 ) -> None:

@@ -308,6 +308,19 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="refused-resend",
+        part="issue 16 reconciler",
+        removes="the re-send of a refused re-sent intent where a refusal frees its token (a new generation)",
+        path=f"{PACKAGE}/lifecycle/reconcile.py",
+        old='    if refusal_frees_token and entry.refused_resend:\n        return "resend"\n',
+        new="",
+        caught_by=(
+            "tests/model/test_model_scenarios.py::test_a_refused_resend_of_a_zombies_intent_keeps_its_token",
+            "tests/unit/lifecycle/test_reconcile.py::"
+            "test_a_refused_resend_is_resent_with_its_token_where_a_refusal_frees_it",
+        ),
+    ),
+    Mutation(
         name="adopt-late-launch",
         part="issue 16 reconciler",
         removes="the ledger following a unit adopted after its row was closed as never launched",

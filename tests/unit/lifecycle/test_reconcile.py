@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 from airflow_compute_provider.hooks.base import Unit, UnitLaunch, UnitPhase, UnitStatus
@@ -119,3 +120,27 @@ def test_known_units_merges_provider_and_ledger_without_duplicates() -> None:
         (0, "task-0-1"),
         (2, "task-2-1"),
     ]
+
+
+def _refused_resend(index: int, generation: int) -> LedgerEntry:
+    """An intent a later try re-sent (its second send) that the provider refused."""
+    return dataclasses.replace(_entry(index, generation, ResourceStatus.FAILED), attempts=2)
+
+
+def test_a_refused_resend_is_resent_with_its_token_where_a_refusal_frees_it() -> None:
+    # Its first sender may still be on its way: a new generation would run beside the old one.
+    plan = plan_units(1, [_refused_resend(0, 1)], [], refusal_frees_token=True)
+    assert plan.to_launch == [UnitLaunch(0, 1)]
+    assert plan.resent == {0}
+
+
+def test_a_refused_resend_is_the_next_generation_where_the_provider_keeps_the_refusal() -> None:
+    # ECS answers the token with its refusal again: a re-send could never start the unit.
+    plan = plan_units(1, [_refused_resend(0, 1)], [], refusal_frees_token=False)
+    assert plan.to_launch == [UnitLaunch(0, 2)]
+
+
+def test_a_refusal_of_the_first_send_is_the_next_generation_everywhere() -> None:
+    # Its only sender got the answer: no request of that token is left on its way.
+    plan = plan_units(1, [_entry(0, 1, ResourceStatus.FAILED)], [], refusal_frees_token=True)
+    assert plan.to_launch == [UnitLaunch(0, 2)]
