@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from airflow_compute_provider.errors import Classification, ComputeOperationError
+from airflow_compute_provider.errors import ComputeOperationError
 from airflow_compute_provider.hooks.base import ComputeBackend, Unit, UnitPhase, UnitStatus
 from airflow_compute_provider.lifecycle.deadline import TryDeadline
 from airflow_compute_provider.lifecycle.ledger import LaunchTimer
 from airflow_compute_provider.lifecycle.tries import Heartbeat, Try
+from airflow_compute_provider.normalize import worth_reading_again
 from airflow_compute_provider.state.store import TenantStateStore
 from airflow_compute_provider.triggers.progress import Progress, Settlement, assess
 from airflow_compute_provider.triggers.status import ComputeStatusTrigger
@@ -122,7 +123,7 @@ def poll_until_settled(
         try:
             statuses = backend.describe(watch)
         except ComputeOperationError as exc:
-            if exc.error.classification is not Classification.RETRIABLE:
+            if not worth_reading_again(exc.error):
                 raise
             t.log.warning("status poll failed, will poll again", code=exc.error.code.value)
         else:

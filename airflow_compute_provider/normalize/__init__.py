@@ -12,6 +12,8 @@
     kubernetes  from_api_exception, from_pod
     network     from_exception
 
+    worth_reading_again(error)  whether a status read that failed is repeated (pollers, waits)
+
 Each provider module reads its input into ``rules.Facts`` and takes the first matching row of
 an ordered table (``ecs_rules``, ``kubernetes_rules``, ``network_rules``); ``_result`` turns the
 row's ``ErrorCode`` and the provider's own words into the ``ComputeError``. Every public
@@ -27,12 +29,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from airflow_compute_provider.errors import ComputeError, ComputeOperationError
+from airflow_compute_provider.errors import Classification, ComputeError, ComputeOperationError
 from airflow_compute_provider.normalize import ecs, kubernetes, network
 from airflow_compute_provider.normalize._read import mapping, qualified_names
 from airflow_compute_provider.normalize._result import unknown
 
-__all__ = ["ecs", "from_exception", "kubernetes", "network"]
+__all__ = ["ecs", "from_exception", "kubernetes", "network", "worth_reading_again"]
+
+#: what Airflow raises when it could not fetch a connection, whatever stopped it
+_CONNECTION_NOT_FETCHED = "AirflowNotFoundException"
 
 _CLIENT_ERROR = re.compile(r"botocore\.exceptions\.ClientError")
 _WAITER_ERROR = re.compile(r"botocore\.exceptions\.WaiterError")
@@ -66,3 +71,14 @@ def from_exception(exc: Any, provider: str | None = None) -> ComputeError:
         return network.from_exception(exc, provider)
     except Exception as error:
         return unknown(provider, "exception", exc, error)
+
+
+def worth_reading_again(error: ComputeError) -> bool:
+    """Whether a status read that failed with ``error`` is repeated (after a backoff, until the
+    try's deadline) rather than ending the wait: a retriable error, or a connection Airflow could
+    not fetch. The launch used that connection; Airflow 3 reports a lookup that failed for any
+    reason (its API server or metadata database away for a moment) as "isn't defined"."""
+    return (
+        error.classification is Classification.RETRIABLE
+        or error.root_cause.provider_code == _CONNECTION_NOT_FETCHED
+    )

@@ -47,8 +47,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from airflow_compute_provider import registry
-from airflow_compute_provider.errors import Classification, ComputeError, ComputeOperationError, ErrorCode
+from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.hooks.base import Unit, UnitStatus
+from airflow_compute_provider.normalize import worth_reading_again
 from airflow_compute_provider.triggers.masking import mask_text
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class Update:
     @property
     def final(self) -> bool:
         """An error that will not go away by polling again: watching these units is over."""
-        return self.error is not None and self.error.classification is not Classification.RETRIABLE
+        return self.error is not None and not worth_reading_again(self.error)
 
 
 class Subscription:
@@ -327,7 +328,7 @@ class SharedPoller:
             statuses = await self.source.describe(units)
         except Exception as exc:
             error = _as_error(exc)
-            if error.classification is Classification.RETRIABLE:
+            if worth_reading_again(error):
                 self._slow_down(error, targets)
             elif len(targets) > 1:
                 await self._isolate(targets)
@@ -351,7 +352,7 @@ class SharedPoller:
                 statuses = await self.source.describe(subscription.units)
             except Exception as exc:
                 error = _as_error(exc)
-                if error.classification is Classification.RETRIABLE:
+                if worth_reading_again(error):
                     self._slow_down(error, [subscription])
                 else:
                     subscription.deliver(Update(error=error))

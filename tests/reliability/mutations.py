@@ -477,6 +477,15 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        name="connection-read-again",
+        part="distributed: a database restart",
+        removes="reading again after a connection lookup failed (the wait ends, the tenant is held)",
+        path=f"{PACKAGE}/normalize/__init__.py",
+        old="        or error.root_cause.provider_code == _CONNECTION_NOT_FETCHED\n",
+        new="",
+        caught_by=("tests/unit/test_pollers.py::test_a_connection_that_could_not_be_fetched_is_read_again",),
+    ),
+    Mutation(
         name="event-order",
         part="scale: ECS events",
         removes="the version check: a duplicated or late (older) ECS event overwrites newer state",

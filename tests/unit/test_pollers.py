@@ -240,6 +240,31 @@ def test_throttling_slows_the_poller_down_and_honours_retry_after() -> None:
     run(scenario())
 
 
+def test_a_connection_that_could_not_be_fetched_is_read_again() -> None:
+    # Airflow 3 reports a connection lookup that failed for any reason (its API server or its
+    # database restarting) as "isn't defined". The launch used that connection, so the poller
+    # reads again after a backoff instead of ending the wait (the distributed soak met it while
+    # PostgreSQL restarted).
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    source = MemorySource()
+    failures = iter([AirflowNotFoundException("The conn_id `kube_soak` isn't defined")])
+    source.fail = lambda _units: next(failures, None)
+
+    async def scenario() -> None:
+        async with subscribe(
+            ("test", "connection"), [unit("t")], interval=FAST, source_factory=lambda: source
+        ) as s:
+            update = await s.next(5)
+            assert update is not None
+            assert update.error is not None
+            assert update.error.code is ErrorCode.UNKNOWN_PROVIDER_ERROR
+            assert not update.final  # the trigger keeps waiting
+            assert names(await s.next(10)) == [("t", "running")]
+
+    run(scenario())
+
+
 def test_backoff_doubles_without_a_hint_and_resets_after_a_good_read() -> None:
     source = MemorySource()
     failures = iter([throttled(), throttled(), None, None, None, None, None, None])
