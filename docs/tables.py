@@ -41,13 +41,12 @@ def error_codes() -> str:
 
 def _parameters(operator: Any, *, own_only: bool) -> str:
     """An operator's parameters from its arguments model: name, default, templated, meaning."""
-    from airflow_compute_provider.lifecycle.arguments import ComputeArguments, shown_default
+    from airflow_compute_provider.lifecycle.arguments import shown_default
 
     model = operator.arguments_model
     lines = ["| parameter | default | templated | meaning |", "| --- | --- | --- | --- |"]
-    for name, info in model.model_fields.items():
-        if own_only and name in ComputeArguments.model_fields:
-            continue
+    for name in model.own_fields() if own_only else model.model_fields:
+        info = model.model_fields[name]
         default = "required" if info.is_required() else shown_default(info)
         templated = "yes" if name in operator.template_fields else "no"
         lines.append(f"| `{name}` | {default} | {templated} | {info.description} |")

@@ -179,6 +179,11 @@ class ComputeArguments(BaseModel):
         cls.DEFAULTS = cls.model_construct()
 
     @classmethod
+    def own_fields(cls) -> list[str]:
+        """The arguments a provider operator's model adds to ``ComputeArguments``' own."""
+        return [name for name in cls.model_fields if name not in ComputeArguments.model_fields]
+
+    @classmethod
     def check_together(cls, values: Mapping[str, Any]) -> None:
         """Rules across arguments, on validated values (a template still unrendered is skipped)."""
         timeout, cap = values.get("timeout"), values.get("max_timeout")

@@ -119,7 +119,7 @@ class BaseComputeOperator(BaseOperator):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        own = [name for name in cls.arguments_model.model_fields if name not in ComputeArguments.model_fields]
+        own = cls.arguments_model.own_fields()
         if own and cls.__doc__ and ":param" not in cls.__doc__:
             cls.__doc__ = (
                 f"{cls.__doc__.rstrip()}\n\n{parameters_doc(cls.arguments_model, own, cls.template_fields)}\n"
@@ -207,11 +207,7 @@ class BaseComputeOperator(BaseOperator):
 
     def _provider_values(self) -> dict[str, Any]:
         """The provider operator's own arguments (where its secrets are)."""
-        return {
-            name: getattr(self, name)
-            for name in self.arguments_model.model_fields
-            if name not in ComputeArguments.model_fields
-        }
+        return {name: getattr(self, name) for name in self.arguments_model.own_fields()}
 
     def _validated(self) -> ComputeArguments:
         """The rendered arguments, every one checked, as the try reads them."""

@@ -330,8 +330,8 @@ def test_fuzzed_templated_arguments_fail_the_task_before_any_request(
 
 _CANARY = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=8, max_size=12).map(lambda s: f"canary{s}")
 _COMMON = set(ComputeArguments.model_fields)
-_KUBE_ONLY = set(KubernetesComputeOperator.arguments_model.model_fields) - _COMMON
-_ECS_ONLY = set(EcsComputeOperator.arguments_model.model_fields) - _COMMON
+_KUBE_ONLY = set(KubernetesComputeOperator.arguments_model.own_fields())
+_ECS_ONLY = set(EcsComputeOperator.arguments_model.own_fields())
 
 
 def _echoes(canary: str, *texts: str) -> bool:
