@@ -28,6 +28,10 @@ from airflow_compute_provider.errors import ComputeError
 
 #: Prefix of every provider-side name we create, so a name says whose it is.
 EXEC_KEY_PREFIX = "cx"
+#: ``root_cause.reason`` of a launch refused because something not ours holds the unit's
+#: idempotency token (a pod of another owner under our pod name). The token is not free: a
+#: re-send is refused the same way, and so is a stalled sender's late request.
+TOKEN_HELD = "token_held"
 _EXEC_KEY_HEX = 32
 
 
@@ -178,7 +182,8 @@ class ComputeBackend(Protocol):
     #: request to start a unit (Kubernetes: a refused create leaves the pod name free), or the
     #: provider answers that token with the same refusal (ECS: RunTask keeps a token's answer
     #: for 24 hours). Where it is free, the lifecycle re-sends a refused re-sent intent with its
-    #: own token rather than a new generation (``lifecycle/reconcile.py``).
+    #: own token rather than a new generation (``lifecycle/reconcile.py``), unless the refusal
+    #: was ``TOKEN_HELD``.
     refusal_frees_token: bool
 
     def backend_config(self) -> dict[str, Any]:

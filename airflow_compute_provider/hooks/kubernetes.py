@@ -58,6 +58,7 @@ from kubernetes_asyncio import client as async_k8s
 from airflow_compute_provider.errors import ComputeConfigError, ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import (
+    TOKEN_HELD,
     ExecutionRef,
     LaunchPlan,
     LaunchResult,
@@ -271,7 +272,9 @@ class KubernetesComputeHook(BaseHook):
                     continue
                 return self._normalized(exc, plan.execution, **context)
             if not is_same_unit(existing, plan.execution, unit):
-                return self._conflict(plan, name, "already exists and is not this unit of this execution")
+                return self._conflict(
+                    plan, name, "already exists and is not this unit of this execution", reason=TOKEN_HELD
+                )
             if is_terminating(existing):
                 return self._conflict(
                     plan, name, "is being deleted; it can be launched again once it is gone"
@@ -297,7 +300,7 @@ class KubernetesComputeHook(BaseHook):
             root_cause=RootCause(provider=PROVIDER, resource_id=name, reason="malformed_answer"),
         )
 
-    def _conflict(self, plan: LaunchPlan, name: str, why: str) -> ComputeError:
+    def _conflict(self, plan: LaunchPlan, name: str, why: str, reason: str | None = None) -> ComputeError:
         return ComputeError(
             code=ErrorCode.CONFLICT,
             message=f"pod {self.namespace}/{name} {why}",
@@ -310,7 +313,7 @@ class KubernetesComputeHook(BaseHook):
                 provider_code="AlreadyExists",
                 http_status=409,
                 resource_id=name,
-                reason=why,
+                reason=reason or why,
             ),
         )
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.hooks.base import (
+    TOKEN_HELD,
     ComputeBackend,
     ExecutionRef,
     Unit,
@@ -92,7 +93,9 @@ def plan_units(
     own token, never replaced by a new generation. Its first sender may still be on its way (a
     zombie stalled before its launch call), and where a refusal leaves the token free that
     late request would start the old generation beside the new one; with the same token it
-    starts the unit the lifecycle launches, once."""
+    starts the unit the lifecycle launches, once. A refusal because something not ours holds
+    the token (``TOKEN_HELD``) is the exception: a re-send could never start it, so the unit
+    goes on as the next generation (the stalled request is refused too while the holder stays)."""
     adopted: list[UnitStatus] = []
     to_launch: list[UnitLaunch] = []
     resent: set[int] = set()
@@ -133,12 +136,16 @@ def _decide(entry: LedgerEntry | None, status: UnitStatus | None, *, refusal_fre
         return "adopt"  # finished long ago; the provider may have forgotten it
     if (entry.status is ResourceStatus.INTENDED and not entry.resource_id) or entry.never_launched:
         return "resend"
-    if refusal_frees_token and entry.refused_resend:
+    if refusal_frees_token and entry.refused_resend and not _token_held(entry):
         return "resend"
     if entry.status in _LEDGER_FAILED:
         return "relaunch"
     # Launched or running per the ledger but gone from the provider: it will not come back.
     return "relaunch"
+
+
+def _token_held(entry: LedgerEntry) -> bool:
+    return entry.last_error is not None and entry.last_error.root_cause.reason == TOKEN_HELD
 
 
 def _never_sent(entry: LedgerEntry | None, status: UnitStatus | None) -> bool:

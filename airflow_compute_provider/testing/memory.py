@@ -6,7 +6,8 @@ they can be tested step by step and model-checked (``tests/model/``). Two classe
     MemoryCloud            the provider's side: every unit ever started, by resource id; the
                            idempotency tokens it has seen; and the faults a test scripts
                            (``refuse_next``, ``lose_next_answer``, ``land_next_then_fail``,
-                           ``fail_next_call``, ``refuse_next_stop``) and the units' fate
+                           ``hold_next_token``, ``fail_next_call``, ``refuse_next_stop``) and
+                           the units' fate
                            (``set_phase``, ``vanish``)
     MemoryComputeBackend   the ``ComputeBackend`` a try talks to: ``launch``, ``find``,
                            ``describe``, ``stop``, ``adescribe``; several backends may share
@@ -44,6 +45,7 @@ from airflow_compute_provider import registry
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.errors.model import RootCause
 from airflow_compute_provider.hooks.base import (
+    TOKEN_HELD,
     ExecutionRef,
     LaunchPlan,
     LaunchResult,
@@ -110,6 +112,12 @@ def unreachable(what: str = "the connection dropped before the answer came") -> 
     return _error(ErrorCode.PROVIDER_UNREACHABLE, what)
 
 
+def _held() -> ComputeError:
+    return _error(
+        ErrorCode.CONFLICT, "the token is held by something not ours", http_status=409, reason=TOKEN_HELD
+    )
+
+
 class MemoryCloud:
     """The provider's side of every ``MemoryComputeBackend`` built on it."""
 
@@ -122,6 +130,8 @@ class MemoryCloud:
         #: units the provider forgot (``vanish``), for a test's own reads
         self.gone: dict[str, MemoryUnit] = {}
         self.tokens: dict[str, str] = {}
+        #: tokens something not ours holds (``hold_next_token``): every launch of one is refused
+        self.held: set[str] = set()
         self._ids = itertools.count(1)
         # scripted faults, consumed in order
         self._launch_faults: deque[tuple[str, ComputeError]] = deque()
@@ -145,6 +155,12 @@ class MemoryCloud:
     def land_next_then_fail(self, error: ComputeError) -> None:
         """The next unit launched starts, yet the answer is ``error`` (a 5xx whose request landed)."""
         self._launch_faults.append(("landed", error))
+
+    def hold_next_token(self) -> None:
+        """Something not ours takes the token of the next unit launched, for good (a stranger's
+        pod under our pod name): that launch, and every later one of the token, is refused with
+        ``CONFLICT`` / ``TOKEN_HELD``."""
+        self._launch_faults.append(("hold", _held()))
 
     def fail_next_call(self, call: str, error: ComputeError | None = None, *, skip: int = 0) -> None:
         """A ``call`` ("launch", "find", "describe", "stop") raises ``error`` as a whole: the next
@@ -218,8 +234,12 @@ class MemoryCloud:
             existing = self.units.get(self.tokens[token])
             if existing is not None:
                 return existing, None
+        if token in self.held:
+            return None, _held()
         kind, error = self._launch_faults.popleft() if self._launch_faults else ("ok", None)
-        if kind == "refuse":
+        if kind == "hold":
+            self.held.add(token)
+        if kind in ("refuse", "hold"):
             return None, error
         unit = MemoryUnit(
             resource_id=f"{self.name}/{execution.key}-{launch.index}-g{launch.generation}-{next(self._ids)}",

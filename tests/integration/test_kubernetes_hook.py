@@ -21,6 +21,7 @@ import tenacity
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeOperationError, ErrorCode
 from airflow_compute_provider.hooks.base import (
+    TOKEN_HELD,
     ExecutionRef,
     LaunchPlan,
     Unit,
@@ -242,6 +243,7 @@ def test_a_foreign_pod_holding_our_name_is_a_conflict_not_an_adoption(
     assert unit == UnitLaunch(1, 1)
     assert error.code is ErrorCode.CONFLICT
     assert error.root_cause.http_status == 409
+    assert error.root_cause.reason == TOKEN_HELD  # a re-send could never start it
     assert error.root_cause.resource_id == f"{execution.key}-1-g1"
     assert error.execution_id == execution.execution_id
 

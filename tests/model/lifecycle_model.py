@@ -475,6 +475,7 @@ class LifecycleModel(RuleBasedStateMachine):
                 "fail_launch",
                 "fail_stop",
                 "refuse_stop",
+                "hold_token",
             ]
         ),
         skip=st.integers(0, 2),
@@ -503,6 +504,8 @@ class LifecycleModel(RuleBasedStateMachine):
             )
         elif fault == "refuse_stop":
             cloud.refuse_next_stop()
+        elif fault == "hold_token":
+            cloud.hold_next_token()
         else:
             cloud.fail_next_call(fault.removeprefix("fail_"), skip=skip)
         self._note(f"provider_fault {fault} skip={skip}")

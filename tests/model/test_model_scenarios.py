@@ -309,6 +309,30 @@ def test_a_refused_resend_of_a_zombies_intent_keeps_its_token(model: LifecycleMo
     check(model)
 
 
+def test_a_resend_refused_because_a_stranger_holds_the_token_goes_on_as_the_next_generation(
+    model: LifecycleModel,
+) -> None:
+    """Found by the distributed soak (CI, stop 25): a foreign pod holds the name of a unit whose
+    intent a killed try left behind. The next try re-sends it and is refused; re-sending it
+    again would be refused for ever (each try failing until the retries ran out), so the try
+    after that launches generation 2. The stalled first sender's late request is refused too,
+    for the stranger still holds the token: one live generation."""
+    model.configure(count=1, wait_for="completion", on_partial_failure="rollback", timeout=60)
+    model.provider_fault(fault="hold_token", skip=0)
+    model.new_try(deferrable=False, will_retry=False)
+    zombie = newest(model)
+    model.drive(zombie, until="backend.launch")  # its intent written, the launch not sent
+    model.new_dag_run(deferrable=False, will_retry=False)
+    later = newest(model)
+    model.new_dag_run(deferrable=False, will_retry=False)
+    model.run_to_end(which=0)  # re-sends generation 1: refused, the token is held
+    model.drive(later, until="sleep")
+    assert live_units(model) == ["0g2"]
+    model.drive(zombie)  # the token's late request: refused, the stranger holds it
+    assert live_units(model) == ["0g2"]
+    check(model)
+
+
 def test_a_unit_started_by_a_launch_that_outlived_its_lookup_is_adopted_and_followed(
     model: LifecycleModel,
 ) -> None:

@@ -312,12 +312,29 @@ MUTATIONS = (
         part="issue 16 reconciler",
         removes="the re-send of a refused re-sent intent where a refusal frees its token (a new generation)",
         path=f"{PACKAGE}/lifecycle/reconcile.py",
-        old='    if refusal_frees_token and entry.refused_resend:\n        return "resend"\n',
+        old=(
+            "    if refusal_frees_token and entry.refused_resend and not _token_held(entry):\n"
+            '        return "resend"\n'
+        ),
         new="",
         caught_by=(
             "tests/model/test_model_scenarios.py::test_a_refused_resend_of_a_zombies_intent_keeps_its_token",
             "tests/unit/lifecycle/test_reconcile.py::"
             "test_a_refused_resend_is_resent_with_its_token_where_a_refusal_frees_it",
+        ),
+    ),
+    Mutation(
+        name="token-held",
+        part="issue 16 reconciler",
+        removes="the next generation after a re-send refused because something not ours holds the token",
+        path=f"{PACKAGE}/lifecycle/reconcile.py",
+        old="entry.refused_resend and not _token_held(entry):",
+        new="entry.refused_resend:",
+        caught_by=(
+            "tests/model/test_model_scenarios.py::"
+            "test_a_resend_refused_because_a_stranger_holds_the_token_goes_on_as_the_next_generation",
+            "tests/unit/lifecycle/test_reconcile.py::"
+            "test_a_refused_resend_is_the_next_generation_where_a_stranger_holds_the_token",
         ),
     ),
     Mutation(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from airflow_compute_provider.hooks.base import Unit, UnitLaunch, UnitPhase, UnitStatus
+from airflow_compute_provider.errors import ComputeError, ErrorCode
+from airflow_compute_provider.errors.model import RootCause
+from airflow_compute_provider.hooks.base import TOKEN_HELD, Unit, UnitLaunch, UnitPhase, UnitStatus
 from airflow_compute_provider.lifecycle.reconcile import known_units, plan_units
 from airflow_compute_provider.state.models import LedgerEntry
 from airflow_compute_provider.state.status import ResourceStatus
@@ -138,6 +140,16 @@ def test_a_refused_resend_is_the_next_generation_where_the_provider_keeps_the_re
     # ECS answers the token with its refusal again: a re-send could never start the unit.
     plan = plan_units(1, [_refused_resend(0, 1)], [], refusal_frees_token=False)
     assert plan.to_launch == [UnitLaunch(0, 2)]
+
+
+def test_a_refused_resend_is_the_next_generation_where_a_stranger_holds_the_token() -> None:
+    # A pod not ours under the unit's name: every re-send would be refused the same way.
+    cause = RootCause(http_status=409, reason=TOKEN_HELD)
+    held = ComputeError(code=ErrorCode.CONFLICT, message="pod exists", root_cause=cause)
+    entry = dataclasses.replace(_refused_resend(0, 1), last_error=held)
+    plan = plan_units(1, [entry], [], refusal_frees_token=True)
+    assert plan.to_launch == [UnitLaunch(0, 2)]
+    assert not plan.resent
 
 
 def test_a_refusal_of_the_first_send_is_the_next_generation_everywhere() -> None:
