@@ -66,6 +66,7 @@ from airflow_compute_provider.hooks.base import (
     UnitLaunch,
     UnitStatus,
 )
+from airflow_compute_provider.hooks.connection_lookup import with_lookup_patience
 from airflow_compute_provider.hooks.error_context import ErrorContext, error_context
 from airflow_compute_provider.hooks.kubernetes_pods import (
     LABEL_MANAGED_BY,
@@ -194,7 +195,9 @@ class KubernetesComputeHook(BaseHook):
     @cached_property
     def _core_v1(self) -> k8s.CoreV1Api:
         try:
-            core: k8s.CoreV1Api = self.kube_hook.core_v1_client
+            core: k8s.CoreV1Api = with_lookup_patience(
+                lambda: self.kube_hook.core_v1_client, self.kubernetes_conn_id
+            )
         except Exception as exc:
             raise self._client_error(exc) from exc
         _without_transport_retries(core.api_client)

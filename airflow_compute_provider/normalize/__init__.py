@@ -13,6 +13,7 @@
     network     from_exception
 
     worth_reading_again(error)  whether a status read that failed is repeated (pollers, waits)
+    connection_not_fetched(exc) whether Airflow could not fetch a connection ("isn't defined")
 
 Each provider module reads its input into ``rules.Facts`` and takes the first matching row of
 an ordered table (``ecs_rules``, ``kubernetes_rules``, ``network_rules``); ``_result`` turns the
@@ -34,7 +35,14 @@ from airflow_compute_provider.normalize import ecs, kubernetes, network
 from airflow_compute_provider.normalize._read import mapping, qualified_names
 from airflow_compute_provider.normalize._result import unknown
 
-__all__ = ["ecs", "from_exception", "kubernetes", "network", "worth_reading_again"]
+__all__ = [
+    "connection_not_fetched",
+    "ecs",
+    "from_exception",
+    "kubernetes",
+    "network",
+    "worth_reading_again",
+]
 
 #: what Airflow raises when it could not fetch a connection, whatever stopped it
 _CONNECTION_NOT_FETCHED = "AirflowNotFoundException"
@@ -71,6 +79,12 @@ def from_exception(exc: Any, provider: str | None = None) -> ComputeError:
         return network.from_exception(exc, provider)
     except Exception as error:
         return unknown(provider, "exception", exc, error)
+
+
+def connection_not_fetched(exc: BaseException) -> bool:
+    """Airflow could not fetch a connection, whatever stopped it (it says "isn't defined"):
+    ``AirflowNotFoundException`` anywhere in the exception's cause chain."""
+    return any(type(link).__name__ == _CONNECTION_NOT_FETCHED for link in network.causes(exc))
 
 
 def worth_reading_again(error: ComputeError) -> bool:

@@ -5,10 +5,13 @@ The stack (``celery_stack``: PostgreSQL, Redis, api-server, scheduler, dag-proce
 workers, two triggerers) runs two DAGs whose tasks are the chaos suite's operations
 (``tests/reliability/scenarios.py``: successes, units left running, container failures, missing
 images, partial launches rolled back or retried with ``retry_failed``, timeouts that leave work
-running), each on a tenant of its own, deferrable and blocking alternating: one DAG on ECS (moto
-behind a fault proxy), one on Kubernetes (the test cluster and node simulator behind another),
-with ``FAULT_RATE`` of the provider requests faulted (``faults.add_chaos``). The tasks are
-independent, so the workers run them side by side (the test records the most at once).
+running) and launches refused for permission with an answer echoing a secret of the request
+(``access_denied``: a manual error, through connections of their own to an echo proxy that
+answers RunTask and pod creates so), each on a tenant of its own, deferrable and blocking
+alternating: one DAG on ECS (moto behind a fault proxy), one on Kubernetes (the test cluster
+and node simulator behind another), with ``FAULT_RATE`` of the provider requests faulted
+(``faults.add_chaos``). The tasks are independent, so the workers run them side by side (the
+test records the most at once).
 
 While they run: worker-1 is SIGKILLed (its process group: the task processes die with it; the
 scheduler fails their tries once their heartbeat is 30 s old and the retry policy sends them
@@ -20,9 +23,9 @@ and the stack's supervisor starts whatever died again, as compose's ``restart: u
 does. Then the maintenance DAG runs, and the audit reads moto, the API server
 and the state store directly (``tests/reliability/audit.py``): lost 0, duplicated 0, orphaned
 (a provider unit with no ledger row, or alive while its row is over) 0, and every operation
-ended as its scenario dictates. Secret canaries, planted in ECS overrides, pod env values and
-the connections' passwords, appear in no log file of any process, no XCom, no stored row and
-no trigger event.
+ended as its scenario dictates. Secret canaries, planted in ECS overrides, pod env values, the
+connections' passwords and the echoed error answers, appear in no log file of any process, no
+XCom, no stored row and no trigger event.
 
 Size: about ``SOAK_OPS`` operations in all (every scenario at least once per provider; default
 16, a few minutes; ``make soak`` runs 200). The stack's logs, the task logs and the state
@@ -54,6 +57,7 @@ from tests.harness.celery_stack import TRIGGERERS, WORKERS, CeleryStack, compone
 from tests.harness.ecs import CLUSTER_NAME, FAKE_CREDENTIALS, REGION, TASK_FAMILY
 from tests.harness.kube import wait_for_quota
 from tests.harness.proxy import FaultProxy
+from tests.harness.proxy_faults import ecs_error, kube_error
 from tests.reliability import scenarios
 from tests.reliability.audit import audit as audit_units
 from tests.reliability.audit import ecs_inventory, kube_inventory
@@ -70,12 +74,17 @@ SOAK_OPS = int(os.environ.get("SOAK_OPS", "16"))
 RUN_TIMEOUT = float(os.environ.get("SOAK_RUN_TIMEOUT", "1800"))
 AWS_CONN = "aws_soak"
 KUBE_CONN = "kube_soak"
+#: the access_denied ops' connections: through a proxy that refuses their launches
+AWS_ECHO_CONN = "aws_soak_echo"
+KUBE_ECHO_CONN = "kube_soak_echo"
 ACTIVE_STATES = frozenset({"running", "deferred", "queued", "scheduled", "up_for_retry"})
 
 
 def _mix(total: int) -> dict[Scenario, int]:
-    """``scenarios.MIX`` (50 ops) scaled to ``total``, every scenario at least once."""
-    return {s: max(1, round(n * total / 50)) for s, n in scenarios.MIX.items()}
+    """``scenarios.MIX`` (50 ops), plus 2 in 50 refused for permission, scaled to ``total``,
+    every scenario at least once."""
+    mix = {**scenarios.MIX, Scenario.ACCESS_DENIED: 2}
+    return {s: max(1, round(n * total / 50)) for s, n in mix.items()}
 
 
 def _canary(label: str) -> str:
@@ -179,6 +188,48 @@ class Triggers:
             time.sleep(1)
 
 
+def _echo_proxies(
+    fault_proxy: Callable[[str], FaultProxy], ecs_env: Any, kube_env: Any, canaries: Mapping[str, str]
+) -> tuple[FaultProxy, FaultProxy]:
+    """Proxies to moto and the API server that refuse every launch for permission, their answers
+    repeating a secret of the request and the AWS password: the worst a provider's error body
+    can do. What the provider logs, stores and returns of them must be masked."""
+    ecs_echo = fault_proxy(ecs_env.moto_url)
+    ecs_echo.add_rule(
+        ecs_error(
+            "AccessDeniedException",
+            "User: arn:aws:iam::123456789012:user/soak is not authorized to perform: ecs:RunTask "
+            f"(request TOKEN={canaries['ecsecho']}, signed with {canaries['awspassword']})",
+        ),
+        operation="RunTask",
+    )
+    kube_echo = fault_proxy(kube_env.cluster.server)
+    kube_echo.add_rule(
+        kube_error(
+            403,
+            "Forbidden",
+            'pods is forbidden: User "system:serviceaccount:soak:runner" cannot create resource "pods" '
+            f'in API group "" (request env SECRET={canaries["podecho"]})',
+        ),
+        method="POST",
+        path=r"/pods$",
+    )
+    return ecs_echo, kube_echo
+
+
+def _echo_arguments(op: Op, provider: str, canaries: Mapping[str, str]) -> dict[str, Any]:
+    """An access_denied op's own connection, and the secret its refusal echoes in its request."""
+    if op.scenario is not Scenario.ACCESS_DENIED:
+        return {}
+    if provider == "ecs":
+        environment = [{"name": "TOKEN", "value": canaries["ecsecho"]}]
+        return {
+            "aws_conn_id": AWS_ECHO_CONN,
+            "overrides": {"containerOverrides": [{"name": "main", "environment": environment}]},
+        }
+    return {"kubernetes_conn_id": KUBE_ECHO_CONN, "env_vars": {"SECRET": canaries["podecho"]}}
+
+
 def _wait_until_busy(sampler: Sampler, at_least: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while sampler.most < at_least and time.monotonic() < deadline:
@@ -204,30 +255,35 @@ def test_distributed_soak(
     tmp_path: Path,
 ) -> None:
     client = stack_client
-    canaries = {k: _canary(k) for k in ("ecsenv", "podenv", "awspassword", "kubepassword")}
+    canaries = {
+        k: _canary(k) for k in ("ecsenv", "podenv", "awspassword", "kubepassword", "ecsecho", "podecho")
+    }
     ecs_proxy = fault_proxy(ecs_env.moto_url)
     kube_proxy = fault_proxy(kube_env.cluster.server)
-    _write_connection(
-        client,
-        {
-            "connection_id": AWS_CONN,
-            "conn_type": "aws",
-            "login": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            # moto does not check it; botocore signs with it, and it must be masked everywhere
-            "password": canaries["awspassword"],
-            "extra": json.dumps({"endpoint_url": ecs_proxy.url, "region_name": REGION}),
-        },
-    )
-    kubeconfig = proxied_kubeconfig(tmp_path / "soak.kubeconfig", kube_proxy.url, kube_env.cluster.token)
-    _write_connection(
-        client,
-        {
-            "connection_id": KUBE_CONN,
-            "conn_type": "kubernetes",
-            "password": canaries["kubepassword"],
-            "extra": json.dumps({"kube_config_path": str(kubeconfig), "namespace": kube_env.namespace}),
-        },
-    )
+    ecs_echo, kube_echo = _echo_proxies(fault_proxy, ecs_env, kube_env, canaries)
+    for conn_id, proxy in ((AWS_CONN, ecs_proxy), (AWS_ECHO_CONN, ecs_echo)):
+        _write_connection(
+            client,
+            {
+                "connection_id": conn_id,
+                "conn_type": "aws",
+                "login": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                # moto does not check it; botocore signs with it, and it must be masked everywhere
+                "password": canaries["awspassword"],
+                "extra": json.dumps({"endpoint_url": proxy.url, "region_name": REGION}),
+            },
+        )
+    for conn_id, proxy in ((KUBE_CONN, kube_proxy), (KUBE_ECHO_CONN, kube_echo)):
+        kubeconfig = proxied_kubeconfig(tmp_path / f"{conn_id}.kubeconfig", proxy.url, kube_env.cluster.token)
+        _write_connection(
+            client,
+            {
+                "connection_id": conn_id,
+                "conn_type": "kubernetes",
+                "password": canaries["kubepassword"],
+                "extra": json.dumps({"kube_config_path": str(kubeconfig), "namespace": kube_env.namespace}),
+            },
+        )
 
     half = max(len(Scenario), SOAK_OPS // 2)
     ecs_ops = scenarios.plan("ecs", "soak-ecs", _mix(half))
@@ -246,7 +302,7 @@ def test_distributed_soak(
             ]
         },
     }
-    ecs_tasks = [scenarios.task_of(op, ecs_common) for op in ecs_ops]
+    ecs_tasks = [scenarios.task_of(op, ecs_common | _echo_arguments(op, "ecs", canaries)) for op in ecs_ops]
     kube_tasks = []
     core = kube_env.core
     for op in kube_ops:
@@ -266,6 +322,7 @@ def test_distributed_soak(
             "kubernetes_conn_id": KUBE_CONN,
             "env_vars": {"SECRET": canaries["podenv"]},
         }
+        common |= _echo_arguments(op, "kubernetes", canaries)
         kube_tasks.append(scenarios.task_of(op, common, namespace=namespace))
     for namespace in quota_namespaces:
         wait_for_quota(core, namespace, "pods")

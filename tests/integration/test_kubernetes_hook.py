@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 import tenacity
 
 from airflow_compute_provider.errors import ComputeConfigError, ComputeOperationError, ErrorCode
+from airflow_compute_provider.hooks import connection_lookup
 from airflow_compute_provider.hooks.base import (
     TOKEN_HELD,
     ExecutionRef,
@@ -609,6 +612,35 @@ def test_backend_config_rebuilds_an_equivalent_hook(hook: KubernetesComputeHook)
     assert rebuilt.locator() == {"namespace": hook.namespace}
     assert rebuilt.provider == "kubernetes"
     assert rebuilt.find(execution) == launched
+
+
+@pytest.mark.kube
+def test_a_connection_airflow_cannot_fetch_for_a_moment_is_read_again(
+    kube_airflow_conn: KubeAirflowConnection, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow says "isn't defined" for a lookup its API server or database could not answer; here
+    # the connection's environment variable appears only after the first lookups.
+    monkeypatch.delenv("AIRFLOW_CONN_KUBE_LATE", raising=False)
+    appear = threading.Timer(1.5, os.environ.__setitem__, ("AIRFLOW_CONN_KUBE_LATE", kube_airflow_conn.json))
+    appear.start()
+    try:
+        found = KubernetesComputeHook("kube_late", namespace=kube_namespace).find(_execution())
+    finally:
+        appear.cancel()
+        os.environ.pop("AIRFLOW_CONN_KUBE_LATE", None)
+    assert found == []
+
+
+def test_a_connection_that_stays_undefined_is_a_configuration_error_after_the_patience(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(connection_lookup, "LOOKUP_PATIENCE", 1.0)
+    monkeypatch.delenv("AIRFLOW_CONN_KUBE_NEVER", raising=False)
+    hook = KubernetesComputeHook("kube_never", namespace="ns")
+    with pytest.raises(ComputeConfigError) as caught:
+        hook.find(_execution())
+    assert caught.value.argument == "kubernetes_conn_id"
+    assert "isn't defined" in str(caught.value)
 
 
 def test_a_missing_kubeconfig_is_a_configuration_error(tmp_path: Path) -> None:

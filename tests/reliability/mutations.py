@@ -503,6 +503,18 @@ MUTATIONS = (
         caught_by=("tests/unit/test_pollers.py::test_a_connection_that_could_not_be_fetched_is_read_again",),
     ),
     Mutation(
+        name="connection-lookup-patience",
+        part="distributed: a database restart",
+        removes="reading a connection again when a client is built (a launch fails as misconfigured)",
+        path=f"{PACKAGE}/hooks/connection_lookup.py",
+        old="retry=tenacity.retry_if_exception(connection_not_fetched),",
+        new="retry=tenacity.retry_never,",
+        caught_by=(
+            "tests/integration/test_kubernetes_hook.py::"
+            "test_a_connection_airflow_cannot_fetch_for_a_moment_is_read_again",
+        ),
+    ),
+    Mutation(
         name="event-order",
         part="scale: ECS events",
         removes="the version check: a duplicated or late (older) ECS event overwrites newer state",

@@ -11,6 +11,10 @@ the outcome it must end with whatever the wire does to its requests.
         partial_retry_failed  unit 2 of 3 refused, retriable     -> success on the next try,
                                                                     only unit 2 relaunched
         timeout               units never finish, 1 s timeout    -> OPERATION_TIMEOUT, left running
+        access_denied         the launch is refused, its answer  -> PERMISSION_DENIED, tenant held
+                              echoing a secret of the request       for investigation (the
+                              (the distributed soak alone: its      distributed soak's proxies
+                              own connection to an echo proxy)      answer for the provider)
 
     Op              one operation: its scenario, tenant, provider, unit count, deferrable or not
     plan(...)       a mix of ops for one provider, deferrable and blocking alternating
@@ -50,6 +54,7 @@ class Scenario(enum.StrEnum):
     PARTIAL_ROLLBACK = "partial_rollback"
     PARTIAL_RETRY_FAILED = "partial_retry_failed"
     TIMEOUT = "timeout"
+    ACCESS_DENIED = "access_denied"
 
 
 #: how many ops of each scenario make up 50
@@ -157,6 +162,7 @@ def _pod_script(scenario: Scenario) -> str:
         Scenario.PARTIAL_ROLLBACK: "run:forever",
         Scenario.PARTIAL_RETRY_FAILED: "run:1s,exit:0",
         Scenario.TIMEOUT: "run:forever",
+        Scenario.ACCESS_DENIED: "run:300ms,exit:0",  # never created: the create is refused
     }[scenario]
 
 
@@ -189,6 +195,7 @@ def ecs_setup(op: Op, ecs_env: Any) -> None:
         # units 0 and 1 must still be adoptable when the next try comes
         Scenario.PARTIAL_RETRY_FAILED: TaskScript(pending=1, running=3),
         Scenario.TIMEOUT: RUNS_FOREVER,
+        Scenario.ACCESS_DENIED: TaskScript(pending=1, running=1),  # RunTask is refused
     }
     key = op.key
     ecs_env.script_tasks(
@@ -273,6 +280,7 @@ def check(op: Op, ended: Ended) -> list[str]:
         Scenario.IMAGE_MISSING: "IMAGE_NOT_FOUND",
         Scenario.PARTIAL_ROLLBACK: "PARTIAL_FAILURE",
         Scenario.TIMEOUT: "OPERATION_TIMEOUT",
+        Scenario.ACCESS_DENIED: "PERMISSION_DENIED",
     }
     expect("error code", error.get("code"), codes[scenario])
     if scenario is Scenario.TIMEOUT:
@@ -283,6 +291,9 @@ def check(op: Op, ended: Ended) -> list[str]:
         return wrong
     expect("tenant", ended.tenant_status, TenantStatus.NEEDS_INVESTIGATION)
     expect("units alive", alive, [])
+    if scenario is Scenario.ACCESS_DENIED:
+        expect("classification", error.get("classification"), "requires_manual_intervention")
+        expect("units", ended.units, [])
     if scenario is Scenario.CONTAINER_FAILED:
         expect("exit code", (error.get("root_cause") or {}).get("exit_code"), 1)
     if scenario is Scenario.PARTIAL_ROLLBACK:
