@@ -5,7 +5,8 @@
 ``KubernetesComputeOperator``) and its keyword arguments, written as ``name=repr(value)``;
 ``Code("...")`` (from ``tests.integration.ecs_dags``) inserts an expression verbatim, such as
 ``timedelta(seconds=1)`` or ``POLICY``. The tasks are independent: ``dag.test()`` runs them
-one after the other, retries included, in one run.
+one after the other, retries included, in one run. Each starts with fresh request budgets
+(``hooks/budget.py``), as in a worker, where every task runs in a process of its own.
 
 ``POLICY`` in a DAG file is the suite's retry policy: transient provider trouble is retried at
 once, up to four tries; a timeout is not retried (the scenario wants to see it); everything
@@ -25,6 +26,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
+from airflow_compute_provider.hooks.budget import reset_budgets
 from airflow_compute_provider.operators.ecs import EcsComputeOperator
 from airflow_compute_provider.operators.kubernetes import KubernetesComputeOperator
 from airflow_compute_provider.policy import Abort, ComputeRetryPolicy, Retry
@@ -36,7 +38,20 @@ POLICY = ComputeRetryPolicy(
     rules={{"OPERATION_TIMEOUT": Abort(reason="the scenario wants the timeout")}},
 )
 
-with DAG({dag_id!r}, start_date=datetime(2026, 1, 1), schedule=None, catchup=False) as dag:
+
+def fresh_budgets(context):
+    # A worker runs every task in a process of its own, whose request budgets start fresh;
+    # dag.test() runs them all in one, where one task's throttles would pace all the others.
+    reset_budgets()
+
+
+with DAG(
+    {dag_id!r},
+    start_date=datetime(2026, 1, 1),
+    schedule=None,
+    catchup=False,
+    default_args={{"on_execute_callback": fresh_budgets}},
+) as dag:
 """
 
 
