@@ -8,12 +8,14 @@ the ECS API (Airflow, the Amazon provider's hooks, botocore, HTTP) is real. moto
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import signal
 from typing import Any
 
 import pytest
 
+from airflow_compute_provider.hooks import ecs as ecs_hook
 from airflow_compute_provider.hooks.ecs_retry import LAUNCH_RETRY
 from airflow_compute_provider.hooks.ecs_tags import GENERATION_TAG, TENANT_ID_TAG, UNIT_INDEX_TAG
 from airflow_compute_provider.state.config import open_state_store
@@ -298,11 +300,15 @@ def test_throttling_while_polling_does_not_fail_the_task(airflow_env, ecs_env, f
     assert proxy.counts.faulted["DescribeTasks"] == 4
 
 
-def test_service_unavailable_at_run_task_is_retried(airflow_env, ecs_env, fault_proxy) -> None:
+def test_service_unavailable_at_run_task_is_retried(airflow_env, ecs_env, fault_proxy, monkeypatch) -> None:
     proxy = fault_proxy(ecs_env.endpoint_url)
     ecs_env.route_through(proxy.url)
+    # The hook's own RunTask retries, shortened: this test is about Airflow's retry after them
+    # (test_ecs_hook.py waits out the real ones); dag.test() runs the task in this process.
+    quick = dataclasses.replace(LAUNCH_RETRY, attempts=3, initial_wait=0.05, max_wait=0.2)
+    monkeypatch.setattr(ecs_hook, "LAUNCH_RETRY", quick)
     # Every attempt of both tries: the hook retries a transient RunTask failure in the try.
-    proxy.add_rule(ecs_unavailable(), operation="RunTask", times=2 * LAUNCH_RETRY.attempts)
+    proxy.add_rule(ecs_unavailable(), operation="RunTask", times=2 * quick.attempts)
 
     run = _run(airflow_env, ecs_env, "ecs_unavailable", tenant_id="unavailable", retries=1)
 
