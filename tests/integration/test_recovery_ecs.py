@@ -11,6 +11,7 @@ unfiltered maintenance run sees only what the test made.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from airflow_compute_provider.errors import ComputeError, ComputeOperationError, ErrorCode
+from airflow_compute_provider.hooks import ecs as ecs_hook
 from airflow_compute_provider.hooks.base import (
     ComputeBackend,
     ExecutionRef,
@@ -29,6 +31,7 @@ from airflow_compute_provider.hooks.base import (
     UnitStatus,
 )
 from airflow_compute_provider.hooks.ecs import EcsComputeHook
+from airflow_compute_provider.hooks.ecs_retry import STOP_RETRY
 from airflow_compute_provider.hooks.ecs_tags import TENANT_ID_TAG
 from airflow_compute_provider.plugins.summary import health_summary
 from airflow_compute_provider.recovery import Reconciler, RecoverySettings
@@ -302,9 +305,14 @@ def test_a_rollback_whose_stop_failed_is_cleaned_by_the_next_maintenance_run(
     airflow_env, ecs_env, fault_proxy, state_store, monkeypatch
 ) -> None:
     proxy = _through_proxy(ecs_env, fault_proxy, monkeypatch)
+    # The hook's own StopTask retries, shortened (this test is about what outlasts them; the
+    # dag.test() runs are in this process): every stop fails on the wire.
+    monkeypatch.setattr(
+        ecs_hook, "STOP_RETRY", dataclasses.replace(STOP_RETRY, initial_wait=0.05, max_wait=0.2)
+    )
     ecs_env.default_script = RUNS_FOREVER
     ecs_env.script_next_run_task(failures=[{"reason": "RESOURCE:MEMORY"}])
-    proxy.add_rule(ecs_unavailable(), operation="StopTask")  # every stop fails on the wire
+    proxy.add_rule(ecs_unavailable(), operation="StopTask")
 
     run = _run_compute(airflow_env, ecs_env, "rec_rollback", tenant_id="rec-rollback", count=3)
 
