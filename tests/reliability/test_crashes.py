@@ -160,10 +160,9 @@ def _converged(crash: Crash, run: Any, store: Any, units: Sequence[Any], code: s
         error = run.xcom("provision", key="compute_error")
         # Every unit fails with ``code``; a poll that sees one failed while the other has no
         # status yet (a loaded node) makes it a partial failure of that code, rolled back.
-        failed = (
-            (error.get("units") or {}).get("failed", []) if error["code"] == "PARTIAL_FAILURE" else [error]
-        )
-        assert {(f.get("error") or f)["code"] for f in failed} == {code}, (case, error)
+        failed = (error.get("units") or {}).get("failed", [])
+        partial = error["code"] == "PARTIAL_FAILURE" and {f["error"]["code"] for f in failed} == {code}
+        assert error["code"] == code or partial, (case, error)
         assert [u.resource_id for u in mine if u.alive] == [], f"{case}: units alive after the failure"
         assert tenant.status is TenantStatus.NEEDS_INVESTIGATION, case
         return
